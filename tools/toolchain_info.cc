@@ -7,12 +7,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <vector>
 
 #include "Eigen/Core"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "core/flags.h"
 #include "core/gpu_info.h"
 
 ABSL_FLAG(int, gemm_size, 512, "side of the square GEMM to time, in [16, 4096]");
@@ -37,15 +35,11 @@ double BestGflops(int n, int repeats, Fn gemm) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  core::ParseFlagsOrExit(
+      argc, argv,
       "Prints the toolchain this build linked (compiler, CUDA, NCCL), the visible GPUs, and the "
       "GFLOP/s of a single-threaded f32 GEMM through Eigen and OpenBLAS.\n"
       "Usage: toolchain_info [--gemm_size=512] [--repeats=5]");
-  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
-  if (positional.size() > 1) {
-    std::fprintf(stderr, "toolchain_info: unexpected argument '%s' (see --help)\n", positional[1]);
-    return 2;
-  }
   const int n = absl::GetFlag(FLAGS_gemm_size);
   const int repeats = absl::GetFlag(FLAGS_repeats);
   if (n < 16 || n > 4096) {

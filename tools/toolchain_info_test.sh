@@ -13,5 +13,7 @@ if err=$("$bin" --gemm_size=3 2>&1); then echo "accepted --gemm_size=3"; exit 1;
 grep -q -- "--gemm_size must be in" <<<"$err"
 if err=$("$bin" --no_such_flag 2>&1); then echo "accepted an unknown flag"; exit 1; fi
 grep -qi "no_such_flag" <<<"$err"
-"$bin" --help >/dev/null 2>&1 || [[ $? -eq 1 ]]
+"$bin" --help | grep -q "Usage: toolchain_info"
+if err=$("$bin" extra 2>&1); then echo "accepted a positional argument"; exit 1; fi
+grep -q "unexpected argument 'extra'" <<<"$err"
 echo PASS
