@@ -70,6 +70,13 @@ absl::Status Communicator::CheckPeer(int peer, absl::string_view what) const {
   return absl::OkStatus();
 }
 
+absl::Status Communicator::CheckTag(int tag) const {
+  if (tag < 0 || tag > kMaxTag) {
+    return absl::InvalidArgumentError(absl::StrCat("tag ", tag, " out of range [0, ", kMaxTag, "]"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Communicator::Finish(absl::Status status) {
   if ((absl::IsDeadlineExceeded(status) || absl::IsUnavailable(status)) && aborted_.ok()) {
     aborted_ = status;
@@ -93,10 +100,12 @@ absl::Status Communicator::BatchP2P(absl::Span<const SendOp> sends,
   for (const SendOp& send : sends) {
     RETURN_IF_ERROR(CheckUsable(send.buffer, "send buffer"));
     RETURN_IF_ERROR(CheckPeer(send.peer, "send peer"));
+    RETURN_IF_ERROR(CheckTag(send.tag));
   }
   for (const RecvOp& recv : recvs) {
     RETURN_IF_ERROR(CheckUsable(recv.buffer, "receive buffer"));
     RETURN_IF_ERROR(CheckPeer(recv.peer, "receive peer"));
+    RETURN_IF_ERROR(CheckTag(recv.tag));
   }
   RETURN_IF_ERROR(CheckNotAborted());
   return Finish(DoBatchP2P(sends, recvs, absl::Now() + timeout_));

@@ -32,6 +32,9 @@ namespace comm {
 
 class Communicator {
  public:
+  // Point-to-point tags are in [0, kMaxTag] (the least upper bound MPI guarantees).
+  static constexpr int kMaxTag = 32767;
+
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
   virtual ~Communicator() = default;
@@ -105,6 +108,7 @@ class Communicator {
  private:
   absl::Status CheckNotAborted() const;
   absl::Status CheckUsable(ConstBuffer buffer, absl::string_view what) const;
+  absl::Status CheckTag(int tag) const;
   absl::Status CheckPeer(int peer, absl::string_view what) const;
   // Records DEADLINE_EXCEEDED / UNAVAILABLE as the abort reason; returns `status`.
   absl::Status Finish(absl::Status status);
