@@ -50,27 +50,38 @@ class LocalCommunicator : public Communicator {
     return world_->Exchange(rank(), sends, recvs, deadline);
   }
 
+  // Reduce-scatter then all-gather: rank r reduces slice r of every input (in rank order, so all
+  // ranks agree bit for bit), then every rank copies all slices into its output.
   absl::Status DoAllReduce(ConstBuffer input, Buffer output, ReduceOp op,
                            absl::Time deadline) override {
     Post() = {.input = input, .output = output};
     RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "AllReduce"));
-    absl::Status status = CheckSameShape(input, "AllReduce");
-    // In place, the output is another rank's input until the second barrier: reduce aside.
+    const absl::Status status = CheckSameShape(input, "AllReduce");
+    const size_t begin = SliceBegin(input.count, rank());
+    const size_t count = SliceBegin(input.count, rank() + 1) - begin;
+    // In place, the output is another rank's input until the next barrier: reduce aside.
     std::vector<char> scratch;
-    Buffer result = output;
+    char* reduced = At(output, begin);
     if (input.data == output.data) {
-      scratch.resize(output.bytes());
-      result.data = scratch.data();
+      scratch.resize(count * core::SizeOf(input.dtype));
+      reduced = scratch.data();
     }
     if (status.ok()) {
-      Copy(result.data, world_->post(0).input.data, result.bytes());
+      Copy(reduced, At(world_->post(0).input, begin), count * core::SizeOf(input.dtype));
       for (int r = 1; r < size(); ++r) {
-        internal::ReduceInto(op, input.dtype, world_->post(r).input.data, result.data,
-                             result.count);
+        internal::ReduceInto(op, input.dtype, At(world_->post(r).input, begin), reduced, count);
+      }
+      Post().reduced = reduced;
+    }
+    RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "AllReduce"));
+    if (status.ok()) {
+      for (int r = 0; r < size(); ++r) {
+        const size_t slice = SliceBegin(input.count, r);
+        Copy(At(output, slice), world_->post(r).reduced,
+             (SliceBegin(input.count, r + 1) - slice) * core::SizeOf(input.dtype));
       }
     }
     RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "AllReduce"));
-    if (status.ok()) Copy(output.data, result.data, output.bytes());
     return status;
   }
 
@@ -148,6 +159,9 @@ class LocalCommunicator : public Communicator {
 
  private:
   LocalWorld::Post& Post() { return world_->post(rank()); }
+
+  // First element of rank r's slice when `count` elements are cut into size() slices.
+  size_t SliceBegin(size_t count, int r) const { return count * r / size(); }
 
   // INVALID_ARGUMENT unless every rank's input has the count and dtype of `expected`.
   absl::Status CheckSameShape(ConstBuffer expected, absl::string_view what) {

@@ -31,6 +31,7 @@ class LocalWorld {
     Buffer output;
     absl::Span<const size_t> send_counts;
     absl::Span<const size_t> recv_counts;
+    const void* reduced = nullptr;  // AllReduce: this rank's reduced slice
     int color = 0;
     int key = 0;
     std::shared_ptr<LocalWorld> child;
