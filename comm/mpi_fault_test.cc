@@ -21,7 +21,7 @@ namespace {
 
 constexpr absl::Duration kDeadline = absl::Seconds(2);
 // Slack for an oversubscribed machine: the error must come well before anything hangs.
-constexpr absl::Duration kSlack = absl::Seconds(3);
+constexpr absl::Duration kSlack = absl::Seconds(5);
 
 int Run(const std::string& fault) {
   absl::StatusOr<std::unique_ptr<Communicator>> world = CreateMpiWorld();

@@ -6,6 +6,10 @@
 
 namespace comm::internal {
 
+bool LocalWorld::WaitUntil(std::unique_lock<std::mutex>& lock, absl::Time deadline) {
+  return cv_.wait_until(lock, absl::ToChronoTime(deadline)) == std::cv_status::timeout;
+}
+
 LocalWorld::LocalWorld(int size) : size_(size), posts_(size), gone_(size, false) {}
 
 absl::Status LocalWorld::HealthLocked(int peer) const {
@@ -19,13 +23,13 @@ absl::Status LocalWorld::HealthLocked(int peer) const {
 }
 
 absl::Status LocalWorld::Barrier(int rank, absl::Time deadline, absl::string_view what) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (!failure_.ok()) return failure_;
   const uint64_t generation = generation_;
   if (++arrived_ == size_) {
     arrived_ = 0;
     ++generation_;
-    cv_.SignalAll();
+    cv_.notify_all();
     return absl::OkStatus();
   }
   bool timed_out = false;
@@ -36,7 +40,7 @@ absl::Status LocalWorld::Barrier(int rank, absl::Time deadline, absl::string_vie
           what, ": rank ", rank, " timed out waiting for ", size_ - arrived_, " of ", size_,
           " ranks"));
     }
-    timed_out = cv_.WaitWithDeadline(&mu_, deadline);
+    timed_out = WaitUntil(lock, deadline);
   }
   return absl::OkStatus();
 }
@@ -44,7 +48,7 @@ absl::Status LocalWorld::Barrier(int rank, absl::Time deadline, absl::string_vie
 absl::Status LocalWorld::ReceiveOne(int rank, const RecvOp& recv, absl::Time deadline) {
   Message* message = nullptr;
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     bool timed_out = false;
     while (true) {
       for (Message& candidate : messages_) {
@@ -61,7 +65,7 @@ absl::Status LocalWorld::ReceiveOne(int rank, const RecvOp& recv, absl::Time dea
                                                         " timed out waiting for rank ", recv.peer,
                                                         " (tag ", recv.tag, ")"));
       }
-      timed_out = cv_.WaitWithDeadline(&mu_, deadline);
+      timed_out = WaitUntil(lock, deadline);
     }
     message->taken = true;
     if (message->buffer.count != recv.buffer.count ||
@@ -71,16 +75,16 @@ absl::Status LocalWorld::ReceiveOne(int rank, const RecvOp& recv, absl::Time dea
           " to rank ", rank, " which expected ", Shape(recv.buffer.count, recv.buffer.dtype),
           " (tag ", recv.tag, ")"));
       message->done = true;
-      cv_.SignalAll();
+      cv_.notify_all();
       return message->status;
     }
   }
   if (recv.buffer.bytes() > 0) {
     std::memcpy(recv.buffer.data, message->buffer.data, recv.buffer.bytes());
   }
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   message->done = true;
-  cv_.SignalAll();
+  cv_.notify_all();
   return absl::OkStatus();
 }
 
@@ -88,20 +92,20 @@ absl::Status LocalWorld::Exchange(int rank, absl::Span<const SendOp> sends,
                                   absl::Span<const RecvOp> recvs, absl::Time deadline) {
   std::vector<std::list<Message>::iterator> posted;
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (!failure_.ok()) return failure_;
     for (const SendOp& send : sends) {
       posted.push_back(
           messages_.insert(messages_.end(), Message{rank, send.peer, send.tag, send.buffer}));
     }
-    cv_.SignalAll();
+    cv_.notify_all();
   }
   absl::Status status;
   for (const RecvOp& recv : recvs) {
     status = ReceiveOne(rank, recv, deadline);
     if (!status.ok()) break;
   }
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   bool timed_out = false;
   for (auto it : posted) {
     while (!it->done) {
@@ -113,9 +117,9 @@ absl::Status LocalWorld::Exchange(int rank, absl::Span<const SendOp> sends,
               it->tag, ")"));
         }
         if (!status.ok()) break;  // withdrawn below; nobody has started reading it
-        timed_out = cv_.WaitWithDeadline(&mu_, deadline);
+        timed_out = WaitUntil(lock, deadline);
       } else {
-        cv_.Wait(&mu_);  // a receiver is copying; that ends without waiting on anything else
+        cv_.wait(lock);  // a receiver is copying; that ends without waiting on anything else
       }
     }
     if (it->done && status.ok()) status = it->status;
@@ -125,18 +129,18 @@ absl::Status LocalWorld::Exchange(int rank, absl::Span<const SendOp> sends,
 }
 
 void LocalWorld::Leave(int rank) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   gone_[rank] = true;
-  cv_.SignalAll();
+  cv_.notify_all();
 }
 
 void LocalWorld::Abort(int rank, const absl::Status& why) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (failure_.ok()) {
     failure_ = absl::UnavailableError(
         absl::StrCat("rank ", rank, " aborted the group: ", why.message()));
   }
-  cv_.SignalAll();
+  cv_.notify_all();
 }
 
 }  // namespace comm::internal

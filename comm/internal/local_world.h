@@ -8,15 +8,15 @@
 #ifndef COMM_INTERNAL_LOCAL_WORLD_H_
 #define COMM_INTERNAL_LOCAL_WORLD_H_
 
+#include <condition_variable>
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <mutex>
 #include "absl/strings/string_view.h"
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "comm/buffer.h"
@@ -72,18 +72,23 @@ class LocalWorld {
   };
 
   // OK unless aborted or `peer` (any rank if -1) has left.
-  absl::Status HealthLocked(int peer) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Callers hold mu_.
+  absl::Status HealthLocked(int peer) const;
+  // Waits on cv_ until notified or `deadline`; true if the deadline passed.
+  bool WaitUntil(std::unique_lock<std::mutex>& lock, absl::Time deadline);
   absl::Status ReceiveOne(int rank, const RecvOp& recv, absl::Time deadline);
 
   const int size_;
   std::vector<Post> posts_;
-  absl::Mutex mu_;
-  absl::CondVar cv_;
-  int arrived_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<bool> gone_ ABSL_GUARDED_BY(mu_);
-  absl::Status failure_ ABSL_GUARDED_BY(mu_);
-  std::list<Message> messages_ ABSL_GUARDED_BY(mu_);
+  // std::mutex rather than absl::Mutex: Debian's Abseil is not built for ThreadSanitizer, and
+  // these are the waits that TSan should check. Everything below is guarded by mu_.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int arrived_ = 0;
+  uint64_t generation_ = 0;
+  std::vector<bool> gone_;
+  absl::Status failure_;
+  std::list<Message> messages_;
 };
 
 }  // namespace comm::internal
