@@ -23,13 +23,25 @@ size_t Sum(absl::Span<const size_t> counts) {
 
 }  // namespace
 
+absl::Status ValidateCommFlags() {
+  const absl::Duration timeout = absl::GetFlag(FLAGS_comm_timeout);
+  if (timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("--comm_timeout must be positive, got ",
+                                                   absl::FormatDuration(timeout)));
+  }
+  return absl::OkStatus();
+}
+
 Communicator::Communicator(int rank, int size)
     : rank_(rank), size_(size), timeout_(absl::GetFlag(FLAGS_comm_timeout)) {
   if (size <= 0 || rank < 0 || rank >= size) {
     std::cerr << "Communicator: rank " << rank << " out of range for size " << size << "\n";
     std::abort();
   }
-  if (timeout_ <= absl::ZeroDuration()) timeout_ = absl::Seconds(60);
+  if (const absl::Status flags = ValidateCommFlags(); !flags.ok()) {
+    std::cerr << "Communicator: " << flags.message() << "\n";
+    std::abort();
+  }
 }
 
 void Communicator::set_timeout(absl::Duration timeout) {

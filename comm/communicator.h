@@ -30,6 +30,10 @@ ABSL_DECLARE_FLAG(absl::Duration, comm_timeout);
 
 namespace comm {
 
+// OK if --comm_timeout is positive, else INVALID_ARGUMENT naming the flag. Binaries call it after
+// absl::ParseCommandLine; constructing a communicator with a bad flag aborts.
+absl::Status ValidateCommFlags();
+
 class Communicator {
  public:
   // Point-to-point tags are in [0, kMaxTag] (the least upper bound MPI guarantees).

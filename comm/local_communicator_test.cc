@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "comm/internal/conformance.h"
@@ -131,6 +132,24 @@ TEST(LocalCommunicatorTest, UnmatchedSendTimesOut) {
   });
   EXPECT_TRUE(absl::IsDeadlineExceeded(statuses[0])) << statuses[0];
   EXPECT_FALSE(statuses[1].ok());
+}
+
+TEST(CommunicatorTest, TimeoutFlagIsValidatedAndSplitInheritsTheTimeout) {
+  EXPECT_TRUE(ValidateCommFlags().ok());
+  const absl::Duration saved = absl::GetFlag(FLAGS_comm_timeout);
+  absl::SetFlag(&FLAGS_comm_timeout, absl::ZeroDuration());
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateCommFlags()));
+  absl::SetFlag(&FLAGS_comm_timeout, absl::Seconds(7));
+  const std::vector<absl::Status> statuses = RunLocalRanks(2, [](Communicator& comm) {
+    EXPECT_EQ(comm.timeout(), absl::Seconds(7));
+    comm.set_timeout(absl::Seconds(3));
+    absl::StatusOr<std::unique_ptr<Communicator>> child = comm.Split(0, 0);
+    if (!child.ok()) return child.status();
+    EXPECT_EQ((*child)->timeout(), absl::Seconds(3));
+    return absl::OkStatus();
+  });
+  absl::SetFlag(&FLAGS_comm_timeout, saved);
+  for (const absl::Status& status : statuses) EXPECT_TRUE(status.ok()) << status;
 }
 
 }  // namespace

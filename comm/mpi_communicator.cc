@@ -151,22 +151,24 @@ class MpiCommunicator : public Communicator {
  protected:
   absl::Status DoBatchP2P(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
                           absl::Time deadline) override {
+    for (const RecvOp& recv : recvs) RETURN_IF_ERROR(IntCount(recv.buffer.count, "Recv").status());
+    for (const SendOp& send : sends) RETURN_IF_ERROR(IntCount(send.buffer.count, "Send").status());
     std::vector<MPI_Request> requests;
     absl::Status status;
     for (const RecvOp& recv : recvs) {
-      ASSIGN_OR_RETURN(const int count, IntCount(recv.buffer.count, "Recv"));
       requests.emplace_back();
-      status = MpiStatus(MPI_Irecv(recv.buffer.data, count, MpiType(recv.buffer.dtype), recv.peer,
-                                   recv.tag, comm_, &requests.back()),
+      status = MpiStatus(MPI_Irecv(recv.buffer.data, static_cast<int>(recv.buffer.count),
+                                   MpiType(recv.buffer.dtype), recv.peer, recv.tag, comm_,
+                                   &requests.back()),
                          "MPI_Irecv");
       if (!status.ok()) break;
     }
     for (const SendOp& send : sends) {
       if (!status.ok()) break;
-      ASSIGN_OR_RETURN(const int count, IntCount(send.buffer.count, "Send"));
       requests.emplace_back();
-      status = MpiStatus(MPI_Isend(send.buffer.data, count, MpiType(send.buffer.dtype), send.peer,
-                                   send.tag, comm_, &requests.back()),
+      status = MpiStatus(MPI_Isend(send.buffer.data, static_cast<int>(send.buffer.count),
+                                   MpiType(send.buffer.dtype), send.peer, send.tag, comm_,
+                                   &requests.back()),
                          "MPI_Isend");
     }
     if (status.ok()) status = WaitAll(requests, deadline, P2PName(sends, recvs));

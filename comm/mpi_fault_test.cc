@@ -58,6 +58,10 @@ int Run(const std::string& fault) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Fault test of the mpi backend; run under mpirun.");
   absl::ParseCommandLine(argc, argv);
+  if (const absl::Status flags = comm::ValidateCommFlags(); !flags.ok()) {
+    std::cerr << flags.message() << "\n";
+    return 2;
+  }
   const std::string fault = absl::GetFlag(FLAGS_fault);
   if (fault != "never_joins" && fault != "exits") {
     std::cerr << "--fault must be never_joins or exits, got '" << fault << "'\n";
