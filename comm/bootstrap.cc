@@ -26,8 +26,7 @@ absl::StatusOr<int> ReadInt(const EnvLookup& getenv, const char* name, int min, 
   int value = 0;
   if (!absl::SimpleAtoi(text, &value) || value < min || value >= max) {
     return absl::InvalidArgumentError(absl::StrCat("environment variable ", name, "='", text,
-                                                   "' is not a number in [", min, ", ", max,
-                                                   ")"));
+                                                   "' is not a number in [", min, ", ", max, ")"));
   }
   return value;
 }
@@ -70,12 +69,11 @@ absl::StatusOr<std::unique_ptr<Communicator>> NcclWorld(const LaunchEnvironment&
 
 absl::StatusOr<LaunchEnvironment> ReadLaunchEnvironment(const EnvLookup& getenv) {
   if (getenv("OMPI_COMM_WORLD_SIZE") != nullptr) {
-    return ReadVariables(getenv, Launcher::kOpenMpi, "OMPI_COMM_WORLD_RANK",
-                         "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK");
+    return ReadVariables(getenv, Launcher::kOpenMpi, "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+                         "OMPI_COMM_WORLD_LOCAL_RANK");
   }
   if (getenv("SLURM_NTASKS") != nullptr && getenv("SLURM_PROCID") != nullptr) {
-    return ReadVariables(getenv, Launcher::kSlurm, "SLURM_PROCID", "SLURM_NTASKS",
-                         "SLURM_LOCALID");
+    return ReadVariables(getenv, Launcher::kSlurm, "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID");
   }
   return LaunchEnvironment{};
 }

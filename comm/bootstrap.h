@@ -37,7 +37,7 @@ enum class Backend {
   kAuto,   // mpi under a launcher, else local
   kLocal,  // this process alone: a local communicator of one rank
   kMpi,
-  kNccl,   // one GPU per process (GPU local_rank % GPUs), NCCL id broadcast over mpi or local
+  kNccl,  // one GPU per process (GPU local_rank % GPUs), NCCL id broadcast over mpi or local
 };
 
 // "auto", "local", "mpi" or "nccl"; INVALID_ARGUMENT otherwise.

@@ -87,8 +87,10 @@ TEST(CreateWorldCommunicatorTest, AutoFollowsTheLauncher) {
   EXPECT_EQ((*world)->size(), env->size);
   EXPECT_EQ((*world)->rank(), env->rank);
   std::vector<int32_t> ranks(1, (*world)->rank());
-  ASSERT_TRUE((*world)->AllReduce(ConstHostBuffer<int32_t>(ranks), HostBuffer<int32_t>(ranks),
-                                  ReduceOp::kSum).ok());
+  ASSERT_TRUE(
+      (*world)
+          ->AllReduce(ConstHostBuffer<int32_t>(ranks), HostBuffer<int32_t>(ranks), ReduceOp::kSum)
+          .ok());
   EXPECT_EQ(ranks[0], env->size * (env->size - 1) / 2);
   const absl::StatusOr<std::unique_ptr<Communicator>> local =
       CreateWorldCommunicator(Backend::kLocal);

@@ -74,9 +74,8 @@ void SetCounters(benchmark::State& state, Kind kind, int ranks, size_t bytes) {
   const double bus_factor = kind == Kind::kAllReduce  ? 2.0 * (n - 1) / n
                             : kind == Kind::kAllToAll ? (n - 1) / n
                                                       : 1.0;
-  state.counters["algbw"] =
-      benchmark::Counter(algbw_bytes, benchmark::Counter::kIsIterationInvariantRate,
-                         benchmark::Counter::kIs1024);
+  state.counters["algbw"] = benchmark::Counter(
+      algbw_bytes, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1024);
   state.counters["busbw"] =
       benchmark::Counter(algbw_bytes * bus_factor, benchmark::Counter::kIsIterationInvariantRate,
                          benchmark::Counter::kIs1024);
@@ -165,8 +164,7 @@ void RegisterMpi(Communicator* world) {
       const int64_t iterations =
           std::clamp<int64_t>((int64_t{256} << 20) / static_cast<int64_t>(bytes), 20, 10000);
       benchmark::RegisterBenchmark(
-          absl::StrCat("mpi/", KindName(kind), "/ranks:", world->size(), "/bytes:", bytes)
-              .c_str(),
+          absl::StrCat("mpi/", KindName(kind), "/ranks:", world->size(), "/bytes:", bytes).c_str(),
           [=](benchmark::State& state) { RunMpi(state, world, kind, bytes); })
           ->Iterations(iterations)
           ->UseRealTime()

@@ -26,8 +26,8 @@ size_t Sum(absl::Span<const size_t> counts) {
 absl::Status ValidateCommFlags() {
   const absl::Duration timeout = absl::GetFlag(FLAGS_comm_timeout);
   if (timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat("--comm_timeout must be positive, got ",
-                                                   absl::FormatDuration(timeout)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--comm_timeout must be positive, got ", absl::FormatDuration(timeout)));
   }
   return absl::OkStatus();
 }
@@ -64,9 +64,9 @@ absl::Status Communicator::CheckNotAborted() const {
 absl::Status Communicator::CheckUsable(ConstBuffer buffer, absl::string_view what) const {
   RETURN_IF_ERROR(CheckNotAborted());
   if (!Supports(buffer.memory)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": the ", backend(), " backend does not accept ",
-        buffer.memory == MemoryKind::kHost ? "host" : "device", " memory"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": the ", backend(), " backend does not accept ",
+                     buffer.memory == MemoryKind::kHost ? "host" : "device", " memory"));
   }
   if (buffer.data == nullptr && buffer.count > 0) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": null data with count ", buffer.count));
@@ -84,7 +84,8 @@ absl::Status Communicator::CheckPeer(int peer, absl::string_view what) const {
 
 absl::Status Communicator::CheckTag(int tag) const {
   if (tag < 0 || tag > kMaxTag) {
-    return absl::InvalidArgumentError(absl::StrCat("tag ", tag, " out of range [0, ", kMaxTag, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tag ", tag, " out of range [0, ", kMaxTag, "]"));
   }
   return absl::OkStatus();
 }
@@ -127,9 +128,9 @@ absl::Status Communicator::AllReduce(ConstBuffer input, Buffer output, ReduceOp 
   RETURN_IF_ERROR(CheckUsable(input, "AllReduce input"));
   RETURN_IF_ERROR(CheckUsable(output, "AllReduce output"));
   if (input.count != output.count || input.dtype != output.dtype) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "AllReduce: input has ", Shape(input.count, input.dtype), " but output has ",
-        Shape(output.count, output.dtype)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("AllReduce: input has ", Shape(input.count, input.dtype), " but output has ",
+                     Shape(output.count, output.dtype)));
   }
   return Finish(DoAllReduce(input, output, op, absl::Now() + timeout_));
 }
@@ -151,9 +152,9 @@ absl::Status Communicator::AllToAll(ConstBuffer input, absl::Span<const size_t> 
   RETURN_IF_ERROR(CheckUsable(output, "AllToAll output"));
   if (send_counts.size() != static_cast<size_t>(size_) ||
       recv_counts.size() != static_cast<size_t>(size_)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("AllToAll: send_counts and recv_counts need ", size_, " entries, have ",
-                     send_counts.size(), " and ", recv_counts.size()));
+    return absl::InvalidArgumentError(absl::StrCat("AllToAll: send_counts and recv_counts need ",
+                                                   size_, " entries, have ", send_counts.size(),
+                                                   " and ", recv_counts.size()));
   }
   if (input.dtype != output.dtype) {
     return absl::InvalidArgumentError(absl::StrCat("AllToAll: input has dtype ",
@@ -161,9 +162,9 @@ absl::Status Communicator::AllToAll(ConstBuffer input, absl::Span<const size_t> 
                                                    core::Name(output.dtype)));
   }
   if (Sum(send_counts) > input.count || Sum(recv_counts) > output.count) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "AllToAll: counts sum to ", Sum(send_counts), " sent and ", Sum(recv_counts),
-        " received, buffers hold ", input.count, " and ", output.count));
+    return absl::InvalidArgumentError(
+        absl::StrCat("AllToAll: counts sum to ", Sum(send_counts), " sent and ", Sum(recv_counts),
+                     " received, buffers hold ", input.count, " and ", output.count));
   }
   return Finish(DoAllToAll(input, send_counts, output, recv_counts, absl::Now() + timeout_));
 }
@@ -184,8 +185,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> Communicator::Split(int color, int
     return absl::InvalidArgumentError(absl::StrCat("Split: color must be >= 0, got ", color));
   }
   RETURN_IF_ERROR(CheckNotAborted());
-  absl::StatusOr<std::unique_ptr<Communicator>> child =
-      DoSplit(color, key, absl::Now() + timeout_);
+  absl::StatusOr<std::unique_ptr<Communicator>> child = DoSplit(color, key, absl::Now() + timeout_);
   if (!child.ok()) return Finish(child.status());
   (*child)->timeout_ = timeout_;
   return child;

@@ -16,11 +16,11 @@
 
 #include <cstddef>
 #include <memory>
-#include "absl/strings/string_view.h"
 
 #include "absl/flags/declare.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "comm/buffer.h"
@@ -94,8 +94,8 @@ class Communicator {
 
   // Backend implementations. Arguments are already validated: peers and roots in range, dtypes
   // and local counts consistent, memory kinds supported, communicator not aborted.
-  virtual absl::Status DoBatchP2P(absl::Span<const SendOp> sends,
-                                  absl::Span<const RecvOp> recvs, absl::Time deadline) = 0;
+  virtual absl::Status DoBatchP2P(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
+                                  absl::Time deadline) = 0;
   virtual absl::Status DoAllReduce(ConstBuffer input, Buffer output, ReduceOp op,
                                    absl::Time deadline) = 0;
   virtual absl::Status DoAllGather(ConstBuffer input, Buffer output, absl::Time deadline) = 0;

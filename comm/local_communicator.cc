@@ -100,8 +100,8 @@ class LocalCommunicator : public Communicator {
 
   absl::Status DoAllToAll(ConstBuffer input, absl::Span<const size_t> send_counts, Buffer output,
                           absl::Span<const size_t> recv_counts, absl::Time deadline) override {
-    Post() = {.input = input, .output = output, .send_counts = send_counts,
-              .recv_counts = recv_counts};
+    Post() = {
+        .input = input, .output = output, .send_counts = send_counts, .recv_counts = recv_counts};
     RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "AllToAll"));
     absl::Status status;
     for (int r = 0; r < size() && status.ok(); ++r) {
@@ -168,9 +168,9 @@ class LocalCommunicator : public Communicator {
     for (int r = 0; r < size(); ++r) {
       const ConstBuffer peer = world_->post(r).input;
       if (peer.count != expected.count || peer.dtype != expected.dtype) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            what, ": rank ", r, " passed ", Shape(peer.count, peer.dtype), ", rank ", rank(),
-            " expected ", Shape(expected.count, expected.dtype)));
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, ": rank ", r, " passed ", Shape(peer.count, peer.dtype), ", rank ",
+                         rank(), " expected ", Shape(expected.count, expected.dtype)));
       }
     }
     return absl::OkStatus();

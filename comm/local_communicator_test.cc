@@ -16,14 +16,14 @@ namespace {
 using internal::HostTestMemory;
 
 // Runs `check` on `size` ranks and expects every rank to succeed.
-void ExpectAllRanksPass(int size,
-                        absl::Status (*check)(Communicator&, internal::TestMemory&)) {
+void ExpectAllRanksPass(int size, absl::Status (*check)(Communicator&, internal::TestMemory&)) {
   const std::vector<absl::Status> statuses = RunLocalRanks(size, [&](Communicator& comm) {
     EXPECT_EQ(comm.backend(), "local");
     HostTestMemory memory;
     return check(comm, memory);
   });
-  for (int r = 0; r < size; ++r) EXPECT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
+  for (int r = 0; r < size; ++r)
+    EXPECT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
 }
 
 class LocalConformanceTest : public testing::TestWithParam<int> {};
@@ -31,10 +31,16 @@ class LocalConformanceTest : public testing::TestWithParam<int> {};
 TEST_P(LocalConformanceTest, PointToPoint) {
   ExpectAllRanksPass(GetParam(), internal::CheckPointToPoint);
 }
-TEST_P(LocalConformanceTest, AllReduce) { ExpectAllRanksPass(GetParam(), internal::CheckAllReduce); }
-TEST_P(LocalConformanceTest, AllGather) { ExpectAllRanksPass(GetParam(), internal::CheckAllGather); }
+TEST_P(LocalConformanceTest, AllReduce) {
+  ExpectAllRanksPass(GetParam(), internal::CheckAllReduce);
+}
+TEST_P(LocalConformanceTest, AllGather) {
+  ExpectAllRanksPass(GetParam(), internal::CheckAllGather);
+}
 TEST_P(LocalConformanceTest, AllToAll) { ExpectAllRanksPass(GetParam(), internal::CheckAllToAll); }
-TEST_P(LocalConformanceTest, Broadcast) { ExpectAllRanksPass(GetParam(), internal::CheckBroadcast); }
+TEST_P(LocalConformanceTest, Broadcast) {
+  ExpectAllRanksPass(GetParam(), internal::CheckBroadcast);
+}
 TEST_P(LocalConformanceTest, BarrierAndSplit) {
   ExpectAllRanksPass(GetParam(), internal::CheckBarrierAndSplit);
 }
@@ -51,7 +57,8 @@ TEST(LocalCommunicatorTest, RejectsBadArgumentsAndStaysUsable) {
         comm.AllReduce(ConstHostBuffer<float>(a), HostBuffer<float>(b), ReduceOp::kSum)));
     EXPECT_TRUE(absl::IsInvalidArgument(
         comm.AllReduce(ConstHostBuffer<float>(a), HostBuffer<int32_t>(c), ReduceOp::kSum)));
-    EXPECT_TRUE(absl::IsInvalidArgument(comm.AllGather(ConstHostBuffer<float>(a), HostBuffer<float>(a))));
+    EXPECT_TRUE(
+        absl::IsInvalidArgument(comm.AllGather(ConstHostBuffer<float>(a), HostBuffer<float>(a))));
     const size_t counts[] = {1, 1};
     EXPECT_TRUE(absl::IsInvalidArgument(
         comm.AllToAll(ConstHostBuffer<float>(a), {counts, 1}, HostBuffer<float>(a), counts)));
@@ -87,8 +94,7 @@ TEST(LocalCommunicatorTest, RankThatNeverJoinsMakesOthersFailWithinDeadline) {
     std::vector<int32_t> value = {1};
     const absl::Time start = absl::Now();
     absl::Status status =
-        comm.AllReduce(ConstHostBuffer<int32_t>(value), HostBuffer<int32_t>(value),
-                       ReduceOp::kSum);
+        comm.AllReduce(ConstHostBuffer<int32_t>(value), HostBuffer<int32_t>(value), ReduceOp::kSum);
     EXPECT_LT(absl::Now() - start, absl::Seconds(2));
     EXPECT_TRUE(absl::IsDeadlineExceeded(status) || absl::IsUnavailable(status)) << status;
     EXPECT_TRUE(absl::IsFailedPrecondition(comm.Barrier()));

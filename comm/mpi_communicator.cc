@@ -69,8 +69,7 @@ const MpiState& State() {
     int provided = MPI_THREAD_SINGLE;
     if (initialized) {
       MPI_Query_thread(&provided);
-    } else if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided) !=
-               MPI_SUCCESS) {
+    } else if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) {
       s->status = absl::UnavailableError("MPI_Init_thread failed");
       return s;
     } else {
@@ -109,8 +108,8 @@ absl::Status WaitAll(std::vector<MPI_Request>& requests, absl::Time deadline,
                      absl::string_view what) {
   for (int spins = 0;; ++spins) {
     int done = 0;
-    RETURN_IF_ERROR(MpiStatus(
-        MPI_Testall(requests.size(), requests.data(), &done, MPI_STATUSES_IGNORE), what));
+    RETURN_IF_ERROR(
+        MpiStatus(MPI_Testall(requests.size(), requests.data(), &done, MPI_STATUSES_IGNORE), what));
     if (done) return absl::OkStatus();
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(
@@ -136,8 +135,7 @@ std::string P2PName(absl::Span<const SendOp> sends, absl::Span<const RecvOp> rec
 
 class MpiCommunicator : public Communicator {
  public:
-  MpiCommunicator(MPI_Comm comm, int rank, int size)
-      : Communicator(rank, size), comm_(comm) {}
+  MpiCommunicator(MPI_Comm comm, int rank, int size) : Communicator(rank, size), comm_(comm) {}
   ~MpiCommunicator() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -157,19 +155,19 @@ class MpiCommunicator : public Communicator {
     absl::Status status;
     for (const RecvOp& recv : recvs) {
       requests.emplace_back();
-      status = MpiStatus(MPI_Irecv(recv.buffer.data, static_cast<int>(recv.buffer.count),
-                                   MpiType(recv.buffer.dtype), recv.peer, recv.tag, comm_,
-                                   &requests.back()),
-                         "MPI_Irecv");
+      status = MpiStatus(
+          MPI_Irecv(recv.buffer.data, static_cast<int>(recv.buffer.count),
+                    MpiType(recv.buffer.dtype), recv.peer, recv.tag, comm_, &requests.back()),
+          "MPI_Irecv");
       if (!status.ok()) break;
     }
     for (const SendOp& send : sends) {
       if (!status.ok()) break;
       requests.emplace_back();
-      status = MpiStatus(MPI_Isend(send.buffer.data, static_cast<int>(send.buffer.count),
-                                   MpiType(send.buffer.dtype), send.peer, send.tag, comm_,
-                                   &requests.back()),
-                         "MPI_Isend");
+      status = MpiStatus(
+          MPI_Isend(send.buffer.data, static_cast<int>(send.buffer.count),
+                    MpiType(send.buffer.dtype), send.peer, send.tag, comm_, &requests.back()),
+          "MPI_Isend");
     }
     if (status.ok()) status = WaitAll(requests, deadline, P2PName(sends, recvs));
     if (!status.ok()) {
@@ -216,9 +214,8 @@ class MpiCommunicator : public Communicator {
       recv_offset += recvs[p];
     }
     const MPI_Datatype type = MpiType(input.dtype);
-    return Complete(MPI_Ialltoallv(input.data, sends.data(), send_offsets.data(), type,
-                                   output.data, recvs.data(), recv_offsets.data(), type, comm_,
-                                   &request_),
+    return Complete(MPI_Ialltoallv(input.data, sends.data(), send_offsets.data(), type, output.data,
+                                   recvs.data(), recv_offsets.data(), type, comm_, &request_),
                     deadline, "AllToAll");
   }
 
@@ -238,9 +235,9 @@ class MpiCommunicator : public Communicator {
     // once every rank is known to be in the call.
     const int mine[2] = {color, key};
     std::vector<int> all(2 * size());
-    RETURN_IF_ERROR(Complete(
-        MPI_Iallgather(mine, 2, MPI_INT, all.data(), 2, MPI_INT, comm_, &request_), deadline,
-        "Split"));
+    RETURN_IF_ERROR(
+        Complete(MPI_Iallgather(mine, 2, MPI_INT, all.data(), 2, MPI_INT, comm_, &request_),
+                 deadline, "Split"));
     MPI_Comm child;
     RETURN_IF_ERROR(MpiStatus(MPI_Comm_split(comm_, color, key, &child), "MPI_Comm_split"));
     return Wrap(child);
@@ -249,8 +246,8 @@ class MpiCommunicator : public Communicator {
  public:
   // A communicator over `comm`, which it then owns; errors come back as codes, not aborts.
   static absl::StatusOr<std::unique_ptr<Communicator>> Wrap(MPI_Comm comm) {
-    RETURN_IF_ERROR(MpiStatus(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN),
-                              "MPI_Comm_set_errhandler"));
+    RETURN_IF_ERROR(
+        MpiStatus(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler"));
     int rank = 0, size = 0;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);

@@ -38,11 +38,10 @@ int Run(const std::string& fault) {
   }
   std::vector<int32_t> value = {comm.rank()};
   const absl::Time start = absl::Now();
-  const absl::Status status =
-      fault == "never_joins"
-          ? comm.AllReduce(ConstHostBuffer<int32_t>(value), HostBuffer<int32_t>(value),
-                           ReduceOp::kSum)
-          : comm.Recv(HostBuffer<int32_t>(value), last);
+  const absl::Status status = fault == "never_joins"
+                                  ? comm.AllReduce(ConstHostBuffer<int32_t>(value),
+                                                   HostBuffer<int32_t>(value), ReduceOp::kSum)
+                                  : comm.Recv(HostBuffer<int32_t>(value), last);
   const absl::Duration elapsed = absl::Now() - start;
   const absl::Status after = comm.Barrier();
   std::cout << "rank " << comm.rank() << " (" << fault << "): " << status << " after "

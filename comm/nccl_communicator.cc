@@ -21,8 +21,8 @@ namespace {
 // NCCL's last message for `comm` (may be null). A remote failure means a peer is gone.
 absl::Status NcclStatus(ncclResult_t result, ncclComm_t comm, absl::string_view what) {
   if (result == ncclSuccess || result == ncclInProgress) return absl::OkStatus();
-  const std::string message = absl::StrCat(what, ": ", ncclGetErrorString(result), ": ",
-                                           ncclGetLastError(comm));
+  const std::string message =
+      absl::StrCat(what, ": ", ncclGetErrorString(result), ": ", ncclGetLastError(comm));
   switch (result) {
     case ncclRemoteError:
       return absl::UnavailableError(message);
@@ -84,8 +84,8 @@ class NcclCommunicator : public Communicator {
     RETURN_IF_ERROR(NcclStatus(ncclCommUserRank(comm, &rank), comm, "ncclCommUserRank"));
     RETURN_IF_ERROR(NcclStatus(ncclCommCount(comm, &size), comm, "ncclCommCount"));
     auto result = std::unique_ptr<NcclCommunicator>(new NcclCommunicator(comm, device, rank, size));
-    RETURN_IF_ERROR(COMM_CUDA_STATUS(
-        cudaStreamCreateWithFlags(&result->stream_, cudaStreamNonBlocking)));
+    RETURN_IF_ERROR(
+        COMM_CUDA_STATUS(cudaStreamCreateWithFlags(&result->stream_, cudaStreamNonBlocking)));
     RETURN_IF_ERROR(COMM_CUDA_STATUS(cudaMalloc(&result->scratch_, sizeof(float))));
     return result;
   }
@@ -95,9 +95,8 @@ class NcclCommunicator : public Communicator {
     if (comm_ != nullptr) {
       // Flush, with a bound; a communicator that cannot finish in time is aborted instead.
       const ncclResult_t finalize = ncclCommFinalize(comm_);
-      const bool flushed =
-          (finalize == ncclSuccess || finalize == ncclInProgress) &&
-          AwaitReady(comm_, absl::Now() + timeout(), "ncclCommFinalize").ok();
+      const bool flushed = (finalize == ncclSuccess || finalize == ncclInProgress) &&
+                           AwaitReady(comm_, absl::Now() + timeout(), "ncclCommFinalize").ok();
       if (flushed) {
         ncclCommDestroy(comm_);
       } else {
@@ -145,8 +144,8 @@ class NcclCommunicator : public Communicator {
 
   absl::Status DoAllGather(ConstBuffer input, Buffer output, absl::Time deadline) override {
     return Run("AllGather", deadline, [&] {
-      return NcclStatus(ncclAllGather(input.data, output.data, input.count,
-                                      NcclType(input.dtype), comm_, stream_),
+      return NcclStatus(ncclAllGather(input.data, output.data, input.count, NcclType(input.dtype),
+                                      comm_, stream_),
                         comm_, "ncclAllGather");
     });
   }
@@ -160,10 +159,9 @@ class NcclCommunicator : public Communicator {
       size_t send_offset = 0, recv_offset = 0;
       for (int p = 0; p < size() && status.ok(); ++p) {
         if (send_counts[p] > 0) {
-          status = NcclStatus(
-              ncclSend(static_cast<const char*>(input.data) + send_offset * element,
-                       send_counts[p], NcclType(input.dtype), p, comm_, stream_),
-              comm_, "ncclSend");
+          status = NcclStatus(ncclSend(static_cast<const char*>(input.data) + send_offset * element,
+                                       send_counts[p], NcclType(input.dtype), p, comm_, stream_),
+                              comm_, "ncclSend");
         }
         if (status.ok() && recv_counts[p] > 0) {
           status = NcclStatus(ncclRecv(static_cast<char*>(output.data) + recv_offset * element,
@@ -198,8 +196,8 @@ class NcclCommunicator : public Communicator {
     RETURN_IF_ERROR(COMM_CUDA_STATUS(cudaSetDevice(device_)));
     ncclConfig_t config = NonBlockingConfig();
     ncclComm_t child = nullptr;
-    RETURN_IF_ERROR(NcclStatus(ncclCommSplit(comm_, color, key, &child, &config), comm_,
-                               "ncclCommSplit"));
+    RETURN_IF_ERROR(
+        NcclStatus(ncclCommSplit(comm_, color, key, &child, &config), comm_, "ncclCommSplit"));
     RETURN_IF_ERROR(AwaitReady(comm_, deadline, "ncclCommSplit"));
     if (child == nullptr) {
       return absl::InternalError("ncclCommSplit returned no communicator");
@@ -275,9 +273,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Communicato
   std::memcpy(&id, id_words, sizeof(id));
   ncclConfig_t config = NonBlockingConfig();
   ncclComm_t comm = nullptr;
-  RETURN_IF_ERROR(NcclStatus(
-      ncclCommInitRankConfig(&comm, bootstrap.size(), id, bootstrap.rank(), &config), comm,
-      "ncclCommInitRankConfig"));
+  RETURN_IF_ERROR(
+      NcclStatus(ncclCommInitRankConfig(&comm, bootstrap.size(), id, bootstrap.rank(), &config),
+                 comm, "ncclCommInitRankConfig"));
   const absl::Status ready =
       AwaitReady(comm, absl::Now() + bootstrap.timeout(), "ncclCommInitRankConfig");
   if (!ready.ok()) {

@@ -99,9 +99,9 @@ TEST(NcclCommunicatorTest, RankThatNeverJoinsTimesOutAndAborts) {
       CudaTestMemory memory;
       void* data = memory.Allocate(sizeof(float));
       const absl::Time start = absl::Now();
-      status = comm->AllReduce(Buffer{data, 1, core::DType::kF32, MemoryKind::kDevice},
-                               Buffer{data, 1, core::DType::kF32, MemoryKind::kDevice},
-                               ReduceOp::kSum);
+      status =
+          comm->AllReduce(Buffer{data, 1, core::DType::kF32, MemoryKind::kDevice},
+                          Buffer{data, 1, core::DType::kF32, MemoryKind::kDevice}, ReduceOp::kSum);
       EXPECT_LT(absl::Now() - start, absl::Seconds(10));
       EXPECT_TRUE(absl::IsDeadlineExceeded(status)) << status;
       EXPECT_TRUE(absl::IsFailedPrecondition(comm->Barrier()));

@@ -32,18 +32,17 @@ absl::Status ValidateParallelLayout(const ParallelLayout& layout, int world_size
                                                    "x", layout.dp, " has a dimension below 1"));
   }
   if (static_cast<int64_t>(layout.pp) * layout.ep * layout.dp != world_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "parallel layout ", layout.pp, "x", layout.ep, "x", layout.dp, " needs ",
-        static_cast<int64_t>(layout.pp) * layout.ep * layout.dp, " ranks, the world has ",
-        world_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("parallel layout ", layout.pp, "x", layout.ep, "x", layout.dp, " needs ",
+                     static_cast<int64_t>(layout.pp) * layout.ep * layout.dp,
+                     " ranks, the world has ", world_size));
   }
   return absl::OkStatus();
 }
 
 ParallelCoordinates CoordinatesOf(const ParallelLayout& layout, int rank) {
   if (rank < 0 || rank >= layout.size()) {
-    std::cerr << "CoordinatesOf: rank " << rank << " outside a layout of " << layout.size()
-              << "\n";
+    std::cerr << "CoordinatesOf: rank " << rank << " outside a layout of " << layout.size() << "\n";
     std::abort();
   }
   return ParallelCoordinates{.pp = rank / (layout.ep * layout.dp),

@@ -59,10 +59,9 @@ absl::Status Expect(TestMemory& memory, const Communicator& comm, absl::string_v
   }
   for (size_t i = 0; i < want.size(); ++i) {
     if (ToInt(host[i]) != want[i]) {
-      return absl::InternalError(absl::StrCat(what, " (", Shape(want.size(), core::DTypeOf<T>()),
-                                              ") on rank ", comm.rank(), " of ", comm.size(),
-                                              ": element ", i, " is ", ToInt(host[i]),
-                                              ", want ", want[i]));
+      return absl::InternalError(absl::StrCat(
+          what, " (", Shape(want.size(), core::DTypeOf<T>()), ") on rank ", comm.rank(), " of ",
+          comm.size(), ": element ", i, " is ", ToInt(host[i]), ", want ", want[i]));
     }
   }
   return absl::OkStatus();
@@ -126,7 +125,8 @@ absl::Status CheckPointToPoint(Communicator& comm, TestMemory& memory) {
       RETURN_IF_ERROR(comm.Recv(in, prev, 7));
       RETURN_IF_ERROR(comm.Send(out, next, 7));
     }
-    RETURN_IF_ERROR(Expect<int32_t>(memory, comm, "Send/Recv ring", in, Sequence(kCount, prev * 1000)));
+    RETURN_IF_ERROR(
+        Expect<int32_t>(memory, comm, "Send/Recv ring", in, Sequence(kCount, prev * 1000)));
   }
   const Buffer to_next = Make<float>(memory, Sequence(kCount, r * 1000));
   const Buffer to_prev = Make<float>(memory, Sequence(kCount + 1, r * 1000 + 500));

@@ -36,9 +36,9 @@ absl::Status LocalWorld::Barrier(int rank, absl::Time deadline, absl::string_vie
   while (generation_ == generation) {
     if (absl::Status health = HealthLocked(-1); !health.ok()) return health;
     if (timed_out) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          what, ": rank ", rank, " timed out waiting for ", size_ - arrived_, " of ", size_,
-          " ranks"));
+      return absl::DeadlineExceededError(absl::StrCat(what, ": rank ", rank,
+                                                      " timed out waiting for ", size_ - arrived_,
+                                                      " of ", size_, " ranks"));
     }
     timed_out = WaitUntil(lock, deadline);
   }
@@ -68,8 +68,7 @@ absl::Status LocalWorld::ReceiveOne(int rank, const RecvOp& recv, absl::Time dea
       timed_out = WaitUntil(lock, deadline);
     }
     message->taken = true;
-    if (message->buffer.count != recv.buffer.count ||
-        message->buffer.dtype != recv.buffer.dtype) {
+    if (message->buffer.count != recv.buffer.count || message->buffer.dtype != recv.buffer.dtype) {
       message->status = absl::InvalidArgumentError(absl::StrCat(
           "rank ", recv.peer, " sent ", Shape(message->buffer.count, message->buffer.dtype),
           " to rank ", rank, " which expected ", Shape(recv.buffer.count, recv.buffer.dtype),
@@ -112,9 +111,9 @@ absl::Status LocalWorld::Exchange(int rank, absl::Span<const SendOp> sends,
       if (!it->taken) {
         if (status.ok()) status = HealthLocked(it->dest);
         if (status.ok() && timed_out) {
-          status = absl::DeadlineExceededError(absl::StrCat(
-              "Send: rank ", rank, " timed out waiting for rank ", it->dest, " to receive (tag ",
-              it->tag, ")"));
+          status = absl::DeadlineExceededError(
+              absl::StrCat("Send: rank ", rank, " timed out waiting for rank ", it->dest,
+                           " to receive (tag ", it->tag, ")"));
         }
         if (!status.ok()) break;  // withdrawn below; nobody has started reading it
         timed_out = WaitUntil(lock, deadline);
@@ -137,8 +136,8 @@ void LocalWorld::Leave(int rank) {
 void LocalWorld::Abort(int rank, const absl::Status& why) {
   std::unique_lock<std::mutex> lock(mu_);
   if (failure_.ok()) {
-    failure_ = absl::UnavailableError(
-        absl::StrCat("rank ", rank, " aborted the group: ", why.message()));
+    failure_ =
+        absl::UnavailableError(absl::StrCat("rank ", rank, " aborted the group: ", why.message()));
   }
   cv_.notify_all();
 }

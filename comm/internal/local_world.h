@@ -13,10 +13,10 @@
 #include <list>
 #include <memory>
 #include <mutex>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "comm/buffer.h"
@@ -52,8 +52,8 @@ class LocalWorld {
 
   // Posts `sends` from `rank`, fills `recvs` and waits until the sends are received. On error,
   // sends not yet taken are withdrawn, so no peer reads the buffers after this returns.
-  absl::Status Exchange(int rank, absl::Span<const SendOp> sends,
-                        absl::Span<const RecvOp> recvs, absl::Time deadline);
+  absl::Status Exchange(int rank, absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
+                        absl::Time deadline);
 
   // Marks `rank` as gone: others waiting for it get UNAVAILABLE.
   void Leave(int rank);
