@@ -1,0 +1,128 @@
+// The communicator interface shared by every backend (local threads, MPI processes, NCCL GPUs).
+//
+// A Communicator is one rank's handle on a group of `size()` ranks. Collective calls must be made
+// by every rank of the group in the same order. Every blocking call waits at most `timeout()`
+// (default: --comm_timeout) and then returns DEADLINE_EXCEEDED; a peer known to have left returns
+// UNAVAILABLE. After either error the communicator is aborted: every later call returns
+// FAILED_PRECONDITION, and the caller should rebuild its groups.
+//
+// Argument errors (bad peer, mismatched dtype or count, unsupported memory) return
+// INVALID_ARGUMENT and leave the communicator usable.
+//
+// Thread-safety: one Communicator is used by one thread at a time. Distinct communicators (other
+// ranks, or groups made by Split) may be used concurrently from different threads.
+#ifndef COMM_COMMUNICATOR_H_
+#define COMM_COMMUNICATOR_H_
+
+#include <cstddef>
+#include <memory>
+
+#include "absl/flags/declare.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "comm/buffer.h"
+
+// Default time a blocking communication call may take before DEADLINE_EXCEEDED.
+ABSL_DECLARE_FLAG(absl::Duration, comm_timeout);
+
+namespace comm {
+
+// OK if --comm_timeout is positive, else INVALID_ARGUMENT naming the flag. Binaries call it after
+// absl::ParseCommandLine; constructing a communicator with a bad flag aborts.
+absl::Status ValidateCommFlags();
+
+class Communicator {
+ public:
+  // Point-to-point tags are in [0, kMaxTag] (the least upper bound MPI guarantees).
+  static constexpr int kMaxTag = 32767;
+
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+  virtual ~Communicator() = default;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+  // "local", "mpi" or "nccl".
+  virtual absl::string_view backend() const = 0;
+  // Whether buffers of this memory kind are accepted.
+  virtual bool Supports(MemoryKind memory) const = 0;
+
+  // The time each blocking call may take. Precondition for set_timeout: timeout > 0.
+  absl::Duration timeout() const { return timeout_; }
+  void set_timeout(absl::Duration timeout);
+
+  // OK until a call failed with DEADLINE_EXCEEDED or UNAVAILABLE; then that error.
+  const absl::Status& aborted() const { return aborted_; }
+
+  // Sends `buffer` to `peer`; returns when the buffer may be reused. The receive on `peer` must
+  // name this rank, the same tag, dtype and count. Messages between two ranks with the same tag
+  // arrive in order. The NCCL backend ignores tags.
+  absl::Status Send(ConstBuffer buffer, int peer, int tag = 0);
+  // Receives into `buffer` from `peer` (see Send).
+  absl::Status Recv(Buffer buffer, int peer, int tag = 0);
+  // Posts all sends and receives together and returns when all have completed, so that pairs of
+  // ranks may exchange in both directions without deadlock (like batch_isend_irecv).
+  absl::Status BatchP2P(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs);
+
+  // Element-wise reduction of every rank's `input` into every rank's `output`. Same count and
+  // dtype on both and on every rank; `output` may equal `input` (in place), else no overlap.
+  absl::Status AllReduce(ConstBuffer input, Buffer output, ReduceOp op);
+  // output[r * input.count ...] = rank r's input. output.count == size() * input.count.
+  absl::Status AllGather(ConstBuffer input, Buffer output);
+  // `input` holds send_counts[p] elements for each peer p in rank order; `output` receives
+  // recv_counts[p] elements from each p in rank order. send_counts[p] here must equal
+  // recv_counts[this rank] on p. Both spans have size() entries; the sums must fit the buffers.
+  absl::Status AllToAll(ConstBuffer input, absl::Span<const size_t> send_counts, Buffer output,
+                        absl::Span<const size_t> recv_counts);
+  // `buffer` on every rank takes the value of `buffer` on `root`.
+  absl::Status Broadcast(Buffer buffer, int root);
+  // Returns once every rank has entered the barrier.
+  absl::Status Barrier();
+
+  // Collective: splits the group into one group per distinct `color` (>= 0); within a group the
+  // ranks are ordered by (key, old rank). Returns this rank's new communicator (owned by the
+  // caller, same backend and timeout), which outlives or may be destroyed before this one.
+  absl::StatusOr<std::unique_ptr<Communicator>> Split(int color, int key);
+
+ protected:
+  // Preconditions: 0 <= rank < size.
+  Communicator(int rank, int size);
+
+  // Backend implementations. Arguments are already validated: peers and roots in range, dtypes
+  // and local counts consistent, memory kinds supported, communicator not aborted.
+  virtual absl::Status DoBatchP2P(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
+                                  absl::Time deadline) = 0;
+  virtual absl::Status DoAllReduce(ConstBuffer input, Buffer output, ReduceOp op,
+                                   absl::Time deadline) = 0;
+  virtual absl::Status DoAllGather(ConstBuffer input, Buffer output, absl::Time deadline) = 0;
+  virtual absl::Status DoAllToAll(ConstBuffer input, absl::Span<const size_t> send_counts,
+                                  Buffer output, absl::Span<const size_t> recv_counts,
+                                  absl::Time deadline) = 0;
+  virtual absl::Status DoBroadcast(Buffer buffer, int root, absl::Time deadline) = 0;
+  virtual absl::Status DoBarrier(absl::Time deadline) = 0;
+  virtual absl::StatusOr<std::unique_ptr<Communicator>> DoSplit(int color, int key,
+                                                                absl::Time deadline) = 0;
+  // Called once when the communicator becomes aborted, to release what the backend can.
+  virtual void OnAbort() {}
+
+ private:
+  absl::Status CheckNotAborted() const;
+  absl::Status CheckUsable(ConstBuffer buffer, absl::string_view what) const;
+  absl::Status CheckTag(int tag) const;
+  absl::Status CheckPeer(int peer, absl::string_view what) const;
+  // Records DEADLINE_EXCEEDED / UNAVAILABLE as the abort reason; returns `status`.
+  absl::Status Finish(absl::Status status);
+
+  const int rank_;
+  const int size_;
+  absl::Duration timeout_;
+  absl::Status aborted_;
+};
+
+}  // namespace comm
+
+#endif  // COMM_COMMUNICATOR_H_

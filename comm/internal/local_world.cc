@@ -1,0 +1,145 @@
+#include "comm/internal/local_world.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace comm::internal {
+
+bool LocalWorld::WaitUntil(std::unique_lock<std::mutex>& lock, absl::Time deadline) {
+  return cv_.wait_until(lock, absl::ToChronoTime(deadline)) == std::cv_status::timeout;
+}
+
+LocalWorld::LocalWorld(int size) : size_(size), posts_(size), gone_(size, false) {}
+
+absl::Status LocalWorld::HealthLocked(int peer) const {
+  if (!failure_.ok()) return failure_;
+  for (int r = 0; r < size_; ++r) {
+    if ((peer < 0 || peer == r) && gone_[r]) {
+      return absl::UnavailableError(absl::StrCat("rank ", r, " has left the group"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalWorld::Barrier(int rank, absl::Time deadline, absl::string_view what) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!failure_.ok()) return failure_;
+  const uint64_t generation = generation_;
+  if (++arrived_ == size_) {
+    arrived_ = 0;
+    ++generation_;
+    cv_.notify_all();
+    return absl::OkStatus();
+  }
+  bool timed_out = false;
+  while (generation_ == generation) {
+    if (absl::Status health = HealthLocked(-1); !health.ok()) return health;
+    if (timed_out) {
+      return absl::DeadlineExceededError(absl::StrCat(what, ": rank ", rank,
+                                                      " timed out waiting for ", size_ - arrived_,
+                                                      " of ", size_, " ranks"));
+    }
+    timed_out = WaitUntil(lock, deadline);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalWorld::ReceiveOne(int rank, const RecvOp& recv, absl::Time deadline) {
+  Message* message = nullptr;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    bool timed_out = false;
+    while (true) {
+      for (Message& candidate : messages_) {
+        if (candidate.dest == rank && candidate.source == recv.peer && candidate.tag == recv.tag &&
+            !candidate.taken) {
+          message = &candidate;
+          break;
+        }
+      }
+      if (message != nullptr) break;
+      if (absl::Status health = HealthLocked(recv.peer); !health.ok()) return health;
+      if (timed_out) {
+        return absl::DeadlineExceededError(absl::StrCat("Recv: rank ", rank,
+                                                        " timed out waiting for rank ", recv.peer,
+                                                        " (tag ", recv.tag, ")"));
+      }
+      timed_out = WaitUntil(lock, deadline);
+    }
+    message->taken = true;
+    if (message->buffer.count != recv.buffer.count || message->buffer.dtype != recv.buffer.dtype) {
+      message->status = absl::InvalidArgumentError(absl::StrCat(
+          "rank ", recv.peer, " sent ", Shape(message->buffer.count, message->buffer.dtype),
+          " to rank ", rank, " which expected ", Shape(recv.buffer.count, recv.buffer.dtype),
+          " (tag ", recv.tag, ")"));
+      message->done = true;
+      cv_.notify_all();
+      return message->status;
+    }
+  }
+  if (recv.buffer.bytes() > 0) {
+    std::memcpy(recv.buffer.data, message->buffer.data, recv.buffer.bytes());
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  message->done = true;
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+absl::Status LocalWorld::Exchange(int rank, absl::Span<const SendOp> sends,
+                                  absl::Span<const RecvOp> recvs, absl::Time deadline) {
+  std::vector<std::list<Message>::iterator> posted;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!failure_.ok()) return failure_;
+    for (const SendOp& send : sends) {
+      posted.push_back(
+          messages_.insert(messages_.end(), Message{rank, send.peer, send.tag, send.buffer}));
+    }
+    cv_.notify_all();
+  }
+  absl::Status status;
+  for (const RecvOp& recv : recvs) {
+    status = ReceiveOne(rank, recv, deadline);
+    if (!status.ok()) break;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  bool timed_out = false;
+  for (auto it : posted) {
+    while (!it->done) {
+      if (!it->taken) {
+        if (status.ok()) status = HealthLocked(it->dest);
+        if (status.ok() && timed_out) {
+          status = absl::DeadlineExceededError(
+              absl::StrCat("Send: rank ", rank, " timed out waiting for rank ", it->dest,
+                           " to receive (tag ", it->tag, ")"));
+        }
+        if (!status.ok()) break;  // withdrawn below; nobody has started reading it
+        timed_out = WaitUntil(lock, deadline);
+      } else {
+        cv_.wait(lock);  // a receiver is copying; that ends without waiting on anything else
+      }
+    }
+    if (it->done && status.ok()) status = it->status;
+    messages_.erase(it);
+  }
+  return status;
+}
+
+void LocalWorld::Leave(int rank) {
+  std::unique_lock<std::mutex> lock(mu_);
+  gone_[rank] = true;
+  cv_.notify_all();
+}
+
+void LocalWorld::Abort(int rank, const absl::Status& why) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (failure_.ok()) {
+    failure_ =
+        absl::UnavailableError(absl::StrCat("rank ", rank, " aborted the group: ", why.message()));
+  }
+  cv_.notify_all();
+}
+
+}  // namespace comm::internal

@@ -1,0 +1,96 @@
+// Shared state of one group of the local backend: the ranks are threads of this process and
+// exchange data by copying straight from the sender's buffer into the receiver's (no staging).
+//
+// Collectives use "posts": each rank writes its post (pointers and arguments of the call), then
+// all ranks meet at a Barrier, read each other's posts and buffers, and meet again before any
+// post or buffer is reused. Point-to-point messages are rendezvous: a send is posted, and the
+// receiver copies from the sender's buffer, then marks it done.
+#ifndef COMM_INTERNAL_LOCAL_WORLD_H_
+#define COMM_INTERNAL_LOCAL_WORLD_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "comm/buffer.h"
+
+namespace comm::internal {
+
+class LocalWorld {
+ public:
+  // The arguments of one rank's current collective call.
+  struct Post {
+    ConstBuffer input;
+    Buffer output;
+    absl::Span<const size_t> send_counts;
+    absl::Span<const size_t> recv_counts;
+    const void* reduced = nullptr;  // AllReduce: this rank's reduced slice
+    int color = 0;
+    int key = 0;
+    std::shared_ptr<LocalWorld> child;
+  };
+
+  // Precondition: size >= 1.
+  explicit LocalWorld(int size);
+
+  int size() const { return size_; }
+
+  // Rank `rank`'s post. Only `rank` writes it, before a Barrier; others read it between the
+  // Barrier and the next one.
+  Post& post(int rank) { return posts_[rank]; }
+
+  // Returns once all ranks have called Barrier the same number of times. DEADLINE_EXCEEDED at
+  // `deadline`; UNAVAILABLE if a rank left or the group was aborted. `what` names the call.
+  absl::Status Barrier(int rank, absl::Time deadline, absl::string_view what);
+
+  // Posts `sends` from `rank`, fills `recvs` and waits until the sends are received. On error,
+  // sends not yet taken are withdrawn, so no peer reads the buffers after this returns.
+  absl::Status Exchange(int rank, absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
+                        absl::Time deadline);
+
+  // Marks `rank` as gone: others waiting for it get UNAVAILABLE.
+  void Leave(int rank);
+  // Aborts the group because of `why` at `rank`: every current and later wait fails.
+  void Abort(int rank, const absl::Status& why);
+
+ private:
+  struct Message {
+    int source;
+    int dest;
+    int tag;
+    ConstBuffer buffer;
+    bool taken = false;  // a receiver is copying it
+    bool done = false;   // copied, or refused with `status`
+    absl::Status status;
+  };
+
+  // OK unless aborted or `peer` (any rank if -1) has left.
+  // Callers hold mu_.
+  absl::Status HealthLocked(int peer) const;
+  // Waits on cv_ until notified or `deadline`; true if the deadline passed.
+  bool WaitUntil(std::unique_lock<std::mutex>& lock, absl::Time deadline);
+  absl::Status ReceiveOne(int rank, const RecvOp& recv, absl::Time deadline);
+
+  const int size_;
+  std::vector<Post> posts_;
+  // std::mutex rather than absl::Mutex: Debian's Abseil is not built for ThreadSanitizer, and
+  // these are the waits that TSan should check. Everything below is guarded by mu_.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int arrived_ = 0;
+  uint64_t generation_ = 0;
+  std::vector<bool> gone_;
+  absl::Status failure_;
+  std::list<Message> messages_;
+};
+
+}  // namespace comm::internal
+
+#endif  // COMM_INTERNAL_LOCAL_WORLD_H_

@@ -1,0 +1,162 @@
+#include "comm/local_communicator.h"
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "comm/internal/conformance.h"
+#include "gtest/gtest.h"
+
+namespace comm {
+namespace {
+
+using internal::HostTestMemory;
+
+// Runs `check` on `size` ranks and expects every rank to succeed.
+void ExpectAllRanksPass(int size, absl::Status (*check)(Communicator&, internal::TestMemory&)) {
+  const std::vector<absl::Status> statuses = RunLocalRanks(size, [&](Communicator& comm) {
+    EXPECT_EQ(comm.backend(), "local");
+    HostTestMemory memory;
+    return check(comm, memory);
+  });
+  for (int r = 0; r < size; ++r)
+    EXPECT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
+}
+
+class LocalConformanceTest : public testing::TestWithParam<int> {};
+
+TEST_P(LocalConformanceTest, PointToPoint) {
+  ExpectAllRanksPass(GetParam(), internal::CheckPointToPoint);
+}
+TEST_P(LocalConformanceTest, AllReduce) {
+  ExpectAllRanksPass(GetParam(), internal::CheckAllReduce);
+}
+TEST_P(LocalConformanceTest, AllGather) {
+  ExpectAllRanksPass(GetParam(), internal::CheckAllGather);
+}
+TEST_P(LocalConformanceTest, AllToAll) { ExpectAllRanksPass(GetParam(), internal::CheckAllToAll); }
+TEST_P(LocalConformanceTest, Broadcast) {
+  ExpectAllRanksPass(GetParam(), internal::CheckBroadcast);
+}
+TEST_P(LocalConformanceTest, BarrierAndSplit) {
+  ExpectAllRanksPass(GetParam(), internal::CheckBarrierAndSplit);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, LocalConformanceTest, testing::Values(1, 2, 3, 4, 8));
+
+TEST(LocalCommunicatorTest, RejectsBadArgumentsAndStaysUsable) {
+  const std::vector<absl::Status> statuses = RunLocalRanks(2, [](Communicator& comm) {
+    std::vector<float> a(4), b(3);
+    std::vector<int32_t> c(4);
+    EXPECT_TRUE(absl::IsInvalidArgument(comm.Send(ConstHostBuffer<float>(a), 2)));
+    EXPECT_TRUE(absl::IsInvalidArgument(comm.Broadcast(HostBuffer<float>(a), -1)));
+    EXPECT_TRUE(absl::IsInvalidArgument(
+        comm.AllReduce(ConstHostBuffer<float>(a), HostBuffer<float>(b), ReduceOp::kSum)));
+    EXPECT_TRUE(absl::IsInvalidArgument(
+        comm.AllReduce(ConstHostBuffer<float>(a), HostBuffer<int32_t>(c), ReduceOp::kSum)));
+    EXPECT_TRUE(
+        absl::IsInvalidArgument(comm.AllGather(ConstHostBuffer<float>(a), HostBuffer<float>(a))));
+    const size_t counts[] = {1, 1};
+    EXPECT_TRUE(absl::IsInvalidArgument(
+        comm.AllToAll(ConstHostBuffer<float>(a), {counts, 1}, HostBuffer<float>(a), counts)));
+    EXPECT_TRUE(absl::IsInvalidArgument(comm.Split(-1, 0).status()));
+    Buffer device{a.data(), a.size(), core::DType::kF32, MemoryKind::kDevice};
+    EXPECT_TRUE(absl::IsInvalidArgument(comm.Broadcast(device, 0)));
+    return comm.Barrier();
+  });
+  for (const absl::Status& status : statuses) EXPECT_TRUE(status.ok()) << status;
+}
+
+TEST(LocalCommunicatorTest, MismatchedCountsAcrossRanksAreInvalidArgument) {
+  const std::vector<absl::Status> statuses = RunLocalRanks(2, [](Communicator& comm) {
+    std::vector<float> a(comm.rank() + 2, 1.0f);
+    EXPECT_TRUE(absl::IsInvalidArgument(
+        comm.AllReduce(ConstHostBuffer<float>(a), HostBuffer<float>(a), ReduceOp::kSum)));
+    const absl::Status p2p = comm.rank() == 0 ? comm.Send(ConstHostBuffer<float>(a), 1)
+                                              : comm.Recv(HostBuffer<float>(a), 0);
+    EXPECT_TRUE(absl::IsInvalidArgument(p2p)) << p2p;
+    return comm.Barrier();
+  });
+  for (const absl::Status& status : statuses) EXPECT_TRUE(status.ok()) << status;
+}
+
+TEST(LocalCommunicatorTest, RankThatNeverJoinsMakesOthersFailWithinDeadline) {
+  absl::Notification done;
+  const std::vector<absl::Status> statuses = RunLocalRanks(3, [&](Communicator& comm) {
+    if (comm.rank() == 2) {
+      done.WaitForNotification();  // alive, but never calls AllReduce
+      return absl::OkStatus();
+    }
+    comm.set_timeout(absl::Milliseconds(200));
+    std::vector<int32_t> value = {1};
+    const absl::Time start = absl::Now();
+    absl::Status status =
+        comm.AllReduce(ConstHostBuffer<int32_t>(value), HostBuffer<int32_t>(value), ReduceOp::kSum);
+    EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+    EXPECT_TRUE(absl::IsDeadlineExceeded(status) || absl::IsUnavailable(status)) << status;
+    EXPECT_TRUE(absl::IsFailedPrecondition(comm.Barrier()));
+    if (comm.rank() == 0) done.Notify();
+    return status;
+  });
+  EXPECT_TRUE(absl::IsDeadlineExceeded(statuses[0]) || absl::IsDeadlineExceeded(statuses[1]));
+}
+
+TEST(LocalCommunicatorTest, RankThatExitsMakesOthersUnavailable) {
+  const std::vector<absl::Status> statuses = RunLocalRanks(3, [](Communicator& comm) {
+    if (comm.rank() == 1) return absl::OkStatus();  // leaves at once
+    std::vector<int32_t> value = {1};
+    const absl::Status collective = comm.Broadcast(HostBuffer<int32_t>(value), 0);
+    EXPECT_TRUE(absl::IsUnavailable(collective)) << collective;
+    return collective;
+  });
+  EXPECT_TRUE(absl::IsUnavailable(statuses[0]));
+  EXPECT_TRUE(absl::IsUnavailable(statuses[2]));
+}
+
+TEST(LocalCommunicatorTest, ReceiveFromExitedRankIsUnavailable) {
+  const std::vector<absl::Status> statuses = RunLocalRanks(2, [](Communicator& comm) {
+    if (comm.rank() == 1) return absl::OkStatus();
+    std::vector<float> value(3);
+    return comm.Recv(HostBuffer<float>(value), 1);
+  });
+  EXPECT_TRUE(absl::IsUnavailable(statuses[0])) << statuses[0];
+}
+
+TEST(LocalCommunicatorTest, UnmatchedSendTimesOut) {
+  const std::vector<absl::Status> statuses = RunLocalRanks(2, [](Communicator& comm) {
+    if (comm.rank() == 1) {
+      std::vector<float> value(3);
+      comm.set_timeout(absl::Milliseconds(300));
+      return comm.Recv(HostBuffer<float>(value), 0, /*tag=*/5);  // never sent
+    }
+    comm.set_timeout(absl::Milliseconds(100));
+    std::vector<float> value(3, 1.0f);
+    return comm.Send(ConstHostBuffer<float>(value), 1, /*tag=*/4);
+  });
+  EXPECT_TRUE(absl::IsDeadlineExceeded(statuses[0])) << statuses[0];
+  EXPECT_FALSE(statuses[1].ok());
+}
+
+TEST(CommunicatorTest, TimeoutFlagIsValidatedAndSplitInheritsTheTimeout) {
+  EXPECT_TRUE(ValidateCommFlags().ok());
+  const absl::Duration saved = absl::GetFlag(FLAGS_comm_timeout);
+  absl::SetFlag(&FLAGS_comm_timeout, absl::ZeroDuration());
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateCommFlags()));
+  absl::SetFlag(&FLAGS_comm_timeout, absl::Seconds(7));
+  const std::vector<absl::Status> statuses = RunLocalRanks(2, [](Communicator& comm) {
+    EXPECT_EQ(comm.timeout(), absl::Seconds(7));
+    comm.set_timeout(absl::Seconds(3));
+    absl::StatusOr<std::unique_ptr<Communicator>> child = comm.Split(0, 0);
+    if (!child.ok()) return child.status();
+    EXPECT_EQ((*child)->timeout(), absl::Seconds(3));
+    return absl::OkStatus();
+  });
+  absl::SetFlag(&FLAGS_comm_timeout, saved);
+  for (const absl::Status& status : statuses) EXPECT_TRUE(status.ok()) << status;
+}
+
+}  // namespace
+}  // namespace comm
