@@ -17,13 +17,13 @@ std::string RenderSummary(const Schedule& schedule, const Simulation& simulation
   absl::StrAppend(&out, "rank       busy     bubble  peak_activations  parameter_copies\n");
   for (int rank = 0; rank < static_cast<int>(simulation.ranks.size()); ++rank) {
     const RankStats& stats = simulation.ranks[rank];
-    absl::StrAppendFormat(&out, "%4d %10g %10g %17d %17d\n", rank, stats.busy, stats.bubble,
+    absl::StrAppendFormat(&out, "%4d %10.10g %10.10g %17d %17d\n", rank, stats.busy, stats.bubble,
                           stats.peak_activations, stats.parameter_copies);
   }
   const double mean_bubble =
       simulation.ranks.empty() ? 0 : simulation.total_bubble / simulation.ranks.size();
   absl::StrAppendFormat(&out,
-                        "makespan %g, total bubble %g, mean bubble per rank %g, "
+                        "makespan %.10g, total bubble %.10g, mean bubble per rank %.10g, "
                         "max peak activations %d\n",
                         simulation.makespan, simulation.total_bubble, mean_bubble,
                         simulation.max_peak_activations);

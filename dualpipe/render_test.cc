@@ -74,7 +74,7 @@ TEST(RenderTraceTest, IsJsonWithOneEventPerOp) {
   for (const nlohmann::json& event : trace["traceEvents"]) {
     if (event["ph"] != "X") continue;
     ++complete;
-    if (event["tid"] == 0 && event["name"] == "F0.3+B1.1") {
+    if (event["pid"] == 0 && event["name"] == "F0.3+B1.1") {
       EXPECT_EQ(event["cat"], "forward_backward");
       EXPECT_DOUBLE_EQ(event["dur"].get<double>(), 3000.0);
     }
@@ -82,6 +82,7 @@ TEST(RenderTraceTest, IsJsonWithOneEventPerOp) {
   int ops = 0;
   for (const auto& rank : f.schedule.ops) ops += rank.size();
   EXPECT_EQ(complete, ops);
+  EXPECT_EQ(trace["traceEvents"][0]["name"], "process_name");
   EXPECT_EQ(trace["traceEvents"][0]["args"]["name"], "rank 0");
 }
 

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "core/trace.h"
 
 namespace dualpipe {
 namespace {
@@ -29,29 +29,20 @@ const char* Category(OpKind kind) {
 }  // namespace
 
 std::string RenderChromeTrace(const Simulation& simulation) {
-  std::string out = "{\"traceEvents\": [\n";
-  bool first = true;
-  auto separator = [&first]() {
-    const char* s = first ? "" : ",\n";
-    first = false;
-    return s;
-  };
+  core::TraceRecorder trace;
   for (int rank = 0; rank < static_cast<int>(simulation.timeline.size()); ++rank) {
-    absl::StrAppendFormat(&out,
-                          "%s{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 0, \"tid\": %d, "
-                          "\"args\": {\"name\": \"rank %d\"}}",
-                          separator(), rank, rank);
+    trace.NameProcess(rank, absl::StrCat("rank ", rank));
     for (const TimedOp& timed : simulation.timeline[rank]) {
-      absl::StrAppendFormat(
-          &out,
-          "%s{\"name\": \"%s\", \"cat\": \"%s\", \"ph\": \"X\", \"pid\": 0, \"tid\": %d, "
-          "\"ts\": %.3f, \"dur\": %.3f}",
-          separator(), FormatOp(timed.op), Category(timed.op.kind), rank,
-          timed.start * kMicrosecondsPerUnit, (timed.end - timed.start) * kMicrosecondsPerUnit);
+      core::TraceEvent event;
+      event.name = FormatOp(timed.op);
+      event.category = Category(timed.op.kind);
+      event.pid = rank;
+      event.ts_us = timed.start * kMicrosecondsPerUnit;
+      event.dur_us = (timed.end - timed.start) * kMicrosecondsPerUnit;
+      trace.AddComplete(std::move(event));
     }
   }
-  out += "\n]}\n";
-  return out;
+  return trace.ToJson();
 }
 
 }  // namespace dualpipe

@@ -1,4 +1,5 @@
-// Chrome trace (chrome://tracing, Perfetto) JSON of a simulated schedule.
+// Chrome trace (chrome://tracing, Perfetto) JSON of a simulated schedule, through core's
+// TraceRecorder so that simulated and measured traces share one format.
 #ifndef DUALPIPE_RENDER_TRACE_H_
 #define DUALPIPE_RENDER_TRACE_H_
 
@@ -8,9 +9,9 @@
 
 namespace dualpipe {
 
-// Returns a JSON object {"traceEvents": [...]} with one complete ("ph":"X") event per op, named
-// like the op's text form, on thread `rank` of process 0, and a thread_name event per rank.
-// One simulated cost unit is shown as one millisecond.
+// Returns {"traceEvents": [...]} with one complete event per op, named like the op's text form,
+// category forward / backward / backward_input / backward_weight / forward_backward, on
+// pid = rank (named "rank R"), tid 0. One simulated cost unit is shown as one millisecond.
 std::string RenderChromeTrace(const Simulation& simulation);
 
 }  // namespace dualpipe

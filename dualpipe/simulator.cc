@@ -61,6 +61,7 @@ absl::StatusOr<Simulation> Simulate(const Schedule& schedule, const OpCosts& cos
       std::vector<std::vector<internal::Interval>> intervals,
       internal::RunDataflow(
           schedule, [&costs](const Op& op) { return OpCost(op, costs); }, costs.p2p_latency));
+  const internal::HopTable hops(schedule);
   Simulation sim;
   const int num_ranks = schedule.num_ranks;
   sim.timeline.resize(num_ranks);
@@ -73,7 +74,7 @@ absl::StatusOr<Simulation> Simulate(const Schedule& schedule, const OpCosts& cos
       sim.timeline[rank].push_back(TimedOp{op, intervals[rank][i].start, intervals[rank][i].end});
       stats.busy += OpCost(op, costs);
       sim.makespan = std::max(sim.makespan, intervals[rank][i].end);
-      for (const internal::Part& part : internal::PartsOf(schedule, rank, op)) {
+      for (const internal::Part& part : internal::PartsOf(hops, rank, op)) {
         if (part.kind == OpKind::kForward) ++live;
         stats.peak_activations = std::max(stats.peak_activations, live);
         if (part.kind == OpKind::kBackward || part.kind == OpKind::kBackwardInput) --live;

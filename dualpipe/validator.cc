@@ -42,6 +42,7 @@ absl::Status ValidateStructure(const Schedule& schedule) {
       }
     }
   }
+  const internal::HopTable table(schedule);
   for (int rank = 0; rank < schedule.num_ranks; ++rank) {
     for (int i = 0; i < static_cast<int>(schedule.ops[rank].size()); ++i) {
       const Op& op = schedule.ops[rank][i];
@@ -50,9 +51,8 @@ absl::Status ValidateStructure(const Schedule& schedule) {
         labels.push_back({op.backward_path, op.backward_microbatch});
       }
       for (const auto& [path, microbatch] : labels) {
-        const int route = schedule.RouteOfPath(path);
-        if (route < 0 || schedule.StageOf(rank, path) < 0 || microbatch < 0 ||
-            microbatch >= schedule.routes[route].num_microbatches) {
+        const int route = table.Find(rank, path).first;
+        if (route < 0 || microbatch < 0 || microbatch >= schedule.routes[route].num_microbatches) {
           return absl::InvalidArgumentError(
               absl::StrCat("rank ", rank, " op ", i, " (", FormatOp(op),
                            ") names a path or micro-batch ", "that this rank does not host"));
@@ -71,11 +71,12 @@ struct Seen {
 absl::Status ValidateCompleteness(const Schedule& schedule) {
   using Key = std::tuple<int, int, int>;  // route, stage, micro-batch.
   std::map<Key, Seen> seen;
+  const internal::HopTable hops(schedule);
   for (int rank = 0; rank < schedule.num_ranks; ++rank) {
     std::deque<Key> pending_weights;
     for (int i = 0; i < static_cast<int>(schedule.ops[rank].size()); ++i) {
       const Op& op = schedule.ops[rank][i];
-      for (const internal::Part& part : internal::PartsOf(schedule, rank, op)) {
+      for (const internal::Part& part : internal::PartsOf(hops, rank, op)) {
         const Key key{part.route, part.stage, part.microbatch};
         Seen& s = seen[key];
         switch (part.kind) {

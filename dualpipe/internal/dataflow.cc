@@ -88,9 +88,26 @@ class ValueBoard {
 
 }  // namespace
 
-std::vector<Part> PartsOf(const Schedule& schedule, int rank, const Op& op) {
+HopTable::HopTable(const Schedule& schedule)
+    : num_ranks_(schedule.num_ranks), num_paths_(schedule.NumPaths()) {
+  table_.assign(static_cast<size_t>(num_ranks_) * num_paths_, {-1, -1});
+  for (int r = 0; r < static_cast<int>(schedule.routes.size()); ++r) {
+    const std::vector<Hop>& hops = schedule.routes[r].hops;
+    for (int s = 0; s < static_cast<int>(hops.size()); ++s) {
+      table_[static_cast<size_t>(hops[s].rank) * num_paths_ + hops[s].path] = {r, s};
+    }
+  }
+}
+
+std::pair<int, int> HopTable::Find(int rank, int path) const {
+  if (rank < 0 || rank >= num_ranks_ || path < 0 || path >= num_paths_) return {-1, -1};
+  return table_[static_cast<size_t>(rank) * num_paths_ + path];
+}
+
+std::vector<Part> PartsOf(const HopTable& hops, int rank, const Op& op) {
   auto part = [&](OpKind kind, int path, int microbatch) {
-    return Part{kind, schedule.RouteOfPath(path), schedule.StageOf(rank, path), microbatch};
+    const auto [route, stage] = hops.Find(rank, path);
+    return Part{kind, route, stage, microbatch};
   };
   if (op.kind == OpKind::kForwardBackward) {
     return {part(OpKind::kForward, op.path, op.microbatch),
@@ -103,9 +120,10 @@ absl::StatusOr<std::vector<std::vector<Interval>>> RunDataflow(
     const Schedule& schedule, const std::function<double(const Op&)>& duration,
     double p2p_latency) {
   const int num_ranks = schedule.num_ranks;
+  const HopTable hops(schedule);
   std::vector<std::vector<std::vector<Part>>> parts(num_ranks);
   for (int rank = 0; rank < num_ranks; ++rank) {
-    for (const Op& op : schedule.ops[rank]) parts[rank].push_back(PartsOf(schedule, rank, op));
+    for (const Op& op : schedule.ops[rank]) parts[rank].push_back(PartsOf(hops, rank, op));
   }
   ValueBoard board(schedule);
   std::vector<std::vector<Interval>> intervals(num_ranks);

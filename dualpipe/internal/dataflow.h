@@ -6,6 +6,7 @@
 #define DUALPIPE_INTERNAL_DATAFLOW_H_
 
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -21,9 +22,25 @@ struct Part {
   int microbatch = 0;
 };
 
+// Route and stage of every hop of a schedule, indexed by rank and path: a constant-time StageOf.
+class HopTable {
+ public:
+  // Precondition: every hop names a rank in [0, num_ranks) and a path >= 0.
+  explicit HopTable(const Schedule& schedule);
+
+  // {route, stage} of hop (rank, path), or {-1, -1} if no route visits it.
+  std::pair<int, int> Find(int rank, int path) const;
+
+ private:
+  int num_ranks_;
+  int num_paths_;
+  std::vector<std::pair<int, int>> table_;  // [rank * num_paths_ + path]
+};
+
 // The parts of `op` run on `rank`: one, or two (forward first) for an overlapped pair.
-// Precondition: every (path, rank) of `op` is a hop of some route (ValidateStructure passes).
-std::vector<Part> PartsOf(const Schedule& schedule, int rank, const Op& op);
+// Precondition: every (rank, path) of `op` is a hop of some route (the validator's structure
+// checks pass).
+std::vector<Part> PartsOf(const HopTable& hops, int rank, const Op& op);
 
 // Start and end time of one op.
 struct Interval {
