@@ -59,7 +59,8 @@ INSTANTIATE_TEST_SUITE_P(Costs, BaselineBubbleTest,
                                          Shape{6, 6, 1.5, 3, 1.5}, Shape{2, 5, 1, 2, 1}));
 
 // DualPipe and DualPipeV against (PP/2-1)(F&B+B-3W), PP counting stages: the ranks for DualPipe,
-// twice the devices for DualPipeV. (ranks, micro-batches, F, B, W, F&B).
+// twice the devices for DualPipeV; micro-batches 2*m. The formula is exact when I = W = F and
+// F&B = F + B (the published setting); docs/schedules.md shows other costs. (PP, m, F, B, W, F&B).
 using DualShape = std::tuple<int, int, double, double, double, double>;
 
 class DualPipeBubbleTest : public testing::TestWithParam<DualShape> {};
@@ -92,7 +93,8 @@ TEST_P(DualPipeBubbleTest, DualPipeVMatchesTheFormula) {
 
 INSTANTIATE_TEST_SUITE_P(Costs, DualPipeBubbleTest,
                          testing::Values(DualShape{8, 10, 1, 2, 1, 3}, DualShape{4, 4, 1, 2, 1, 3},
-                                         DualShape{6, 8, 1, 2, 1, 3}));
+                                         DualShape{6, 8, 1, 2, 1, 3}, DualShape{8, 12, 2, 4, 2, 6},
+                                         DualShape{2, 3, 1, 2, 1, 3}));
 
 TEST(SimulatorTest, LatencyDelaysCrossRankValuesOnly) {
   absl::StatusOr<Schedule> schedule = Generate1F1B(2, 1);
