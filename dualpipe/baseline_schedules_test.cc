@@ -1,6 +1,7 @@
 #include "dualpipe/baseline_schedules.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "dualpipe/schedule.h"
 #include "gtest/gtest.h"
@@ -37,6 +38,18 @@ TEST(BaselineTest, RejectsBadShapes) {
   EXPECT_EQ(Generate1F1B(4, 0).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(GenerateZB1P(-1, 4).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(GenerateZB1P(4, 0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GenerateInterleaved1F1B(4, 6, 2).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GenerateInterleaved1F1B(4, 8, 1).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GenerateInterleaved1F1B(0, 8, 2).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Interleaved1F1BTest, RouteVisitsEveryRankOncePerChunk) {
+  absl::StatusOr<Schedule> schedule = GenerateInterleaved1F1B(2, 4, 3);
+  ASSERT_TRUE(schedule.ok()) << schedule.status();
+  ASSERT_EQ(schedule->routes.size(), 1u);
+  const std::vector<Hop> expected = {{0, 0}, {1, 0}, {0, 1}, {1, 1}, {0, 2}, {1, 2}};
+  EXPECT_EQ(schedule->routes[0].hops, expected);
+  EXPECT_EQ(schedule->StageOf(1, 2), 5);
 }
 
 }  // namespace

@@ -9,13 +9,17 @@
 namespace dualpipe {
 
 absl::StatusOr<Schedule> GenerateSchedule(absl::string_view name, int num_ranks,
-                                          int num_microbatches) {
+                                          int num_microbatches, int num_chunks) {
   if (name == "dualpipe") return GenerateDualPipe(num_ranks, num_microbatches);
   if (name == "dualpipev") return GenerateDualPipeV(num_ranks, num_microbatches);
   if (name == "1f1b") return Generate1F1B(num_ranks, num_microbatches);
   if (name == "zb1p") return GenerateZB1P(num_ranks, num_microbatches);
+  if (name == "interleaved1f1b") {
+    return GenerateInterleaved1F1B(num_ranks, num_microbatches, num_chunks);
+  }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown schedule '", name, "'; expected dualpipe, dualpipev, 1f1b or zb1p"));
+      absl::StrCat("unknown schedule '", name,
+                   "'; expected dualpipe, dualpipev, 1f1b, zb1p or interleaved1f1b"));
 }
 
 }  // namespace dualpipe

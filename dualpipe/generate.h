@@ -8,11 +8,12 @@
 
 namespace dualpipe {
 
-// Builds schedule `name` ("dualpipe", "dualpipev", "1f1b" or "zb1p") over `num_ranks` ranks with
-// `num_microbatches` micro-batches in all (for dualpipe, half enter from each end). Returns
-// InvalidArgument for an unknown name or a shape the schedule does not support.
+// Builds schedule `name` ("dualpipe", "dualpipev", "1f1b", "zb1p" or "interleaved1f1b") over
+// `num_ranks` ranks with `num_microbatches` micro-batches in all (for dualpipe, half enter from
+// each end); `num_chunks` model chunks per rank for interleaved1f1b, ignored by the others.
+// Returns InvalidArgument for an unknown name or a shape the schedule does not support.
 absl::StatusOr<Schedule> GenerateSchedule(absl::string_view name, int num_ranks,
-                                          int num_microbatches);
+                                          int num_microbatches, int num_chunks = 2);
 
 }  // namespace dualpipe
 

@@ -2,9 +2,11 @@
 //
 // The DualPipe and DualPipeV goldens were made by working through DualPipe.step() and
 // DualPipeV.step() of github.com/deepseek-ai/DualPipe phase by phase (counters per phase, the
-// FIFO of deferred weight gradients), independently of this implementation. The 1F1B and ZB1P
-// goldens follow the textbook rules: Megatron-LM's warm-up / steady / cool-down for 1F1B, and ZB-H1
-// with rank r holding back r weight gradients.
+// FIFO of deferred weight gradients), independently of this implementation. The other
+// goldens follow the textbook rules: Megatron-LM's warm-up / steady / cool-down for 1F1B, ZB-H1
+// with rank r holding back r weight gradients, and Megatron-LM's
+// forward_backward_pipelining_with_interleaving (chunk groups of `ranks` micro-batches) for
+// interleaved 1F1B.
 #include "dualpipe/internal/golden.h"
 
 #include <string>
@@ -19,15 +21,21 @@
 namespace dualpipe {
 namespace {
 
-// (schedule, ranks, micro-batches); the golden is testdata/<schedule>_r<ranks>_m<micro-batches>.
-class GoldenTest : public testing::TestWithParam<std::tuple<const char*, int, int>> {};
+// (schedule, ranks, micro-batches, chunks); the golden is
+// testdata/<schedule>_r<ranks>_m<micro-batches>.txt, with _c<chunks> for interleaved1f1b.
+class GoldenTest : public testing::TestWithParam<std::tuple<const char*, int, int, int>> {};
+
+std::string GoldenName(const GoldenTest::ParamType& param) {
+  const auto [name, ranks, microbatches, chunks] = param;
+  return absl::StrCat(name, "_r", ranks, "_m", microbatches,
+                      std::string(name) == "interleaved1f1b" ? absl::StrCat("_c", chunks) : "");
+}
 
 TEST_P(GoldenTest, MatchesGoldenAndValidates) {
-  const auto [name, ranks, microbatches] = GetParam();
-  absl::StatusOr<Schedule> schedule = GenerateSchedule(name, ranks, microbatches);
+  const auto [name, ranks, microbatches, chunks] = GetParam();
+  absl::StatusOr<Schedule> schedule = GenerateSchedule(name, ranks, microbatches, chunks);
   ASSERT_TRUE(schedule.ok()) << schedule.status();
-  absl::StatusOr<std::string> golden =
-      internal::ReadGolden(absl::StrCat(name, "_r", ranks, "_m", microbatches, ".txt"));
+  absl::StatusOr<std::string> golden = internal::ReadGolden(GoldenName(GetParam()) + ".txt");
   ASSERT_TRUE(golden.ok()) << golden.status();
   EXPECT_EQ(FormatSchedule(*schedule), *golden);
   EXPECT_TRUE(ValidateSchedule(*schedule).ok()) << ValidateSchedule(*schedule);
@@ -35,17 +43,20 @@ TEST_P(GoldenTest, MatchesGoldenAndValidates) {
 
 INSTANTIATE_TEST_SUITE_P(
     Schedules, GoldenTest,
-    testing::Values(std::tuple{"dualpipe", 2, 4}, std::tuple{"dualpipe", 4, 8},
-                    std::tuple{"dualpipe", 4, 10}, std::tuple{"dualpipe", 6, 12},
-                    std::tuple{"dualpipe", 8, 20}, std::tuple{"dualpipev", 1, 2},
-                    std::tuple{"dualpipev", 2, 5}, std::tuple{"dualpipev", 3, 6},
-                    std::tuple{"dualpipev", 4, 9}, std::tuple{"dualpipev", 4, 10},
-                    std::tuple{"1f1b", 1, 3}, std::tuple{"1f1b", 3, 2}, std::tuple{"1f1b", 4, 8},
-                    std::tuple{"1f1b", 5, 7}, std::tuple{"zb1p", 1, 3}, std::tuple{"zb1p", 3, 2},
-                    std::tuple{"zb1p", 4, 8}, std::tuple{"zb1p", 5, 7}),
+    testing::Values(std::tuple{"dualpipe", 2, 4, 0}, std::tuple{"dualpipe", 4, 8, 0},
+                    std::tuple{"dualpipe", 4, 10, 0}, std::tuple{"dualpipe", 6, 12, 0},
+                    std::tuple{"dualpipe", 8, 20, 0}, std::tuple{"dualpipev", 1, 2, 0},
+                    std::tuple{"dualpipev", 2, 5, 0}, std::tuple{"dualpipev", 3, 6, 0},
+                    std::tuple{"dualpipev", 4, 9, 0}, std::tuple{"dualpipev", 4, 10, 0},
+                    std::tuple{"1f1b", 1, 3, 0}, std::tuple{"1f1b", 3, 2, 0},
+                    std::tuple{"1f1b", 4, 8, 0}, std::tuple{"1f1b", 5, 7, 0},
+                    std::tuple{"zb1p", 1, 3, 0}, std::tuple{"zb1p", 3, 2, 0},
+                    std::tuple{"zb1p", 4, 8, 0}, std::tuple{"zb1p", 5, 7, 0},
+                    std::tuple{"interleaved1f1b", 4, 8, 2}, std::tuple{"interleaved1f1b", 2, 4, 3},
+                    std::tuple{"interleaved1f1b", 3, 3, 2}, std::tuple{"interleaved1f1b", 4, 12, 2},
+                    std::tuple{"interleaved1f1b", 3, 6, 4}),
     [](const testing::TestParamInfo<GoldenTest::ParamType>& info) {
-      return absl::StrCat(std::get<0>(info.param), "_r", std::get<1>(info.param), "_m",
-                          std::get<2>(info.param));
+      return GoldenName(info.param);
     });
 
 }  // namespace

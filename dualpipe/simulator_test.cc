@@ -52,6 +52,22 @@ TEST_P(BaselineBubbleTest, ZB1PHasThePublishedBubbleOnEveryRank) {
   }
 }
 
+TEST(SimulatorTest, Interleaved1F1BBubbleIsOneFOneBsOverTheChunks) {
+  // With per-chunk costs F and B every rank idles (PP-1)(F+B): 1F1B's bubble with whole-rank
+  // stages (chunks * F, chunks * B) divided by the number of chunks.
+  for (int chunks : {2, 3, 4}) {
+    absl::StatusOr<Schedule> schedule = GenerateInterleaved1F1B(4, 12, chunks);
+    ASSERT_TRUE(schedule.ok());
+    absl::StatusOr<Simulation> sim = Simulate(*schedule, Costs(1, 2, 1));
+    ASSERT_TRUE(sim.ok()) << sim.status();
+    for (int r = 0; r < 4; ++r) {
+      EXPECT_DOUBLE_EQ(sim->ranks[r].bubble, 3 * (1 + 2)) << "chunks " << chunks;
+      EXPECT_EQ(sim->ranks[r].parameter_copies, chunks);
+    }
+    EXPECT_EQ(sim->ranks[0].peak_activations, 3 * 2 + (chunks - 1) * 4 + 1);
+  }
+}
+
 // W at most F keeps ZB-H1's W's inside the bubbles they fill (the paper's setting).
 INSTANTIATE_TEST_SUITE_P(Costs, BaselineBubbleTest,
                          testing::Values(Shape{4, 8, 1, 2, 1}, Shape{4, 8, 1, 3, 1},

@@ -20,11 +20,15 @@
 #include "dualpipe/simulator.h"
 #include "dualpipe/validator.h"
 
-ABSL_FLAG(std::string, schedule, "dualpipe", "Schedule: dualpipe, dualpipev, 1f1b or zb1p.");
+ABSL_FLAG(std::string, schedule, "dualpipe",
+          "Schedule: dualpipe, dualpipev, 1f1b, zb1p or interleaved1f1b.");
 ABSL_FLAG(int, ranks, 8, "Pipeline ranks (devices), 1..1024; even for dualpipe.");
 ABSL_FLAG(int, microbatches, 20,
           "Micro-batches in all, 1..100000; dualpipe: even and >= 2*ranks, half from each end; "
           "dualpipev: >= 2*ranks.");
+ABSL_FLAG(int, chunks, 2,
+          "Model chunks per rank for interleaved1f1b, 2..64 (micro-batches must be a multiple of "
+          "ranks); ignored by the other schedules.");
 ABSL_FLAG(std::string, format, "ops",
           "Output: ops (one line per rank), svg (picture of the simulated timeline), summary "
           "(simulated per-rank table and totals) or trace (Chrome trace JSON).");
@@ -39,7 +43,8 @@ namespace {
 
 constexpr int kMaxRanks = 1024;
 constexpr int kMaxMicrobatches = 100000;
-constexpr long kMaxOps = 2000000;  // Keeps the simulation to seconds.
+constexpr int kMaxChunks = 64;
+constexpr long kMaxWork = 500000;  // About 1.5 million ops: keeps the simulation to seconds.
 
 absl::Status CheckRange(const char* flag, int value, int low, int high) {
   if (value < low || value > high) {
@@ -59,10 +64,15 @@ absl::StatusOr<std::string> Run() {
   const int microbatches = absl::GetFlag(FLAGS_microbatches);
   RETURN_IF_ERROR(CheckRange("ranks", ranks, 1, kMaxRanks));
   RETURN_IF_ERROR(CheckRange("microbatches", microbatches, 1, kMaxMicrobatches));
-  if (static_cast<long>(ranks) * microbatches > kMaxOps / 4) {
-    return absl::InvalidArgumentError(absl::StrCat("--ranks * --microbatches must be at most ",
-                                                   kMaxOps / 4, ", got ",
-                                                   static_cast<long>(ranks) * microbatches));
+  const int chunks = absl::GetFlag(FLAGS_chunks);
+  RETURN_IF_ERROR(CheckRange("chunks", chunks, 2, kMaxChunks));
+  const std::string name = absl::GetFlag(FLAGS_schedule);
+  const long work =
+      static_cast<long>(ranks) * microbatches * (name == "interleaved1f1b" ? chunks : 1);
+  if (work > kMaxWork) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ranks * --microbatches (* --chunks for interleaved1f1b) must be at most ",
+                     kMaxWork, ", got ", work));
   }
   dualpipe::OpCosts costs;
   costs.forward = absl::GetFlag(FLAGS_cost_f);
@@ -73,7 +83,7 @@ absl::StatusOr<std::string> Run() {
   RETURN_IF_ERROR(dualpipe::ValidateCosts(costs));
 
   ASSIGN_OR_RETURN(dualpipe::Schedule schedule,
-                   dualpipe::GenerateSchedule(absl::GetFlag(FLAGS_schedule), ranks, microbatches));
+                   dualpipe::GenerateSchedule(name, ranks, microbatches, chunks));
   RETURN_IF_ERROR(dualpipe::ValidateSchedule(schedule));
   if (format == "ops") return dualpipe::FormatSchedule(schedule);
   ASSIGN_OR_RETURN(dualpipe::Simulation simulation, dualpipe::Simulate(schedule, costs));
@@ -91,9 +101,9 @@ int main(int argc, char** argv) {
       argc, argv,
       "Prints a pipeline schedule: its op order, an SVG of its simulated timeline, the simulated\n"
       "per-rank bubbles and memory, or a Chrome trace.\n"
-      "Usage: schedule --schedule=dualpipe|dualpipev|1f1b|zb1p --ranks=N --microbatches=M\n"
-      "         [--format=ops|svg|summary|trace] [--cost_f= --cost_b= --cost_w= --cost_fb=\n"
-      "         --p2p_latency=]");
+      "Usage: schedule --schedule=dualpipe|dualpipev|1f1b|zb1p|interleaved1f1b --ranks=N\n"
+      "         --microbatches=M [--chunks=V] [--format=ops|svg|summary|trace]\n"
+      "         [--cost_f= --cost_b= --cost_w= --cost_fb= --p2p_latency=]");
   absl::StatusOr<std::string> out = Run();
   if (!out.ok()) {
     std::fprintf(stderr, "schedule: %s\n", std::string(out.status().message()).c_str());

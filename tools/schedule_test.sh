@@ -14,6 +14,7 @@ grep -q "^rank 7: F1.0 " <<<"$out"
 summary=$("$bin" --schedule=zb1p --ranks=4 --microbatches=8 --format=summary)
 echo "$summary"
 grep -q "^makespan 27, total bubble 12, mean bubble per rank 3, max peak activations 4" <<<"$summary"
+"$bin" --schedule=interleaved1f1b --ranks=4 --microbatches=8 --chunks=2 | grep -q "^rank 3: F0.0 F0.1 F0.2 F0.3 F1.0 B1.0 "
 summary=$("$bin" --schedule=dualpipe --ranks=8 --microbatches=20 --format=summary --cost_fb=3)
 grep -q "mean bubble per rank 6," <<<"$summary"
 
@@ -36,6 +37,9 @@ expect_error "cost weight (3) must not exceed backward (2)" --cost_w=3
 expect_error "cost forward must be finite and >= 0" --cost_f=-1
 expect_error "no_such_flag" --no_such_flag=1
 expect_error "ranks" --ranks=abc
+expect_error "--chunks must be in [2, 64], got 1" --schedule=interleaved1f1b --chunks=1
+expect_error "micro-batches divisible by ranks (4)" --schedule=interleaved1f1b --ranks=4 --microbatches=6
+expect_error "must be at most 500000, got 1024000" --schedule=1f1b --ranks=1024 --microbatches=1000
 expect_error "unexpected argument 'extra'" extra
 "$bin" --help | grep -q "Usage: schedule"
 echo PASS
