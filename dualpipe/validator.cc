@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "dualpipe/internal/dataflow.h"
+#include "dualpipe/transfers.h"
 
 namespace dualpipe {
 namespace {
@@ -135,11 +136,45 @@ absl::Status ValidateCompleteness(const Schedule& schedule) {
   return absl::OkStatus();
 }
 
+// Each (sender, receiver, kind, route) stream must be consumed in the order it is produced.
+absl::Status ValidateStreams(const Schedule& schedule) {
+  using Stream = std::tuple<int, int, ValueKind, int>;  // sender, receiver, kind, route.
+  using Value = std::pair<int, int>;                    // producing stage, micro-batch.
+  std::map<Stream, std::vector<Value>> sent;
+  std::map<Stream, std::vector<Value>> received;
+  const std::vector<std::vector<OpTransfers>> transfers = DeriveTransfers(schedule);
+  for (int rank = 0; rank < schedule.num_ranks; ++rank) {
+    for (const OpTransfers& io : transfers[rank]) {
+      for (const Transfer& t : io.sends) {
+        sent[{rank, t.peer, t.kind, t.route}].push_back({t.stage, t.microbatch});
+      }
+      for (const Transfer& t : io.receives) {
+        received[{t.peer, rank, t.kind, t.route}].push_back({t.stage, t.microbatch});
+      }
+    }
+  }
+  for (const auto& [stream, values] : sent) {
+    const std::vector<Value>& got = received[stream];
+    for (size_t i = 0; i < values.size() && i < got.size(); ++i) {
+      if (values[i] != got[i]) {
+        const auto [sender, receiver, kind, route] = stream;
+        return absl::InvalidArgumentError(absl::StrCat(
+            "rank ", receiver, " consumes the ",
+            kind == ValueKind::kActivation ? "activations" : "gradients", " of route ", route,
+            " from rank ", sender, " out of order: receive ", i, " is micro-batch ", got[i].second,
+            " but send ", i, " is micro-batch ", values[i].second));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateSchedule(const Schedule& schedule) {
   RETURN_IF_ERROR(ValidateStructure(schedule));
   RETURN_IF_ERROR(ValidateCompleteness(schedule));
+  RETURN_IF_ERROR(ValidateStreams(schedule));
   return internal::RunDataflow(
              schedule, [](const Op&) { return 1.0; }, 0.0)
       .status();

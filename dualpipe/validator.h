@@ -15,11 +15,14 @@ namespace dualpipe {
 //    exactly one I and one W; the F comes before the B or I on its rank (an overlapped pair cannot
 //    be the F and B of the same stage and micro-batch), and each I before its W; W's follow their
 //    I's in FIFO order on each rank;
+//  - streams: the values one rank sends another (activations or gradients of one route, see
+//    DeriveTransfers) are consumed in the order they are produced, so each such stream can be a
+//    FIFO queue, as in the reference implementation's per-phase queues;
 //  - liveness: with the sends and receives the data dependencies imply (activations to the next
 //    stage, input gradients to the previous one; sends asynchronous), every rank runs to the end,
 //    i.e. no rank waits for a value that can only be produced after that wait.
-// Otherwise InvalidArgument (structure, completeness, order) or FailedPrecondition (deadlock),
-// with a message naming the rank, op and micro-batch at fault. Thread-safe.
+// Otherwise InvalidArgument (structure, completeness, order, streams) or FailedPrecondition
+// (deadlock), with a message naming the rank, op and micro-batch at fault. Thread-safe.
 absl::Status ValidateSchedule(const Schedule& schedule);
 
 }  // namespace dualpipe

@@ -82,6 +82,17 @@ TEST(ValidatorTest, RejectsWeightBeforeInputAndOutOfFifoOrder) {
       absl::StatusCode::kInvalidArgument, "rank 0 op 4 (W0.1)"));
 }
 
+TEST(ValidatorTest, RejectsAStreamConsumedOutOfOrder) {
+  // Rank 1 takes micro-batch 1's activation before micro-batch 0's: legal data flow, but the
+  // activations from rank 0 are no longer a FIFO.
+  const Schedule schedule =
+      Pipeline({Op::Forward(0, 0), Op::Forward(0, 1), Op::Backward(0, 0), Op::Backward(0, 1)},
+               {Op::Forward(0, 1), Op::Forward(0, 0), Op::Backward(0, 0), Op::Backward(0, 1)});
+  EXPECT_TRUE(FailsWith(schedule, absl::StatusCode::kInvalidArgument,
+                        "rank 1 consumes the activations of route 0 from rank 0 out of order: "
+                        "receive 0 is micro-batch 1 but send 0 is micro-batch 0"));
+}
+
 TEST(ValidatorTest, RejectsOpsOnAPathTheRankDoesNotHost) {
   const Schedule schedule = Pipeline({Op::Forward(1, 0)}, {Op::Forward(0, 0), Op::Backward(0, 0),
                                                            Op::Forward(0, 1), Op::Backward(0, 1)});
