@@ -157,10 +157,7 @@ absl::StatusOr<Schedule> GenerateDualPipeV(int num_devices, int num_microbatches
   Schedule schedule;
   schedule.name = "dualpipev";
   schedule.num_ranks = num_devices;
-  Route v{{}, num_microbatches};
-  for (int s = 0; s < num_devices; ++s) v.hops.push_back(Hop{s, 0});
-  for (int s = num_devices - 1; s >= 0; --s) v.hops.push_back(Hop{s, 1});
-  schedule.routes = {v};
+  schedule.routes = {VRoute(num_devices, num_microbatches)};
   for (int rank = 0; rank < num_devices; ++rank) {
     RankShape shape;
     shape.half_rank = rank;

@@ -4,16 +4,24 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "dualpipe/costs.h"
 #include "dualpipe/schedule.h"
 
 namespace dualpipe {
 
-// Builds schedule `name` ("dualpipe", "dualpipev", "1f1b", "zb1p" or "interleaved1f1b") over
-// `num_ranks` ranks with `num_microbatches` micro-batches in all (for dualpipe, half enter from
-// each end); `num_chunks` model chunks per rank for interleaved1f1b, ignored by the others.
-// Returns InvalidArgument for an unknown name or a shape the schedule does not support.
+// Settings only some schedules read.
+struct GenerateOptions {
+  int chunks = 2;  // Model chunks per rank, for interleaved1f1b.
+  OpCosts costs;   // The costs zbv plans with.
+};
+
+// Builds schedule `name` ("dualpipe", "dualpipev", "1f1b", "zb1p", "interleaved1f1b" or "zbv")
+// over `num_ranks` ranks with `num_microbatches` micro-batches in all (for dualpipe, half enter
+// from each end). Returns InvalidArgument for an unknown name or a shape the schedule does not
+// support.
 absl::StatusOr<Schedule> GenerateSchedule(absl::string_view name, int num_ranks,
-                                          int num_microbatches, int num_chunks = 2);
+                                          int num_microbatches,
+                                          const GenerateOptions& options = {});
 
 }  // namespace dualpipe
 

@@ -6,7 +6,7 @@ namespace dualpipe {
 namespace {
 
 TEST(GenerateScheduleTest, DispatchesByName) {
-  for (const char* name : {"dualpipe", "dualpipev", "1f1b", "zb1p", "interleaved1f1b"}) {
+  for (const char* name : {"dualpipe", "dualpipev", "1f1b", "zb1p", "interleaved1f1b", "zbv"}) {
     absl::StatusOr<Schedule> schedule = GenerateSchedule(name, 4, 8);
     ASSERT_TRUE(schedule.ok()) << name << ": " << schedule.status();
     EXPECT_EQ(schedule->name, name);

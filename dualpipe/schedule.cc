@@ -58,6 +58,13 @@ int Schedule::TotalMicrobatches() const {
   return total;
 }
 
+Route VRoute(int num_ranks, int num_microbatches) {
+  Route v{{}, num_microbatches};
+  for (int s = 0; s < num_ranks; ++s) v.hops.push_back(Hop{s, 0});
+  for (int s = num_ranks - 1; s >= 0; --s) v.hops.push_back(Hop{s, 1});
+  return v;
+}
+
 std::string FormatOp(const Op& op) {
   switch (op.kind) {
     case OpKind::kForward:

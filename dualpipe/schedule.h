@@ -76,6 +76,10 @@ struct Schedule {
   int TotalMicrobatches() const;
 };
 
+// The V-shaped route of DualPipeV and ZB-V over `num_ranks` ranks: path 0 (chunk 0) down ranks
+// 0..num_ranks-1, then path 1 (chunk 1) back up to rank 0; 2 * num_ranks stages.
+Route VRoute(int num_ranks, int num_microbatches);
+
 // "F0.3", "B1.0", "I0.2", "W0.2" or "F0.7+B1.3".
 std::string FormatOp(const Op& op);
 

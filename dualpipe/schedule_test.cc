@@ -1,5 +1,7 @@
 #include "dualpipe/schedule.h"
 
+#include <vector>
+
 #include "gtest/gtest.h"
 
 namespace dualpipe {
@@ -33,6 +35,12 @@ TEST(ScheduleTest, MapsPathsToRoutesAndStages) {
   EXPECT_EQ(schedule.StageOf(0, 1), 1);
   EXPECT_EQ(schedule.StageOf(2, 0), -1);
   EXPECT_EQ(schedule.TotalMicrobatches(), 5);
+}
+
+TEST(ScheduleTest, VRouteGoesDownThenBackUp) {
+  const Route v = VRoute(2, 5);
+  EXPECT_EQ(v.num_microbatches, 5);
+  EXPECT_EQ(v.hops, (std::vector<Hop>{{0, 0}, {1, 0}, {1, 1}, {0, 1}}));
 }
 
 TEST(ScheduleTest, FormatsOneLinePerRank) {

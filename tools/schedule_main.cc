@@ -21,7 +21,8 @@
 #include "dualpipe/validator.h"
 
 ABSL_FLAG(std::string, schedule, "dualpipe",
-          "Schedule: dualpipe, dualpipev, 1f1b, zb1p or interleaved1f1b.");
+          "Schedule: dualpipe, dualpipev, 1f1b, zb1p, interleaved1f1b or zbv (ZB-V, whose order "
+          "depends on the costs).");
 ABSL_FLAG(int, ranks, 8, "Pipeline ranks (devices), 1..1024; even for dualpipe.");
 ABSL_FLAG(int, microbatches, 20,
           "Micro-batches in all, 1..100000; dualpipe: even and >= 2*ranks, half from each end; "
@@ -82,8 +83,11 @@ absl::StatusOr<std::string> Run() {
   costs.p2p_latency = absl::GetFlag(FLAGS_p2p_latency);
   RETURN_IF_ERROR(dualpipe::ValidateCosts(costs));
 
+  dualpipe::GenerateOptions options;
+  options.chunks = chunks;
+  options.costs = costs;
   ASSIGN_OR_RETURN(dualpipe::Schedule schedule,
-                   dualpipe::GenerateSchedule(name, ranks, microbatches, chunks));
+                   dualpipe::GenerateSchedule(name, ranks, microbatches, options));
   RETURN_IF_ERROR(dualpipe::ValidateSchedule(schedule));
   if (format == "ops") return dualpipe::FormatSchedule(schedule);
   ASSIGN_OR_RETURN(dualpipe::Simulation simulation, dualpipe::Simulate(schedule, costs));
@@ -101,7 +105,7 @@ int main(int argc, char** argv) {
       argc, argv,
       "Prints a pipeline schedule: its op order, an SVG of its simulated timeline, the simulated\n"
       "per-rank bubbles and memory, or a Chrome trace.\n"
-      "Usage: schedule --schedule=dualpipe|dualpipev|1f1b|zb1p|interleaved1f1b --ranks=N\n"
+      "Usage: schedule --schedule=dualpipe|dualpipev|1f1b|zb1p|interleaved1f1b|zbv --ranks=N\n"
       "         --microbatches=M [--chunks=V] [--format=ops|svg|summary|trace]\n"
       "         [--cost_f= --cost_b= --cost_w= --cost_fb= --p2p_latency=]");
   absl::StatusOr<std::string> out = Run();

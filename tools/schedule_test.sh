@@ -15,6 +15,7 @@ summary=$("$bin" --schedule=zb1p --ranks=4 --microbatches=8 --format=summary)
 echo "$summary"
 grep -q "^makespan 27, total bubble 12, mean bubble per rank 3, max peak activations 4" <<<"$summary"
 "$bin" --schedule=interleaved1f1b --ranks=4 --microbatches=8 --chunks=2 | grep -q "^rank 3: F0.0 F0.1 F0.2 F0.3 F1.0 B1.0 "
+"$bin" --schedule=zbv --ranks=4 --microbatches=8 | grep -q "^rank 0: F0.0 F0.1 F0.2 F0.3 F0.4 F0.5 F0.6 F1.0 I1.0 W1.0 "
 summary=$("$bin" --schedule=dualpipe --ranks=8 --microbatches=20 --format=summary --cost_fb=3)
 grep -q "mean bubble per rank 6," <<<"$summary"
 
