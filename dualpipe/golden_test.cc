@@ -6,8 +6,9 @@
 // goldens follow the textbook rules: Megatron-LM's warm-up / steady / cool-down for 1F1B, ZB-H1
 // with rank r holding back r weight gradients, and Megatron-LM's
 // forward_backward_pipelining_with_interleaving (chunk groups of `ranks` micro-batches) for
-// interleaved 1F1B. The ZB-V goldens (unit costs here; zbv_schedule_test has others) come from
-// running a plain-Python transcription of sail-sg/zero-bubble-pipeline-parallelism's zbv.py.
+// interleaved 1F1B. The ZB-V goldens (unit costs here; zbv_schedule_test has others) are the
+// output of sail-sg/zero-bubble-pipeline-parallelism's zbv.py itself (pure Python, run with its
+// Megatron imports stubbed).
 #include "dualpipe/internal/golden.h"
 
 #include <string>

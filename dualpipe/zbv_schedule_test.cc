@@ -22,8 +22,9 @@ OpCosts Costs(double f, double i, double w, double p2p) {
   return costs;
 }
 
-// The op order depends on the costs; these goldens come from running a plain-Python transcription
-// of zbv.py (sail-sg/zero-bubble-pipeline-parallelism) with the same costs.
+// The op order depends on the costs; these goldens are the output of zbv.py's
+// PipelineGraph.create_schedule (sail-sg/zero-bubble-pipeline-parallelism; pure Python, run with
+// its Megatron imports stubbed) for the same costs and memory units f=2, b=-1, w=-1.
 TEST(ZbvTest, MatchesTheReferenceHeuristicForOtherCosts) {
   const std::tuple<int, int, OpCosts, const char*> cases[] = {
       {4, 8, Costs(1, 2, 1, 0.5), "zbv_r4_m8_f1_i2_w1_p0.5.txt"},
