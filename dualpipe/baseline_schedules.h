@@ -10,6 +10,8 @@
 
 namespace dualpipe {
 
+// The generators are pure functions of their arguments and thread-safe.
+
 // 1F1B: rank r runs min(num_ranks-1-r, M) warm-up forwards, then alternates F and B, then drains
 // the remaining B. Returns InvalidArgument unless num_ranks >= 1 and num_microbatches >= 1.
 absl::StatusOr<Schedule> Generate1F1B(int num_ranks, int num_microbatches);

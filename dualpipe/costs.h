@@ -7,6 +7,8 @@
 
 namespace dualpipe {
 
+// Plain value type and pure functions; thread-safe.
+
 // Costs in any time unit. A full backward B costs `backward`; it splits into an I costing
 // backward - weight and a W costing `weight`. An overlapped pair F+B costs `forward_backward`, or
 // forward + backward when that is negative. A value sent to another rank arrives `p2p_latency`

@@ -11,6 +11,8 @@
 
 namespace dualpipe {
 
+// The generators are pure functions of their arguments and thread-safe.
+
 // DualPipe over `num_ranks` ranks. Half the micro-batches enter at rank 0 (path 0, route through
 // ranks 0..num_ranks-1) and half at the last rank (path 1, the reverse route), so rank r holds
 // stage r of path 0's route and stage num_ranks-1-r of path 1's.

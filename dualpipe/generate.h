@@ -9,6 +9,8 @@
 
 namespace dualpipe {
 
+// GenerateSchedule is a pure function of its arguments and thread-safe.
+
 // Settings only some schedules read.
 struct GenerateOptions {
   int chunks = 2;  // Model chunks per rank, for interleaved1f1b.

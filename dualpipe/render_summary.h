@@ -9,6 +9,8 @@
 
 namespace dualpipe {
 
+// Renderers are pure functions of their arguments; thread-safe.
+
 // Returns a table with, per rank, busy time, bubble, peak live activations and parameter copies,
 // followed by makespan, total and mean bubble and the largest peak. Precondition: `simulation`
 // was produced from `schedule` with `costs`.

@@ -12,9 +12,11 @@
 
 namespace dualpipe {
 
+// Renderers are pure functions of their arguments; thread-safe.
+
 // Returns a standalone SVG document titled `title` (escaped). Cells are placed at their simulated
-// times, `pixels_per_unit` pixels per cost unit (must be > 0); an overlapped pair is split into its
-// forward and backward parts in proportion to costs.forward and costs.backward.
+// times, `pixels_per_unit` pixels per cost unit (must be > 0, else aborts); an overlapped pair is
+// split into its forward and backward parts in proportion to costs.forward and costs.backward.
 std::string RenderSvg(const Simulation& simulation, const OpCosts& costs, absl::string_view title,
                       double pixels_per_unit = 24);
 

@@ -9,6 +9,8 @@
 
 namespace dualpipe {
 
+// Renderers are pure functions of their arguments; thread-safe.
+
 // Returns {"traceEvents": [...]} with one complete event per op, named like the op's text form,
 // category forward / backward / backward_input / backward_weight / forward_backward, on
 // pid = rank (named "rank R"), tid 0. One simulated cost unit is shown as one millisecond.

@@ -17,6 +17,8 @@
 
 namespace dualpipe {
 
+// Plain data and pure functions: safe to read from many threads; writers need their own locking.
+
 enum class OpKind {
   kForward,          // F: forward of one stage for one micro-batch.
   kBackward,         // B: full backward (inputs and weights).

@@ -12,6 +12,8 @@
 
 namespace dualpipe {
 
+// A pure function of its arguments; thread-safe.
+
 // ZB-V over `num_devices` devices holding 2 * num_devices stages in a V, like DualPipeV (path 0 =
 // chunk 0 down ranks 0..num_devices-1, path 1 = chunk 1 back up); all micro-batches enter at rank
 // 0; every backward is split into I and W. Memory model: an F takes 2 units, its I frees 1, its W
