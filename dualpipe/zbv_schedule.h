@@ -17,11 +17,12 @@ namespace dualpipe {
 // ZB-V over `num_devices` devices holding 2 * num_devices stages in a V, like DualPipeV (path 0 =
 // chunk 0 down ranks 0..num_devices-1, path 1 = chunk 1 back up); all micro-batches enter at rank
 // 0; every backward is split into I and W. Memory model: an F takes 2 units, its I frees 1, its W
-// the other; a rank holds at most 4 * num_devices units (the reference's default, twice the
-// activations of 1F1B). Plans with costs.forward, the I cost costs.backward - costs.weight,
-// costs.weight and costs.p2p_latency (forward_backward is unused: ZB-V overlaps nothing). Tries
-// the reference's four fill policies and keeps the one with the least worst-rank bubble. Returns
-// InvalidArgument unless num_devices >= 1, num_microbatches >= 1 and ValidateCosts(costs) passes.
+// the other; a rank holds at most 4 * num_devices units (the reference's default: the
+// activations of 2 * num_devices forwards, 1F1B's peak over as many stages). Plans with
+// costs.forward, the I cost costs.backward - costs.weight, costs.weight and costs.p2p_latency
+// (forward_backward is unused: ZB-V overlaps nothing). Tries the reference's four fill policies and
+// keeps the one with the least worst-rank bubble. Returns InvalidArgument unless num_devices >= 1,
+// num_microbatches >= 1 and ValidateCosts(costs) passes.
 absl::StatusOr<Schedule> GenerateZBV(int num_devices, int num_microbatches, const OpCosts& costs);
 
 }  // namespace dualpipe
