@@ -14,6 +14,12 @@ void BM_GenerateDualPipe(benchmark::State& state) {
   }
 }
 
+void BM_GenerateZBV(benchmark::State& state) {
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(GenerateSchedule("zbv", state.range(0), state.range(1)));
+  }
+}
+
 void BM_ValidateDualPipe(benchmark::State& state) {
   const Schedule schedule = *GenerateSchedule("dualpipe", state.range(0), state.range(1));
   for (auto _ : state) benchmark::DoNotOptimize(ValidateSchedule(schedule));
@@ -33,6 +39,7 @@ void BM_Simulate1F1B(benchmark::State& state) {
 }
 
 BENCHMARK(BM_GenerateDualPipe)->Args({8, 20})->Args({64, 512});
+BENCHMARK(BM_GenerateZBV)->Args({4, 20})->Args({32, 256});
 BENCHMARK(BM_ValidateDualPipe)->Args({8, 20})->Args({64, 512});
 BENCHMARK(BM_SimulateDualPipe)->Args({8, 20})->Args({64, 512});
 BENCHMARK(BM_Simulate1F1B)->Args({8, 20})->Args({64, 512});

@@ -52,6 +52,7 @@ TEST(ZbvTest, OnlyTheSkewOfTheFirstForwardsIsLeftWithEqualCosts) {
   for (const RankStats& rank : sim->ranks) {
     EXPECT_DOUBLE_EQ(rank.bubble, 3);
     EXPECT_EQ(rank.parameter_copies, 2);
+    EXPECT_LE(rank.peak_activations, 8);  // The memory cap: 1F1B's peak over 8 stages.
   }
 }
 
