@@ -75,8 +75,9 @@ int main(int argc, char** argv) {
                 0.0f, c_blas.data(), n);
   });
   const float max_diff = (c - c_blas).cwiseAbs().maxCoeff();
-  std::printf("SGEMM %dx%dx%d  Eigen %.1f GFLOP/s, OpenBLAS %.1f GFLOP/s (1 thread; max |diff| %.2g)\n",
-              n, n, n, eigen, blas, max_diff);
+  std::printf(
+      "SGEMM %dx%dx%d  Eigen %.1f GFLOP/s, OpenBLAS %.1f GFLOP/s (1 thread; max |diff| %.2g)\n", n,
+      n, n, eigen, blas, max_diff);
   if (!(max_diff < 1e-2f * n)) {
     std::fprintf(stderr, "toolchain_info: Eigen and OpenBLAS disagree (max |diff| %g)\n", max_diff);
     return 1;
