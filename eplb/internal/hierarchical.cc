@@ -1,0 +1,82 @@
+#include "eplb/internal/hierarchical.h"
+
+#include <vector>
+
+#include "eplb/internal/packing.h"
+
+namespace eplb::internal {
+namespace {
+
+// Swaps are cheap and each one strictly improves the packing; this bounds the work on
+// adversarial inputs.
+int MaxSwaps(int num_items) { return num_items; }
+
+void Refine(std::span<const float> weights, int num_packs, Packing& packing) {
+  const std::vector<double> wide(weights.begin(), weights.end());
+  RefineBySwaps(wide, num_packs, MaxSwaps(static_cast<int>(weights.size())), packing);
+}
+
+}  // namespace
+
+LayerPlacement PlaceLayer(std::span<const float> loads, const LayerShape& shape,
+                          const LayerOptions& options) {
+  const int num_experts = static_cast<int>(loads.size());
+  const int group_size = num_experts / shape.num_groups;
+  const int groups_per_node = shape.num_groups / shape.num_nodes;
+  const int experts_per_node = num_experts / shape.num_nodes;
+  const int replicas_per_node = shape.num_replicas / shape.num_nodes;
+  const int gpus_per_node = shape.num_gpus / shape.num_nodes;
+  const int replicas_per_gpu = shape.num_replicas / shape.num_gpus;
+
+  // Step 1: pack expert groups onto nodes. log2mlog maps an expert to its "node-major" index.
+  std::vector<float> group_load(shape.num_groups, 0.0f);
+  for (int g = 0; g < shape.num_groups; ++g) {
+    for (int j = 0; j < group_size; ++j) group_load[g] += loads[g * group_size + j];
+  }
+  Packing groups = BalancedPacking(group_load, shape.num_nodes);
+  if (options.refine_groups) Refine(group_load, shape.num_nodes, groups);
+  std::vector<int> log2mlog(num_experts);
+  for (int g = 0; g < shape.num_groups; ++g) {
+    for (int j = 0; j < group_size; ++j) {
+      log2mlog[g * group_size + j] =
+          (groups.pack[g] * groups_per_node + groups.rank[g]) * group_size + j;
+    }
+  }
+  const std::vector<int> mlog2log = InversePermutation(log2mlog);
+
+  LayerPlacement result{std::vector<int>(shape.num_replicas), std::vector<int>(shape.num_replicas),
+                        std::vector<int>(num_experts)};
+  std::vector<int> mlogcnt(num_experts);
+  std::vector<float> node_loads(experts_per_node);
+  std::vector<float> replica_loads(replicas_per_node);
+  std::vector<int> phy2pphy(replicas_per_node);
+  for (int node = 0; node < shape.num_nodes; ++node) {
+    const int mlog_base = node * experts_per_node;
+    // Step 2: replicate the node's experts into its replicas.
+    for (int k = 0; k < experts_per_node; ++k) node_loads[k] = loads[mlog2log[mlog_base + k]];
+    const Replication rep = ReplicateExperts(node_loads, replicas_per_node);
+    for (int k = 0; k < experts_per_node; ++k) mlogcnt[mlog_base + k] = rep.logcnt[k];
+
+    // Step 3: pack the node's replicas onto its GPUs.
+    for (int p = 0; p < replicas_per_node; ++p) {
+      const int k = rep.phy2log[p];
+      replica_loads[p] = node_loads[k] / static_cast<float>(rep.logcnt[k]);
+    }
+    Packing gpus = BalancedPacking(replica_loads, gpus_per_node);
+    if (options.refine_gpus) Refine(replica_loads, gpus_per_node, gpus);
+    for (int p = 0; p < replicas_per_node; ++p) {
+      phy2pphy[p] = gpus.pack[p] * replicas_per_gpu + gpus.rank[p];
+    }
+    const std::vector<int> pphy2phy = InversePermutation(phy2pphy);
+    const int phy_base = node * replicas_per_node;
+    for (int q = 0; q < replicas_per_node; ++q) {
+      const int p = pphy2phy[q];
+      result.phy2log[phy_base + q] = mlog2log[mlog_base + rep.phy2log[p]];
+      result.phyrank[phy_base + q] = rep.rank[p];
+    }
+  }
+  for (int e = 0; e < num_experts; ++e) result.logcnt[e] = mlogcnt[log2mlog[e]];
+  return result;
+}
+
+}  // namespace eplb::internal

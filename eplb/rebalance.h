@@ -1,0 +1,52 @@
+// EPLB's entry point: from per-expert loads, decide how many replicas each logical expert gets and
+// on which GPU each replica lives, for every MoE layer.
+//
+//   ASSIGN_OR_RETURN(eplb::Placement placement,
+//                    eplb::Rebalance(loads, /*num_replicas=*/288, /*num_groups=*/8,
+//                                    /*num_nodes=*/4, /*num_gpus=*/32, eplb::Policy::kRefined));
+//
+// When num_groups is a multiple of num_nodes the hierarchical policy runs: expert groups are
+// packed onto nodes, experts replicated inside each node, and each node's replicas packed onto its
+// GPUs. Otherwise the global policy runs: the same with one group and one node. See docs/eplb.md.
+#ifndef EPLB_REBALANCE_H_
+#define EPLB_REBALANCE_H_
+
+#include "absl/strings/string_view.h"
+
+#include "absl/status/statusor.h"
+#include "eplb/matrix.h"
+#include "eplb/placement.h"
+
+namespace eplb {
+
+enum class Policy {
+  // DeepSeek's published algorithm (EPLB's eplb.py), bit for bit: loads are converted to float32,
+  // packings are greedy heaviest-first, replication greedy by highest load per replica.
+  kDeepSeek,
+  // Ours: DeepSeek's pipeline, then swap refinement of the group-to-node and replica-to-GPU
+  // packings, keeping whichever of DeepSeek's and the refined placements has the lower maximum GPU
+  // load in each layer. Never worse than kDeepSeek on any layer; keeps node locality.
+  kRefined,
+};
+
+inline constexpr Policy kDefaultPolicy = Policy::kRefined;
+
+// "deepseek" or "refined".
+absl::string_view PolicyName(Policy policy);
+
+// The policy named `name` (as PolicyName spells it); InvalidArgument naming the choices otherwise.
+absl::StatusOr<Policy> ParsePolicy(absl::string_view name);
+
+// Places `loads` [layers, num_experts] (tokens routed to each logical expert; any non-negative
+// finite values) on num_gpus GPUs over num_nodes nodes with num_replicas replicas per layer.
+// Returns the placement, or InvalidArgument naming the bad argument when: loads is empty; a load
+// is negative, NaN, infinite or above FLT_MAX; a count is not positive; num_groups does not divide
+// num_experts; num_nodes does not divide num_gpus; num_gpus does not divide num_replicas;
+// num_replicas < num_experts; or the result would exceed 2^26 entries. Thread-safe; the caller
+// owns the result. Runs in O(layers * num_replicas * log num_experts) plus refinement swaps.
+absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replicas, int num_groups,
+                                    int num_nodes, int num_gpus, Policy policy = kDefaultPolicy);
+
+}  // namespace eplb
+
+#endif  // EPLB_REBALANCE_H_
