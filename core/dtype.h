@@ -5,7 +5,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <string_view>
 
 namespace core {
 
@@ -25,8 +24,8 @@ constexpr size_t SizeOf(DType dtype) {
   return 0;
 }
 
-// "f32", "bf16", "i32", "i64".
-constexpr std::string_view Name(DType dtype) {
+// "f32", "bf16", "i32", "i64" (a C string: Debian's Abseil has its own string_view).
+constexpr const char* Name(DType dtype) {
   switch (dtype) {
     case DType::kF32:
       return "f32";

@@ -11,7 +11,7 @@ package(default_visibility = ["//visibility:public"])
 
 cc_library(
     name = "cuda_headers",
-    hdrs = glob(["cuda/include/**/*.h", "cuda/include/**/*.hpp", "cuda/include/**/*.inl"]),
+    hdrs = glob(["cuda/include/**"]),
     includes = ["cuda/include"],
 )
 
