@@ -15,7 +15,6 @@
 namespace eplb {
 namespace {
 
-using internal::LayerOptions;
 using internal::LayerPlacement;
 using internal::LayerShape;
 
@@ -78,16 +77,31 @@ double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer, in
   return *std::max_element(gpu_loads.begin(), gpu_loads.end());
 }
 
-// Our policy for one layer: DeepSeek's placement, replaced by the swap-refined one when that has a
-// strictly lower maximum GPU load.
+// Our policy for one layer: the best of DeepSeek's placement, the same with swap-refined GPU
+// packings, and (when refining the group packing changes it) the placement built on the refined
+// group packing. Earlier candidates win ties, so a refinement must strictly lower the maximum GPU
+// load to be kept.
 LayerPlacement PlaceRefined(std::span<const float> loads32, std::span<const double> loads,
                             const LayerShape& shape) {
-  LayerPlacement deepseek = internal::PlaceLayer(loads32, shape, LayerOptions{});
-  LayerPlacement refined = internal::PlaceLayer(
-      loads32, shape, {.refine_groups = shape.num_nodes > 1, .refine_gpus = true});
-  return MaxGpuLoad(loads, refined, shape.num_gpus) < MaxGpuLoad(loads, deepseek, shape.num_gpus)
-             ? std::move(refined)
-             : std::move(deepseek);
+  const internal::Packing groups = internal::PackGroups(loads32, shape, /*refine=*/false);
+  LayerPlacement refined;
+  LayerPlacement best = internal::PlaceNodes(loads32, shape, groups, &refined);
+  double best_max = MaxGpuLoad(loads, best, shape.num_gpus);
+  const auto consider = [&](LayerPlacement& candidate) {
+    const double candidate_max = MaxGpuLoad(loads, candidate, shape.num_gpus);
+    if (candidate_max < best_max) {
+      best = std::move(candidate);
+      best_max = candidate_max;
+    }
+  };
+  consider(refined);
+  const internal::Packing better_groups = internal::PackGroups(loads32, shape, /*refine=*/true);
+  if (better_groups.pack != groups.pack) {
+    LayerPlacement regrouped;
+    internal::PlaceNodes(loads32, shape, better_groups, &regrouped);
+    consider(regrouped);
+  }
+  return best;
 }
 
 }  // namespace
@@ -132,9 +146,11 @@ absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replica
     // float32 as the reference converts them; + 0.0f turns -0 into +0 for the packing sort.
     std::transform(row.begin(), row.end(), loads32.begin(),
                    [](double load) { return static_cast<float>(load) + 0.0f; });
-    const LayerPlacement placed = policy == Policy::kDeepSeek
-                                      ? internal::PlaceLayer(loads32, shape, LayerOptions{})
-                                      : PlaceRefined(loads32, row, shape);
+    const LayerPlacement placed =
+        policy == Policy::kDeepSeek
+            ? internal::PlaceNodes(loads32, shape,
+                                   internal::PackGroups(loads32, shape, /*refine=*/false), nullptr)
+            : PlaceRefined(loads32, row, shape);
     std::copy(placed.phy2log.begin(), placed.phy2log.end(), placement.phy2log.row(layer).begin());
     std::copy(placed.phyrank.begin(), placed.phyrank.end(), phyrank.row(layer).begin());
     std::copy(placed.logcnt.begin(), placed.logcnt.end(), placement.logcnt.row(layer).begin());

@@ -2,24 +2,49 @@
 
 #include <vector>
 
-#include "eplb/internal/packing.h"
-
 namespace eplb::internal {
 namespace {
 
 // Swaps are cheap and each one strictly improves the packing; this bounds the work on
 // adversarial inputs.
-int MaxSwaps(int num_items) { return num_items; }
-
 void Refine(std::span<const float> weights, int num_packs, Packing& packing) {
   const std::vector<double> wide(weights.begin(), weights.end());
-  RefineBySwaps(wide, num_packs, MaxSwaps(static_cast<int>(weights.size())), packing);
+  RefineBySwaps(wide, num_packs, /*max_swaps=*/static_cast<int>(weights.size()), packing);
+}
+
+// Writes one node's replicas into `placement`: physical replica q of the node is its replica
+// pphy2phy[q], whose node-local expert maps back to a logical one through mlog2log.
+void EmitNode(const Replication& rep, const Packing& gpus, int replicas_per_gpu, int node,
+              int mlog_base, const std::vector<int>& mlog2log, LayerPlacement& placement) {
+  const int replicas_per_node = static_cast<int>(rep.phy2log.size());
+  std::vector<int> phy2pphy(replicas_per_node);
+  for (int p = 0; p < replicas_per_node; ++p) {
+    phy2pphy[p] = gpus.pack[p] * replicas_per_gpu + gpus.rank[p];
+  }
+  const std::vector<int> pphy2phy = InversePermutation(phy2pphy);
+  const int phy_base = node * replicas_per_node;
+  for (int q = 0; q < replicas_per_node; ++q) {
+    const int p = pphy2phy[q];
+    placement.phy2log[phy_base + q] = mlog2log[mlog_base + rep.phy2log[p]];
+    placement.phyrank[phy_base + q] = rep.rank[p];
+  }
 }
 
 }  // namespace
 
-LayerPlacement PlaceLayer(std::span<const float> loads, const LayerShape& shape,
-                          const LayerOptions& options) {
+Packing PackGroups(std::span<const float> loads, const LayerShape& shape, bool refine) {
+  const int group_size = static_cast<int>(loads.size()) / shape.num_groups;
+  std::vector<float> group_load(shape.num_groups, 0.0f);
+  for (int g = 0; g < shape.num_groups; ++g) {
+    for (int j = 0; j < group_size; ++j) group_load[g] += loads[g * group_size + j];
+  }
+  Packing groups = BalancedPacking(group_load, shape.num_nodes);
+  if (refine) Refine(group_load, shape.num_nodes, groups);
+  return groups;
+}
+
+LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
+                          const Packing& groups, LayerPlacement* refined) {
   const int num_experts = static_cast<int>(loads.size());
   const int group_size = num_experts / shape.num_groups;
   const int groups_per_node = shape.num_groups / shape.num_nodes;
@@ -28,13 +53,7 @@ LayerPlacement PlaceLayer(std::span<const float> loads, const LayerShape& shape,
   const int gpus_per_node = shape.num_gpus / shape.num_nodes;
   const int replicas_per_gpu = shape.num_replicas / shape.num_gpus;
 
-  // Step 1: pack expert groups onto nodes. log2mlog maps an expert to its "node-major" index.
-  std::vector<float> group_load(shape.num_groups, 0.0f);
-  for (int g = 0; g < shape.num_groups; ++g) {
-    for (int j = 0; j < group_size; ++j) group_load[g] += loads[g * group_size + j];
-  }
-  Packing groups = BalancedPacking(group_load, shape.num_nodes);
-  if (options.refine_groups) Refine(group_load, shape.num_nodes, groups);
+  // log2mlog maps an expert to its "node-major" index: node, then group within node.
   std::vector<int> log2mlog(num_experts);
   for (int g = 0; g < shape.num_groups; ++g) {
     for (int j = 0; j < group_size; ++j) {
@@ -46,10 +65,10 @@ LayerPlacement PlaceLayer(std::span<const float> loads, const LayerShape& shape,
 
   LayerPlacement result{std::vector<int>(shape.num_replicas), std::vector<int>(shape.num_replicas),
                         std::vector<int>(num_experts)};
+  if (refined != nullptr) *refined = result;
   std::vector<int> mlogcnt(num_experts);
   std::vector<float> node_loads(experts_per_node);
   std::vector<float> replica_loads(replicas_per_node);
-  std::vector<int> phy2pphy(replicas_per_node);
   for (int node = 0; node < shape.num_nodes; ++node) {
     const int mlog_base = node * experts_per_node;
     // Step 2: replicate the node's experts into its replicas.
@@ -63,19 +82,14 @@ LayerPlacement PlaceLayer(std::span<const float> loads, const LayerShape& shape,
       replica_loads[p] = node_loads[k] / static_cast<float>(rep.logcnt[k]);
     }
     Packing gpus = BalancedPacking(replica_loads, gpus_per_node);
-    if (options.refine_gpus) Refine(replica_loads, gpus_per_node, gpus);
-    for (int p = 0; p < replicas_per_node; ++p) {
-      phy2pphy[p] = gpus.pack[p] * replicas_per_gpu + gpus.rank[p];
-    }
-    const std::vector<int> pphy2phy = InversePermutation(phy2pphy);
-    const int phy_base = node * replicas_per_node;
-    for (int q = 0; q < replicas_per_node; ++q) {
-      const int p = pphy2phy[q];
-      result.phy2log[phy_base + q] = mlog2log[mlog_base + rep.phy2log[p]];
-      result.phyrank[phy_base + q] = rep.rank[p];
+    EmitNode(rep, gpus, replicas_per_gpu, node, mlog_base, mlog2log, result);
+    if (refined != nullptr) {
+      Refine(replica_loads, gpus_per_node, gpus);
+      EmitNode(rep, gpus, replicas_per_gpu, node, mlog_base, mlog2log, *refined);
     }
   }
   for (int e = 0; e < num_experts; ++e) result.logcnt[e] = mlogcnt[log2mlog[e]];
+  if (refined != nullptr) refined->logcnt = result.logcnt;
   return result;
 }
 

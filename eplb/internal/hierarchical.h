@@ -1,11 +1,13 @@
 // DeepSeek's hierarchical rebalance of one layer (rebalance_experts_hierarchical in EPLB's
-// eplb.py), with optional swap refinement of its two packing steps for our own policy.
+// eplb.py) in its two parts, each with optional swap refinement of its packing for our policy.
 // The global policy is this with one group and one node.
 #ifndef EPLB_INTERNAL_HIERARCHICAL_H_
 #define EPLB_INTERNAL_HIERARCHICAL_H_
 
 #include <span>
 #include <vector>
+
+#include "eplb/internal/packing.h"
 
 namespace eplb::internal {
 
@@ -16,13 +18,6 @@ struct LayerShape {
   int num_gpus = 0;
 };
 
-struct LayerOptions {
-  // Refine the packing of expert groups onto nodes by swaps (keeps every group on one node).
-  bool refine_groups = false;
-  // Refine each node's packing of replicas onto its GPUs by swaps.
-  bool refine_gpus = false;
-};
-
 // One layer's placement: phy2log and the replica rank of each replica ([num_replicas] each) and
 // the replica count of each expert ([num_experts]).
 struct LayerPlacement {
@@ -31,13 +26,20 @@ struct LayerPlacement {
   std::vector<int> logcnt;
 };
 
-// Places one layer whose expert loads are `loads` (already float32, as the reference converts
-// them). With default options the result is bit-identical to the reference.
+// Step 1: packs the expert groups (sums of group_size consecutive float32 loads) onto the nodes
+// with BalancedPacking, then, when `refine`, improves that by swaps (each group stays whole).
 // Preconditions (validated by the caller): loads.size() % num_groups == 0,
-// num_groups % num_nodes == 0, num_gpus % num_nodes == 0, num_replicas % num_gpus == 0,
-// num_replicas >= loads.size() > 0, loads finite and non-negative.
-LayerPlacement PlaceLayer(std::span<const float> loads, const LayerShape& shape,
-                          const LayerOptions& options);
+// num_groups % num_nodes == 0, loads finite and non-negative.
+Packing PackGroups(std::span<const float> loads, const LayerShape& shape, bool refine);
+
+// Steps 2 and 3 for the group packing `groups`: replicates each node's experts into its replicas
+// and packs them onto its GPUs. Returns the placement with the reference's GPU packing: with
+// PackGroups(..., false) it is bit-identical to DeepSeek's. When `refined` is not null, also
+// stores there the placement that shares the replication but whose GPU packings are refined by
+// swaps. Preconditions: those of PackGroups, and num_gpus % num_nodes == 0,
+// num_replicas % num_gpus == 0, num_replicas >= loads.size() > 0.
+LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
+                          const Packing& groups, LayerPlacement* refined);
 
 }  // namespace eplb::internal
 

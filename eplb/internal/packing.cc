@@ -6,10 +6,24 @@
 #include <cassert>
 #include <functional>
 #include <numeric>
-#include <queue>
 #include <utility>
 
 namespace eplb::internal {
+namespace {
+
+// Up to this many packs a linear scan finds the lightest pack faster than a heap.
+constexpr int kMaxScannedPacks = 16;
+
+// RefineBySwaps stops once the heaviest pack is within this fraction of the mean.
+constexpr double kBalancedEnough = 1e-3;
+
+// (weight, index) as one integer that orders like the pair: for non-negative floats (and +inf)
+// the bit pattern orders like the value.
+uint64_t PackKey(float weight, int index) {
+  return (uint64_t{std::bit_cast<uint32_t>(weight)} << 32) | static_cast<uint32_t>(index);
+}
+
+}  // namespace
 
 Packing BalancedPacking(std::span<const float> weights, int num_packs) {
   const int n = static_cast<int>(weights.size());
@@ -28,19 +42,39 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs) {
     keys[i] = (uint64_t{~std::bit_cast<uint32_t>(weights[i])} << 32) | static_cast<uint32_t>(i);
   }
   std::sort(keys.begin(), keys.end());
-  // Min-heap on (pack weight, pack index) over packs with room: the top is the reference's
-  // lightest pack with room, lowest index first among equals.
-  using Entry = std::pair<float, int>;
-  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> open;
-  for (int p = 0; p < num_packs; ++p) open.push({0.0f, p});
   std::vector<int> pack_items(num_packs, 0);
+  if (num_packs <= kMaxScannedPacks) {
+    // Few packs: scan them for the lightest with room, lowest index first among equals.
+    std::vector<float> pack_weight(num_packs, 0.0f);
+    for (uint64_t key : keys) {
+      const int item = static_cast<int>(key & 0xffffffffu);
+      int best = -1;
+      for (int p = 0; p < num_packs; ++p) {
+        if (pack_items[p] < per_pack && (best < 0 || pack_weight[p] < pack_weight[best])) best = p;
+      }
+      result.pack[item] = best;
+      result.rank[item] = pack_items[best]++;
+      pack_weight[best] += weights[item];
+    }
+    return result;
+  }
+  // Many packs: a min-heap over the packs with room, keyed by (pack weight, pack index) packed
+  // into 64 bits, whose top is the same pack the scan would pick.
+  std::vector<uint64_t> open(num_packs);
+  for (int p = 0; p < num_packs; ++p) open[p] = PackKey(0.0f, p);
   for (uint64_t key : keys) {
     const int item = static_cast<int>(key & 0xffffffffu);
-    const auto [weight, best] = open.top();
-    open.pop();
+    std::pop_heap(open.begin(), open.end(), std::greater<uint64_t>());
+    const uint64_t top = open.back();
+    open.pop_back();
+    const int best = static_cast<int>(top & 0xffffffffu);
     result.pack[item] = best;
     result.rank[item] = pack_items[best]++;
-    if (pack_items[best] < per_pack) open.push({weight + weights[item], best});
+    if (pack_items[best] < per_pack) {
+      open.push_back(PackKey(std::bit_cast<float>(static_cast<uint32_t>(top >> 32)) + weights[item],
+                             best));
+      std::push_heap(open.begin(), open.end(), std::greater<uint64_t>());
+    }
   }
   return result;
 }
@@ -51,21 +85,19 @@ Replication ReplicateExperts(std::span<const float> weights, int num_phy) {
   Replication result{std::vector<int>(num_phy), std::vector<int>(num_phy, 0),
                      std::vector<int>(num_log, 1)};
   std::iota(result.phy2log.begin(), result.phy2log.begin() + num_log, 0);
-  // Max-heap on (weight / count, -expert): the top is the reference's first maximum.
-  using Entry = std::pair<float, int>;
-  auto lower = [](const Entry& a, const Entry& b) {
-    return a.first < b.first || (a.first == b.first && a.second > b.second);
-  };
-  std::vector<Entry> heap(num_log);
-  for (int e = 0; e < num_log; ++e) heap[e] = {weights[e], e};
-  std::make_heap(heap.begin(), heap.end(), lower);
+  // Max-heap on (weight / count, -expert) packed into 64 bits: the top is the reference's first
+  // maximum.
+  const auto key = [](float value, int expert) { return PackKey(value, ~expert); };
+  std::vector<uint64_t> heap(num_log);
+  for (int e = 0; e < num_log; ++e) heap[e] = key(weights[e], e);
+  std::make_heap(heap.begin(), heap.end());
   for (int i = num_log; i < num_phy; ++i) {
-    std::pop_heap(heap.begin(), heap.end(), lower);
-    const int e = heap.back().second;
+    std::pop_heap(heap.begin(), heap.end());
+    const int e = ~static_cast<int>(heap.back() & 0xffffffffu);
     result.phy2log[i] = e;
     result.rank[i] = result.logcnt[e]++;
-    heap.back() = {weights[e] / static_cast<float>(result.logcnt[e]), e};
-    std::push_heap(heap.begin(), heap.end(), lower);
+    heap.back() = key(weights[e] / static_cast<float>(result.logcnt[e]), e);
+    std::push_heap(heap.begin(), heap.end());
   }
   return result;
 }
@@ -73,36 +105,38 @@ Replication ReplicateExperts(std::span<const float> weights, int num_phy) {
 void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps,
                    Packing& packing) {
   const int n = static_cast<int>(weights.size());
-  // Each pack's items, lightest first.
-  std::vector<std::vector<int>> members(num_packs);
+  // Each pack's (weight, item), lightest first.
+  using Member = std::pair<double, int>;
+  std::vector<std::vector<Member>> members(num_packs);
   std::vector<double> load(num_packs, 0.0);
   for (int i = 0; i < n; ++i) {
-    members[packing.pack[i]].push_back(i);
+    members[packing.pack[i]].push_back({weights[i], i});
     load[packing.pack[i]] += weights[i];
   }
-  auto lighter = [&](int a, int b) { return weights[a] < weights[b]; };
-  for (std::vector<int>& items : members) std::sort(items.begin(), items.end(), lighter);
+  for (std::vector<Member>& items : members) std::sort(items.begin(), items.end());
+  const double mean = std::accumulate(load.begin(), load.end(), 0.0) / num_packs;
   for (int swap = 0; swap < max_swaps; ++swap) {
     const int heavy =
         static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
+    if (load[heavy] <= mean * (1.0 + kBalancedEnough)) return;
     // The swap that brings the heavy pack's load down the most: moving delta = w_a - w_b from
-    // the heavy pack to another with load gap g helps when 0 < delta < g and is best near g / 2.
+    // the heavy pack to another with load gap g helps when 0 < delta < g and is best near g / 2,
+    // so for each a only the two b around w_a - g / 2 matter. That point rises with w_a, so one
+    // pointer walks each other pack once.
+    const std::vector<Member>& ours = members[heavy];
     double best_new_max = load[heavy];
     int best_pack = -1, best_a = -1, best_b = -1;
     for (int other = 0; other < num_packs; ++other) {
       const double gap = load[heavy] - load[other];
       if (other == heavy || gap <= 0.0) continue;
-      const std::vector<int>& theirs = members[other];
-      for (int a = 0; a < static_cast<int>(members[heavy].size()); ++a) {
-        const double w_a = weights[members[heavy][a]];
-        const double target = w_a - gap / 2;
-        const int at = static_cast<int>(
-            std::lower_bound(theirs.begin(), theirs.end(), target,
-                             [&](int item, double value) { return weights[item] < value; }) -
-            theirs.begin());
-        for (int b = std::max(at - 1, 0); b <= std::min(at, static_cast<int>(theirs.size()) - 1);
-             ++b) {
-          const double delta = w_a - weights[theirs[b]];
+      const std::vector<Member>& theirs = members[other];
+      const int size = static_cast<int>(theirs.size());
+      int at = 0;  // First b with w_b >= w_a - gap / 2.
+      for (int a = 0; a < static_cast<int>(ours.size()); ++a) {
+        const double w_a = ours[a].first;
+        while (at < size && theirs[at].first < w_a - gap / 2) ++at;
+        for (int b = std::max(at - 1, 0); b <= std::min(at, size - 1); ++b) {
+          const double delta = w_a - theirs[b].first;
           if (delta <= 0.0 || delta >= gap) continue;
           const double new_max = std::max(load[heavy] - delta, load[other] + delta);
           if (new_max < best_new_max) {
@@ -115,17 +149,16 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
       }
     }
     if (best_pack < 0) return;
-    const int item_a = members[heavy][best_a];
-    const int item_b = members[best_pack][best_b];
-    const double delta = weights[item_a] - weights[item_b];
+    Member& a = members[heavy][best_a];
+    Member& b = members[best_pack][best_b];
+    const double delta = a.first - b.first;
     load[heavy] -= delta;
     load[best_pack] += delta;
-    std::swap(packing.pack[item_a], packing.pack[item_b]);
-    std::swap(packing.rank[item_a], packing.rank[item_b]);
-    members[heavy][best_a] = item_b;
-    members[best_pack][best_b] = item_a;
-    std::sort(members[heavy].begin(), members[heavy].end(), lighter);
-    std::sort(members[best_pack].begin(), members[best_pack].end(), lighter);
+    std::swap(packing.pack[a.second], packing.pack[b.second]);
+    std::swap(packing.rank[a.second], packing.rank[b.second]);
+    std::swap(a, b);
+    std::sort(members[heavy].begin(), members[heavy].end());
+    std::sort(members[best_pack].begin(), members[best_pack].end());
   }
 }
 
