@@ -1,15 +1,16 @@
 #include "eplb/internal/hierarchical.h"
 
+#include <algorithm>
+#include <utility>
 #include <vector>
 
 namespace eplb::internal {
 namespace {
 
-// Swaps are cheap and each one strictly improves the packing; this bounds the work on
-// adversarial inputs.
-void Refine(std::span<const float> weights, int num_packs, Packing& packing) {
-  const std::vector<double> wide(weights.begin(), weights.end());
-  RefineBySwaps(wide, num_packs, /*max_swaps=*/static_cast<int>(weights.size()), packing);
+double MaxPackLoad(std::span<const double> weights, const Packing& packing, int num_packs) {
+  std::vector<double> load(num_packs, 0.0);
+  for (size_t i = 0; i < weights.size(); ++i) load[packing.pack[i]] += weights[i];
+  return *std::max_element(load.begin(), load.end());
 }
 
 // Writes one node's replicas into `placement`: physical replica q of the node is its replica
@@ -30,6 +31,36 @@ void EmitNode(const Replication& rep, const Packing& gpus, int replicas_per_gpu,
   }
 }
 
+// Refines the GPU packings of PlaceNodes' nodes and writes them into `refined`. Only the layer's
+// heaviest GPU counts, so nodes are refined heaviest first until the heaviest node is one already
+// refined. With two or fewer replicas per GPU the greedy packing is already optimal (it pairs the
+// i-th heaviest replica with the i-th lightest), so nothing changes.
+void RefineHeaviestNodes(const LayerShape& shape, const std::vector<int>& mlog2log,
+                         const std::vector<Replication>& reps,
+                         const std::vector<std::vector<double>>& weights,
+                         std::vector<Packing>& packings, LayerPlacement& refined) {
+  const int gpus_per_node = shape.num_gpus / shape.num_nodes;
+  const int replicas_per_gpu = shape.num_replicas / shape.num_gpus;
+  const int experts_per_node = static_cast<int>(mlog2log.size()) / shape.num_nodes;
+  if (replicas_per_gpu <= 2) return;
+  std::vector<double> node_max(shape.num_nodes);
+  for (int node = 0; node < shape.num_nodes; ++node) {
+    node_max[node] = MaxPackLoad(weights[node], packings[node], gpus_per_node);
+  }
+  std::vector<bool> done(shape.num_nodes, false);
+  while (true) {
+    const int node =
+        static_cast<int>(std::max_element(node_max.begin(), node_max.end()) - node_max.begin());
+    if (done[node]) return;
+    done[node] = true;
+    RefineBySwaps(weights[node], gpus_per_node,
+                  /*max_swaps=*/static_cast<int>(weights[node].size()), packings[node]);
+    node_max[node] = MaxPackLoad(weights[node], packings[node], gpus_per_node);
+    EmitNode(reps[node], packings[node], replicas_per_gpu, node, node * experts_per_node,
+             mlog2log, refined);
+  }
+}
+
 }  // namespace
 
 Packing PackGroups(std::span<const float> loads, const LayerShape& shape, bool refine) {
@@ -39,7 +70,10 @@ Packing PackGroups(std::span<const float> loads, const LayerShape& shape, bool r
     for (int j = 0; j < group_size; ++j) group_load[g] += loads[g * group_size + j];
   }
   Packing groups = BalancedPacking(group_load, shape.num_nodes);
-  if (refine) Refine(group_load, shape.num_nodes, groups);
+  if (refine) {
+    const std::vector<double> weights(group_load.begin(), group_load.end());
+    RefineBySwaps(weights, shape.num_nodes, /*max_swaps=*/shape.num_groups, groups);
+  }
   return groups;
 }
 
@@ -65,15 +99,18 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
 
   LayerPlacement result{std::vector<int>(shape.num_replicas), std::vector<int>(shape.num_replicas),
                         std::vector<int>(num_experts)};
-  if (refined != nullptr) *refined = result;
   std::vector<int> mlogcnt(num_experts);
   std::vector<float> node_loads(experts_per_node);
   std::vector<float> replica_loads(replicas_per_node);
+  // Per node, what refinement needs: the replication, the GPU packing, replica loads.
+  std::vector<Replication> reps;
+  std::vector<Packing> packings;
+  std::vector<std::vector<double>> weights;
   for (int node = 0; node < shape.num_nodes; ++node) {
     const int mlog_base = node * experts_per_node;
     // Step 2: replicate the node's experts into its replicas.
     for (int k = 0; k < experts_per_node; ++k) node_loads[k] = loads[mlog2log[mlog_base + k]];
-    const Replication rep = ReplicateExperts(node_loads, replicas_per_node);
+    Replication rep = ReplicateExperts(node_loads, replicas_per_node);
     for (int k = 0; k < experts_per_node; ++k) mlogcnt[mlog_base + k] = rep.logcnt[k];
 
     // Step 3: pack the node's replicas onto its GPUs.
@@ -84,9 +121,14 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
     Packing gpus = BalancedPacking(replica_loads, gpus_per_node);
     EmitNode(rep, gpus, replicas_per_gpu, node, mlog_base, mlog2log, result);
     if (refined != nullptr) {
-      Refine(replica_loads, gpus_per_node, gpus);
-      EmitNode(rep, gpus, replicas_per_gpu, node, mlog_base, mlog2log, *refined);
+      reps.push_back(std::move(rep));
+      packings.push_back(std::move(gpus));
+      weights.emplace_back(replica_loads.begin(), replica_loads.end());
     }
+  }
+  if (refined != nullptr) {
+    *refined = result;
+    RefineHeaviestNodes(shape, mlog2log, reps, weights, packings, *refined);
   }
   for (int e = 0; e < num_experts; ++e) result.logcnt[e] = mlogcnt[log2mlog[e]];
   if (refined != nullptr) refined->logcnt = result.logcnt;

@@ -23,6 +23,9 @@ uint64_t PackKey(float weight, int index) {
   return (uint64_t{std::bit_cast<uint32_t>(weight)} << 32) | static_cast<uint32_t>(index);
 }
 
+// The weight of a PackKey.
+float KeyWeight(uint64_t key) { return std::bit_cast<float>(static_cast<uint32_t>(key >> 32)); }
+
 }  // namespace
 
 Packing BalancedPacking(std::span<const float> weights, int num_packs) {
@@ -44,17 +47,18 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs) {
   std::sort(keys.begin(), keys.end());
   std::vector<int> pack_items(num_packs, 0);
   if (num_packs <= kMaxScannedPacks) {
-    // Few packs: scan them for the lightest with room, lowest index first among equals.
-    std::vector<float> pack_weight(num_packs, 0.0f);
+    // Few packs: take the smallest key, with full packs keyed above every open one.
+    constexpr uint64_t kFull = ~uint64_t{0};
+    std::vector<uint64_t> open(num_packs);
+    for (int p = 0; p < num_packs; ++p) open[p] = PackKey(0.0f, p);
     for (uint64_t key : keys) {
       const int item = static_cast<int>(key & 0xffffffffu);
-      int best = -1;
-      for (int p = 0; p < num_packs; ++p) {
-        if (pack_items[p] < per_pack && (best < 0 || pack_weight[p] < pack_weight[best])) best = p;
-      }
+      const uint64_t top = *std::min_element(open.begin(), open.end());
+      const int best = static_cast<int>(top & 0xffffffffu);
       result.pack[item] = best;
       result.rank[item] = pack_items[best]++;
-      pack_weight[best] += weights[item];
+      open[best] = pack_items[best] < per_pack ? PackKey(KeyWeight(top) + weights[item], best)
+                                               : kFull;
     }
     return result;
   }
@@ -71,8 +75,7 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs) {
     result.pack[item] = best;
     result.rank[item] = pack_items[best]++;
     if (pack_items[best] < per_pack) {
-      open.push_back(PackKey(std::bit_cast<float>(static_cast<uint32_t>(top >> 32)) + weights[item],
-                             best));
+      open.push_back(PackKey(KeyWeight(top) + weights[item], best));
       std::push_heap(open.begin(), open.end(), std::greater<uint64_t>());
     }
   }
