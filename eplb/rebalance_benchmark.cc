@@ -44,7 +44,7 @@ void BM_Rebalance(benchmark::State& state) {
 
 void Args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"policy", "nodes", "gpus", "zipf_x10"});
-  for (int exponent : {8, 10, 12}) {
+  for (int exponent : {5, 8, 10, 12}) {
     for (int policy : {0, 1}) {
       b->Args({policy, 4, 32, exponent});
       b->Args({policy, 18, 144, exponent});

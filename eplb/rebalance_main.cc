@@ -7,6 +7,7 @@
 // one line on stderr and exit non-zero (core::ParseFlagsOrExit's codes for flag syntax, 1 for bad
 // values and input).
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -37,6 +38,14 @@ absl::Status CheckGiven(const char* name, int value) {
       absl::StrCat("--", name, " must be a positive integer, got ", value));
 }
 
+// --loads, relative to the directory `bazel run` was started from when run that way.
+std::string LoadsPath() {
+  const std::string path = absl::GetFlag(FLAGS_loads);
+  const char* workspace_dir = std::getenv("BUILD_WORKING_DIRECTORY");
+  if (path.starts_with('/') || workspace_dir == nullptr) return path;
+  return absl::StrCat(workspace_dir, "/", path);
+}
+
 absl::StatusOr<std::string> Run() {
   const std::string format = absl::GetFlag(FLAGS_format);
   if (format != "json" && format != "text" && format != "svg") {
@@ -51,7 +60,7 @@ absl::StatusOr<std::string> Run() {
   RETURN_IF_ERROR(CheckGiven("num_groups", absl::GetFlag(FLAGS_num_groups)));
   RETURN_IF_ERROR(CheckGiven("num_nodes", absl::GetFlag(FLAGS_num_nodes)));
   RETURN_IF_ERROR(CheckGiven("num_gpus", absl::GetFlag(FLAGS_num_gpus)));
-  ASSIGN_OR_RETURN(const Matrix<double> loads, ReadLoadsCsv(absl::GetFlag(FLAGS_loads)));
+  ASSIGN_OR_RETURN(const Matrix<double> loads, ReadLoadsCsv(LoadsPath()));
   ASSIGN_OR_RETURN(const Placement placement,
                    Rebalance(loads, absl::GetFlag(FLAGS_num_replicas),
                              absl::GetFlag(FLAGS_num_groups), absl::GetFlag(FLAGS_num_nodes),
