@@ -125,7 +125,8 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view name) {
 }
 
 absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replicas, int num_groups,
-                                    int num_nodes, int num_gpus, Policy policy) {
+                                    int num_nodes, int num_gpus, Policy policy,
+                                    core::ThreadPool* pool) {
   RETURN_IF_ERROR(Validate(loads, num_replicas, num_groups, num_nodes, num_gpus));
   const int num_layers = loads.rows();
   const int num_experts = loads.cols();
@@ -140,20 +141,29 @@ absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replica
                       .phy2log = Matrix<int32_t>(num_layers, num_replicas),
                       .logcnt = Matrix<int32_t>(num_layers, num_experts)};
   Matrix<int32_t> phyrank(num_layers, num_replicas);
-  std::vector<float> loads32(num_experts);
-  for (int layer = 0; layer < num_layers; ++layer) {
-    const std::span<const double> row = loads.row(layer);
-    // float32 as the reference converts them; + 0.0f turns -0 into +0 for the packing sort.
-    std::transform(row.begin(), row.end(), loads32.begin(),
-                   [](double load) { return static_cast<float>(load) + 0.0f; });
-    const LayerPlacement placed =
-        policy == Policy::kDeepSeek
-            ? internal::PlaceNodes(loads32, shape,
-                                   internal::PackGroups(loads32, shape, /*refine=*/false), nullptr)
-            : PlaceRefined(loads32, row, shape);
-    std::copy(placed.phy2log.begin(), placed.phy2log.end(), placement.phy2log.row(layer).begin());
-    std::copy(placed.phyrank.begin(), placed.phyrank.end(), phyrank.row(layer).begin());
-    std::copy(placed.logcnt.begin(), placed.logcnt.end(), placement.logcnt.row(layer).begin());
+  const auto place_layers = [&](int64_t begin, int64_t end) {
+    std::vector<float> loads32(num_experts);
+    for (int layer = static_cast<int>(begin); layer < end; ++layer) {
+      const std::span<const double> row = loads.row(layer);
+      // float32 as the reference converts them; + 0.0f turns -0 into +0 for the packing sort.
+      std::transform(row.begin(), row.end(), loads32.begin(),
+                     [](double load) { return static_cast<float>(load) + 0.0f; });
+      const LayerPlacement placed =
+          policy == Policy::kDeepSeek
+              ? internal::PlaceNodes(loads32, shape,
+                                     internal::PackGroups(loads32, shape, /*refine=*/false),
+                                     nullptr)
+              : PlaceRefined(loads32, row, shape);
+      std::copy(placed.phy2log.begin(), placed.phy2log.end(),
+                placement.phy2log.row(layer).begin());
+      std::copy(placed.phyrank.begin(), placed.phyrank.end(), phyrank.row(layer).begin());
+      std::copy(placed.logcnt.begin(), placed.logcnt.end(), placement.logcnt.row(layer).begin());
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(0, num_layers, place_layers);
+  } else {
+    place_layers(0, num_layers);
   }
 
   const std::vector<int32_t>& counts = placement.logcnt.data();

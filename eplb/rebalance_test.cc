@@ -127,6 +127,17 @@ TEST(Rebalance, RefinedImprovesSkewedLoadsAtDeepSeekScale) {
   EXPECT_GT(ours_sum, theirs_sum);
 }
 
+TEST(Rebalance, ThreadPoolGivesTheSameResult) {
+  const Matrix<double> loads = ZipfLoads(13, 64, 0.9, 1e5, 5);
+  core::ThreadPool pool(3);
+  for (Policy policy : {Policy::kDeepSeek, Policy::kRefined}) {
+    absl::StatusOr<Placement> serial = Rebalance(loads, 96, 8, 2, 16, policy);
+    absl::StatusOr<Placement> parallel = Rebalance(loads, 96, 8, 2, 16, policy, &pool);
+    ASSERT_TRUE(serial.ok() && parallel.ok());
+    EXPECT_EQ(*serial, *parallel);
+  }
+}
+
 TEST(Rebalance, DefaultPolicyIsRefined) {
   absl::StatusOr<Placement> by_default = Rebalance(DeepSeekExampleLoads(), 16, 4, 2, 8);
   absl::StatusOr<Placement> refined =
