@@ -77,29 +77,38 @@ double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer, in
   return *std::max_element(gpu_loads.begin(), gpu_loads.end());
 }
 
-// Our policy for one layer: the best of DeepSeek's placement, the same with swap-refined GPU
-// packings, and (when refining the group packing changes it) the placement built on the refined
-// group packing. Earlier candidates win ties, so a refinement must strictly lower the maximum GPU
-// load to be kept.
+// Our policy for one layer: the best of DeepSeek's placement and improved candidates (see
+// docs/eplb.md): refined GPU packings; a refined group packing when it differs; and, when DeepSeek
+// gives an expert more replicas than its node has GPUs, replication capped at that many. Earlier
+// candidates win ties, so a candidate must strictly lower the maximum GPU load to be kept.
 LayerPlacement PlaceRefined(std::span<const float> loads32, std::span<const double> loads,
                             const LayerShape& shape) {
   const internal::Packing groups = internal::PackGroups(loads32, shape, /*refine=*/false);
-  LayerPlacement refined;
-  LayerPlacement best = internal::PlaceNodes(loads32, shape, groups, &refined);
+  LayerPlacement candidate;
+  LayerPlacement best = internal::PlaceNodes(loads32, shape, groups, internal::kUncapped,
+                                             &candidate);
   double best_max = MaxGpuLoad(loads, best, shape.num_gpus);
-  const auto consider = [&](LayerPlacement& candidate) {
-    const double candidate_max = MaxGpuLoad(loads, candidate, shape.num_gpus);
-    if (candidate_max < best_max) {
-      best = std::move(candidate);
-      best_max = candidate_max;
+  const auto consider = [&](LayerPlacement& placement) {
+    const double placement_max = MaxGpuLoad(loads, placement, shape.num_gpus);
+    if (placement_max < best_max) {
+      best = std::move(placement);
+      best_max = placement_max;
     }
   };
-  consider(refined);
+  const int gpus_per_node = shape.num_gpus / shape.num_nodes;
+  const bool capping_helps =
+      *std::max_element(best.logcnt.begin(), best.logcnt.end()) > gpus_per_node;
+  consider(candidate);
   const internal::Packing better_groups = internal::PackGroups(loads32, shape, /*refine=*/true);
   if (better_groups.pack != groups.pack) {
-    LayerPlacement regrouped;
-    internal::PlaceNodes(loads32, shape, better_groups, &regrouped);
-    consider(regrouped);
+    internal::PlaceNodes(loads32, shape, better_groups, internal::kUncapped, &candidate);
+    consider(candidate);
+  }
+  if (capping_helps) {
+    LayerPlacement capped =
+        internal::PlaceNodes(loads32, shape, groups, gpus_per_node, &candidate);
+    consider(capped);
+    consider(candidate);
   }
   return best;
 }
@@ -152,7 +161,7 @@ absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replica
           policy == Policy::kDeepSeek
               ? internal::PlaceNodes(loads32, shape,
                                      internal::PackGroups(loads32, shape, /*refine=*/false),
-                                     nullptr)
+                                     internal::kUncapped, nullptr)
               : PlaceRefined(loads32, row, shape);
       std::copy(placed.phy2log.begin(), placed.phy2log.end(),
                 placement.phy2log.row(layer).begin());

@@ -25,14 +25,38 @@ constexpr int kExperts = 256;
 constexpr int kReplicas = 288;
 constexpr int kGroups = 8;
 
-// Mean balancedness over layers ("balancedness") and the worst layer's ("worst_layer").
+// Mean balancedness over layers ("balancedness") and the worst layer's ("worst_layer"), and
+// "bound": the mean over layers of the best balancedness any placement could reach that keeps each
+// group on the node it has here and R / N replicas per node. Its heaviest GPU carries at least the
+// heaviest node's load per GPU and at least the heaviest replica, which greedy replication (used by
+// both policies) makes as light as possible.
 void ReportBalancedness(benchmark::State& state, const Placement& placement,
-                        const Matrix<double>& loads, Policy policy) {
+                        const Matrix<double>& loads, Policy policy, bool hierarchical) {
   const BalancednessReport report = *ComputeBalancedness(placement, loads);
   const std::vector<double>& b = report.per_layer;
   state.counters["balancedness"] = std::accumulate(b.begin(), b.end(), 0.0) / b.size();
   state.counters["worst_layer"] = *std::min_element(b.begin(), b.end());
   state.SetLabel(std::string(PolicyName(policy)));
+  const int per_node = hierarchical ? placement.gpus_per_node() : placement.num_gpus;
+  double bound_sum = 0.0;
+  for (int layer = 0; layer < placement.num_layers(); ++layer) {
+    const std::vector<double> gpu = GpuLoads(loads.row(layer), placement.phy2log.row(layer),
+                                             placement.logcnt.row(layer), placement.num_gpus);
+    double heaviest_node = 0.0;
+    for (int node = 0; node < placement.num_gpus / per_node; ++node) {
+      heaviest_node = std::max(heaviest_node, std::accumulate(gpu.begin() + node * per_node,
+                                                              gpu.begin() + (node + 1) * per_node,
+                                                              0.0));
+    }
+    double heaviest_replica = 0.0;
+    for (int p = 0; p < placement.num_replicas(); ++p) {
+      const int e = placement.phy2log(layer, p);
+      heaviest_replica = std::max(heaviest_replica, loads(layer, e) / placement.logcnt(layer, e));
+    }
+    const double mean = std::accumulate(gpu.begin(), gpu.end(), 0.0) / gpu.size();
+    bound_sum += mean / std::max(heaviest_node / per_node, heaviest_replica);
+  }
+  state.counters["bound"] = bound_sum / placement.num_layers();
 }
 
 // Args: policy (0 deepseek, 1 refined), nodes, gpus, Zipf exponent x 10, pool threads (0: none).
@@ -54,7 +78,7 @@ void BM_Rebalance(benchmark::State& state) {
     state.SkipWithError(std::string(placement.status().message()).c_str());
     return;
   }
-  ReportBalancedness(state, *placement, loads, policy);
+  ReportBalancedness(state, *placement, loads, policy, kGroups % nodes == 0);
 }
 
 void Args(benchmark::internal::Benchmark* b) {

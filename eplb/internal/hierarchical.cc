@@ -78,7 +78,8 @@ Packing PackGroups(std::span<const float> loads, const LayerShape& shape, bool r
 }
 
 LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
-                          const Packing& groups, LayerPlacement* refined) {
+                          const Packing& groups, int max_replicas_per_expert,
+                          LayerPlacement* refined) {
   const int num_experts = static_cast<int>(loads.size());
   const int group_size = num_experts / shape.num_groups;
   const int groups_per_node = shape.num_groups / shape.num_nodes;
@@ -110,7 +111,7 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
     const int mlog_base = node * experts_per_node;
     // Step 2: replicate the node's experts into its replicas.
     for (int k = 0; k < experts_per_node; ++k) node_loads[k] = loads[mlog2log[mlog_base + k]];
-    Replication rep = ReplicateExperts(node_loads, replicas_per_node);
+    Replication rep = ReplicateExperts(node_loads, replicas_per_node, max_replicas_per_expert);
     for (int k = 0; k < experts_per_node; ++k) mlogcnt[mlog_base + k] = rep.logcnt[k];
 
     // Step 3: pack the node's replicas onto its GPUs.

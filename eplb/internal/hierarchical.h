@@ -4,6 +4,7 @@
 #ifndef EPLB_INTERNAL_HIERARCHICAL_H_
 #define EPLB_INTERNAL_HIERARCHICAL_H_
 
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -33,13 +34,18 @@ struct LayerPlacement {
 Packing PackGroups(std::span<const float> loads, const LayerShape& shape, bool refine);
 
 // Steps 2 and 3 for the group packing `groups`: replicates each node's experts into its replicas
-// and packs them onto its GPUs. Returns the placement with the reference's GPU packing: with
-// PackGroups(..., false) it is bit-identical to DeepSeek's. When `refined` is not null, also
-// stores there the placement that shares the replication but whose GPU packings are refined by
-// swaps. Preconditions: those of PackGroups, and num_gpus % num_nodes == 0,
-// num_replicas % num_gpus == 0, num_replicas >= loads.size() > 0.
+// (ReplicateExperts with `max_replicas_per_expert`) and packs them onto its GPUs. Returns the
+// placement with the reference's GPU packing: with PackGroups(..., false) and no cap it is
+// bit-identical to DeepSeek's. When `refined` is not null, also stores there the placement that
+// shares the replication but whose GPU packings are refined by swaps. Preconditions: those of
+// PackGroups, and num_gpus % num_nodes == 0, num_replicas % num_gpus == 0,
+// num_replicas >= loads.size() > 0, max_replicas_per_expert > 0.
 LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
-                          const Packing& groups, LayerPlacement* refined);
+                          const Packing& groups, int max_replicas_per_expert,
+                          LayerPlacement* refined);
+
+// No cap on replicas per expert: DeepSeek's replication.
+inline constexpr int kUncapped = std::numeric_limits<int>::max();
 
 }  // namespace eplb::internal
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cassert>
 #include <functional>
+#include <limits>
 #include <numeric>
 #include <utility>
 
@@ -82,25 +83,41 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs) {
   return result;
 }
 
-Replication ReplicateExperts(std::span<const float> weights, int num_phy) {
+Replication ReplicateExperts(std::span<const float> weights, int num_phy, int max_replicas) {
   const int num_log = static_cast<int>(weights.size());
-  assert(num_log > 0 && num_phy >= num_log);
+  assert(num_log > 0 && num_phy >= num_log && max_replicas > 0);
   Replication result{std::vector<int>(num_phy), std::vector<int>(num_phy, 0),
                      std::vector<int>(num_log, 1)};
   std::iota(result.phy2log.begin(), result.phy2log.begin() + num_log, 0);
   // Max-heap on (weight / count, -expert) packed into 64 bits: the top is the reference's first
-  // maximum.
-  const auto key = [](float value, int expert) { return PackKey(value, ~expert); };
-  std::vector<uint64_t> heap(num_log);
-  for (int e = 0; e < num_log; ++e) heap[e] = key(weights[e], e);
-  std::make_heap(heap.begin(), heap.end());
+  // maximum. Experts at max_replicas leave the heap.
+  const auto key = [&](int expert) {
+    return PackKey(weights[expert] / static_cast<float>(result.logcnt[expert]), ~expert);
+  };
+  std::vector<uint64_t> heap;
+  heap.reserve(num_log);
   for (int i = num_log; i < num_phy; ++i) {
+    if (heap.empty()) {
+      // The first replica past num_log, or every expert is at the cap: then lift it.
+      for (int e = 0; e < num_log; ++e) {
+        if (result.logcnt[e] < max_replicas) heap.push_back(key(e));
+      }
+      if (heap.empty()) {
+        max_replicas = std::numeric_limits<int>::max();
+        for (int e = 0; e < num_log; ++e) heap.push_back(key(e));
+      }
+      std::make_heap(heap.begin(), heap.end());
+    }
     std::pop_heap(heap.begin(), heap.end());
     const int e = ~static_cast<int>(heap.back() & 0xffffffffu);
     result.phy2log[i] = e;
     result.rank[i] = result.logcnt[e]++;
-    heap.back() = key(weights[e] / static_cast<float>(result.logcnt[e]), e);
-    std::push_heap(heap.begin(), heap.end());
+    if (result.logcnt[e] < max_replicas) {
+      heap.back() = key(e);
+      std::push_heap(heap.begin(), heap.end());
+    } else {
+      heap.pop_back();
+    }
   }
   return result;
 }

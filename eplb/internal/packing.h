@@ -4,6 +4,7 @@
 #ifndef EPLB_INTERNAL_PACKING_H_
 #define EPLB_INTERNAL_PACKING_H_
 
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -31,8 +32,12 @@ struct Replication {
 
 // DeepSeek's replicate_experts: replica i < num_log is expert i; each further replica goes to the
 // expert with the highest float32 weight / count (lowest index on ties). O(num_phy log num_log).
-// Precondition: num_phy >= weights.size() > 0.
-Replication ReplicateExperts(std::span<const float> weights, int num_phy);
+// With max_replicas below num_phy, experts stop receiving replicas at max_replicas until every
+// expert has that many (our policy: replicas of one expert beyond the GPUs it can spread over
+// cannot lower the load of the GPU that holds two of them). The default is the reference.
+// Preconditions: num_phy >= weights.size() > 0, max_replicas > 0.
+Replication ReplicateExperts(std::span<const float> weights, int num_phy,
+                             int max_replicas = std::numeric_limits<int>::max());
 
 // Improves `packing` of `weights` (all packs hold the same number of items) by swapping items
 // between the heaviest pack and another one while that lowers the heaviest pack's load; stops when

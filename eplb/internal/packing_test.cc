@@ -54,6 +54,16 @@ TEST(ReplicateExperts, DividesInFloat32) {
   EXPECT_EQ(rep.phy2log, (std::vector<int>{0, 1, 1, 1, 0}));
 }
 
+TEST(ReplicateExperts, CapStopsAnExpertUntilAllReachIt) {
+  // Uncapped, expert 0 would take all four extra replicas. Capped at 2 it takes one; the others
+  // get one each; then everyone is at the cap and expert 0 (highest load per replica) resumes.
+  const std::vector<float> weights = {100, 2, 1};
+  const Replication rep = ReplicateExperts(weights, 7, /*max_replicas=*/2);
+  EXPECT_EQ(rep.phy2log, (std::vector<int>{0, 1, 2, 0, 1, 2, 0}));
+  EXPECT_EQ(rep.logcnt, (std::vector<int>{3, 2, 2}));
+  EXPECT_EQ(ReplicateExperts(weights, 7).logcnt, (std::vector<int>{5, 1, 1}));
+}
+
 double MaxPackLoad(const std::vector<double>& weights, const Packing& packing, int num_packs) {
   std::vector<double> load(num_packs, 0.0);
   for (size_t i = 0; i < weights.size(); ++i) load[packing.pack[i]] += weights[i];
