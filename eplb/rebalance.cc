@@ -77,16 +77,14 @@ double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer, in
   return *std::max_element(gpu_loads.begin(), gpu_loads.end());
 }
 
-// Our policy for one layer: the best of DeepSeek's placement and improved candidates (see
-// docs/eplb.md): refined GPU packings; a refined group packing when it differs; and, when DeepSeek
-// gives an expert more replicas than its node has GPUs, replication capped at that many. Earlier
-// candidates win ties, so a candidate must strictly lower the maximum GPU load to be kept.
+// Our policy for one layer: the best of DeepSeek's placement, its improvement by PlaceNodes, and,
+// when refining the group packing changes it, the improved placement on the refined groups.
+// DeepSeek's wins ties, so an improvement must strictly lower the maximum GPU load to be kept.
 LayerPlacement PlaceRefined(std::span<const float> loads32, std::span<const double> loads,
                             const LayerShape& shape) {
   const internal::Packing groups = internal::PackGroups(loads32, shape, /*refine=*/false);
   LayerPlacement candidate;
-  LayerPlacement best = internal::PlaceNodes(loads32, shape, groups, internal::kUncapped,
-                                             &candidate);
+  LayerPlacement best = internal::PlaceNodes(loads32, shape, groups, &candidate);
   double best_max = MaxGpuLoad(loads, best, shape.num_gpus);
   const auto consider = [&](LayerPlacement& placement) {
     const double placement_max = MaxGpuLoad(loads, placement, shape.num_gpus);
@@ -95,19 +93,10 @@ LayerPlacement PlaceRefined(std::span<const float> loads32, std::span<const doub
       best_max = placement_max;
     }
   };
-  const int gpus_per_node = shape.num_gpus / shape.num_nodes;
-  const bool capping_helps =
-      *std::max_element(best.logcnt.begin(), best.logcnt.end()) > gpus_per_node;
   consider(candidate);
   const internal::Packing better_groups = internal::PackGroups(loads32, shape, /*refine=*/true);
   if (better_groups.pack != groups.pack) {
-    internal::PlaceNodes(loads32, shape, better_groups, internal::kUncapped, &candidate);
-    consider(candidate);
-  }
-  if (capping_helps) {
-    LayerPlacement capped =
-        internal::PlaceNodes(loads32, shape, groups, gpus_per_node, &candidate);
-    consider(capped);
+    internal::PlaceNodes(loads32, shape, better_groups, &candidate);
     consider(candidate);
   }
   return best;
@@ -161,7 +150,7 @@ absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replica
           policy == Policy::kDeepSeek
               ? internal::PlaceNodes(loads32, shape,
                                      internal::PackGroups(loads32, shape, /*refine=*/false),
-                                     internal::kUncapped, nullptr)
+                                     nullptr)
               : PlaceRefined(loads32, row, shape);
       std::copy(placed.phy2log.begin(), placed.phy2log.end(),
                 placement.phy2log.row(layer).begin());

@@ -7,57 +7,68 @@
 namespace eplb::internal {
 namespace {
 
-double MaxPackLoad(std::span<const double> weights, const Packing& packing, int num_packs) {
-  std::vector<double> load(num_packs, 0.0);
-  for (size_t i = 0; i < weights.size(); ++i) load[packing.pack[i]] += weights[i];
-  return *std::max_element(load.begin(), load.end());
+// One node's replication of its experts and packing of the replicas onto its GPUs.
+struct NodePlan {
+  Replication rep;
+  Packing gpus;
+};
+
+// Steps 2 and 3 of the reference for one node, whose expert loads are node_loads.
+NodePlan PlanNode(std::span<const float> node_loads, int replicas_per_node, int gpus_per_node,
+                  int max_replicas_per_expert) {
+  NodePlan plan{ReplicateExperts(node_loads, replicas_per_node, max_replicas_per_expert), {}};
+  std::vector<float> replica_loads(replicas_per_node);
+  for (int p = 0; p < replicas_per_node; ++p) {
+    const int k = plan.rep.phy2log[p];
+    replica_loads[p] = node_loads[k] / static_cast<float>(plan.rep.logcnt[k]);
+  }
+  plan.gpus = BalancedPacking(replica_loads, gpus_per_node);
+  return plan;
+}
+
+// The load each replica of `rep` carries, in double.
+std::vector<double> ReplicaLoads(std::span<const float> node_loads, const Replication& rep) {
+  std::vector<double> loads(rep.phy2log.size());
+  for (size_t p = 0; p < loads.size(); ++p) {
+    const int k = rep.phy2log[p];
+    loads[p] = static_cast<double>(node_loads[k]) / rep.logcnt[k];
+  }
+  return loads;
+}
+
+double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int gpus_per_node) {
+  const std::vector<double> replica_loads = ReplicaLoads(node_loads, plan.rep);
+  std::vector<double> gpu_loads(gpus_per_node, 0.0);
+  for (size_t p = 0; p < replica_loads.size(); ++p) {
+    gpu_loads[plan.gpus.pack[p]] += replica_loads[p];
+  }
+  return *std::max_element(gpu_loads.begin(), gpu_loads.end());
+}
+
+// Swap-refines the GPU packing of `plan`. With two or fewer replicas per GPU the greedy packing
+// is already optimal (it pairs the i-th heaviest replica with the i-th lightest): nothing to do.
+void Refine(std::span<const float> node_loads, int gpus_per_node, NodePlan& plan) {
+  const std::vector<double> weights = ReplicaLoads(node_loads, plan.rep);
+  if (static_cast<int>(weights.size()) <= 2 * gpus_per_node) return;
+  RefineBySwaps(weights, gpus_per_node, /*max_swaps=*/static_cast<int>(weights.size()),
+                plan.gpus);
 }
 
 // Writes one node's replicas into `placement`: physical replica q of the node is its replica
 // pphy2phy[q], whose node-local expert maps back to a logical one through mlog2log.
-void EmitNode(const Replication& rep, const Packing& gpus, int replicas_per_gpu, int node,
-              int mlog_base, const std::vector<int>& mlog2log, LayerPlacement& placement) {
-  const int replicas_per_node = static_cast<int>(rep.phy2log.size());
+void EmitNode(const NodePlan& plan, int replicas_per_gpu, int node, int mlog_base,
+              const std::vector<int>& mlog2log, LayerPlacement& placement) {
+  const int replicas_per_node = static_cast<int>(plan.rep.phy2log.size());
   std::vector<int> phy2pphy(replicas_per_node);
   for (int p = 0; p < replicas_per_node; ++p) {
-    phy2pphy[p] = gpus.pack[p] * replicas_per_gpu + gpus.rank[p];
+    phy2pphy[p] = plan.gpus.pack[p] * replicas_per_gpu + plan.gpus.rank[p];
   }
   const std::vector<int> pphy2phy = InversePermutation(phy2pphy);
   const int phy_base = node * replicas_per_node;
   for (int q = 0; q < replicas_per_node; ++q) {
     const int p = pphy2phy[q];
-    placement.phy2log[phy_base + q] = mlog2log[mlog_base + rep.phy2log[p]];
-    placement.phyrank[phy_base + q] = rep.rank[p];
-  }
-}
-
-// Refines the GPU packings of PlaceNodes' nodes and writes them into `refined`. Only the layer's
-// heaviest GPU counts, so nodes are refined heaviest first until the heaviest node is one already
-// refined. With two or fewer replicas per GPU the greedy packing is already optimal (it pairs the
-// i-th heaviest replica with the i-th lightest), so nothing changes.
-void RefineHeaviestNodes(const LayerShape& shape, const std::vector<int>& mlog2log,
-                         const std::vector<Replication>& reps,
-                         const std::vector<std::vector<double>>& weights,
-                         std::vector<Packing>& packings, LayerPlacement& refined) {
-  const int gpus_per_node = shape.num_gpus / shape.num_nodes;
-  const int replicas_per_gpu = shape.num_replicas / shape.num_gpus;
-  const int experts_per_node = static_cast<int>(mlog2log.size()) / shape.num_nodes;
-  if (replicas_per_gpu <= 2) return;
-  std::vector<double> node_max(shape.num_nodes);
-  for (int node = 0; node < shape.num_nodes; ++node) {
-    node_max[node] = MaxPackLoad(weights[node], packings[node], gpus_per_node);
-  }
-  std::vector<bool> done(shape.num_nodes, false);
-  while (true) {
-    const int node =
-        static_cast<int>(std::max_element(node_max.begin(), node_max.end()) - node_max.begin());
-    if (done[node]) return;
-    done[node] = true;
-    RefineBySwaps(weights[node], gpus_per_node,
-                  /*max_swaps=*/static_cast<int>(weights[node].size()), packings[node]);
-    node_max[node] = MaxPackLoad(weights[node], packings[node], gpus_per_node);
-    EmitNode(reps[node], packings[node], replicas_per_gpu, node, node * experts_per_node,
-             mlog2log, refined);
+    placement.phy2log[phy_base + q] = mlog2log[mlog_base + plan.rep.phy2log[p]];
+    placement.phyrank[phy_base + q] = plan.rep.rank[p];
   }
 }
 
@@ -78,8 +89,7 @@ Packing PackGroups(std::span<const float> loads, const LayerShape& shape, bool r
 }
 
 LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
-                          const Packing& groups, int max_replicas_per_expert,
-                          LayerPlacement* refined) {
+                          const Packing& groups, LayerPlacement* improved) {
   const int num_experts = static_cast<int>(loads.size());
   const int group_size = num_experts / shape.num_groups;
   const int groups_per_node = shape.num_groups / shape.num_nodes;
@@ -97,42 +107,63 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
     }
   }
   const std::vector<int> mlog2log = InversePermutation(log2mlog);
+  std::vector<float> mlog_loads(num_experts);  // Node n's experts at [n * experts_per_node, ...).
+  for (int m = 0; m < num_experts; ++m) mlog_loads[m] = loads[mlog2log[m]];
+  const auto node_loads = [&](int node) {
+    return std::span<const float>(mlog_loads).subspan(node * experts_per_node, experts_per_node);
+  };
 
   LayerPlacement result{std::vector<int>(shape.num_replicas), std::vector<int>(shape.num_replicas),
                         std::vector<int>(num_experts)};
   std::vector<int> mlogcnt(num_experts);
-  std::vector<float> node_loads(experts_per_node);
-  std::vector<float> replica_loads(replicas_per_node);
-  // Per node, what refinement needs: the replication, the GPU packing, replica loads.
-  std::vector<Replication> reps;
-  std::vector<Packing> packings;
-  std::vector<std::vector<double>> weights;
+  std::vector<NodePlan> plans;
   for (int node = 0; node < shape.num_nodes; ++node) {
-    const int mlog_base = node * experts_per_node;
-    // Step 2: replicate the node's experts into its replicas.
-    for (int k = 0; k < experts_per_node; ++k) node_loads[k] = loads[mlog2log[mlog_base + k]];
-    Replication rep = ReplicateExperts(node_loads, replicas_per_node, max_replicas_per_expert);
-    for (int k = 0; k < experts_per_node; ++k) mlogcnt[mlog_base + k] = rep.logcnt[k];
-
-    // Step 3: pack the node's replicas onto its GPUs.
-    for (int p = 0; p < replicas_per_node; ++p) {
-      const int k = rep.phy2log[p];
-      replica_loads[p] = node_loads[k] / static_cast<float>(rep.logcnt[k]);
-    }
-    Packing gpus = BalancedPacking(replica_loads, gpus_per_node);
-    EmitNode(rep, gpus, replicas_per_gpu, node, mlog_base, mlog2log, result);
-    if (refined != nullptr) {
-      reps.push_back(std::move(rep));
-      packings.push_back(std::move(gpus));
-      weights.emplace_back(replica_loads.begin(), replica_loads.end());
-    }
-  }
-  if (refined != nullptr) {
-    *refined = result;
-    RefineHeaviestNodes(shape, mlog2log, reps, weights, packings, *refined);
+    NodePlan plan = PlanNode(node_loads(node), replicas_per_node, gpus_per_node, kUncapped);
+    std::copy(plan.rep.logcnt.begin(), plan.rep.logcnt.end(),
+              mlogcnt.begin() + node * experts_per_node);
+    EmitNode(plan, replicas_per_gpu, node, node * experts_per_node, mlog2log, result);
+    if (improved != nullptr) plans.push_back(std::move(plan));
   }
   for (int e = 0; e < num_experts; ++e) result.logcnt[e] = mlogcnt[log2mlog[e]];
-  if (refined != nullptr) refined->logcnt = result.logcnt;
+  if (improved == nullptr) return result;
+
+  // Only the layer's heaviest GPU counts, so improve nodes heaviest first, until the heaviest
+  // node is one already improved. A node's candidates: its plan with the packing refined, and,
+  // when an expert has more replicas than the node has GPUs (so two share a GPU), replication
+  // capped at one replica per GPU, packed and refined.
+  *improved = result;
+  std::vector<double> node_max(shape.num_nodes);
+  for (int node = 0; node < shape.num_nodes; ++node) {
+    node_max[node] = MaxGpuLoad(node_loads(node), plans[node], gpus_per_node);
+  }
+  std::vector<bool> done(shape.num_nodes, false);
+  while (true) {
+    const int node =
+        static_cast<int>(std::max_element(node_max.begin(), node_max.end()) - node_max.begin());
+    if (done[node]) break;
+    done[node] = true;
+    NodePlan best = plans[node];
+    Refine(node_loads(node), gpus_per_node, best);
+    double best_max = MaxGpuLoad(node_loads(node), best, gpus_per_node);
+    const std::vector<int>& counts = plans[node].rep.logcnt;
+    if (*std::max_element(counts.begin(), counts.end()) > gpus_per_node) {
+      NodePlan capped =
+          PlanNode(node_loads(node), replicas_per_node, gpus_per_node, gpus_per_node);
+      Refine(node_loads(node), gpus_per_node, capped);
+      const double capped_max = MaxGpuLoad(node_loads(node), capped, gpus_per_node);
+      if (capped_max < best_max) {
+        best = std::move(capped);
+        best_max = capped_max;
+      }
+    }
+    if (best_max < node_max[node]) {
+      node_max[node] = best_max;
+      EmitNode(best, replicas_per_gpu, node, node * experts_per_node, mlog2log, *improved);
+      std::copy(best.rep.logcnt.begin(), best.rep.logcnt.end(),
+                mlogcnt.begin() + node * experts_per_node);
+    }
+  }
+  for (int e = 0; e < num_experts; ++e) improved->logcnt[e] = mlogcnt[log2mlog[e]];
   return result;
 }
 

@@ -34,15 +34,16 @@ struct LayerPlacement {
 Packing PackGroups(std::span<const float> loads, const LayerShape& shape, bool refine);
 
 // Steps 2 and 3 for the group packing `groups`: replicates each node's experts into its replicas
-// (ReplicateExperts with `max_replicas_per_expert`) and packs them onto its GPUs. Returns the
-// placement with the reference's GPU packing: with PackGroups(..., false) and no cap it is
-// bit-identical to DeepSeek's. When `refined` is not null, also stores there the placement that
-// shares the replication but whose GPU packings are refined by swaps. Preconditions: those of
-// PackGroups, and num_gpus % num_nodes == 0, num_replicas % num_gpus == 0,
-// num_replicas >= loads.size() > 0, max_replicas_per_expert > 0.
+// and packs them onto its GPUs, as the reference does; with PackGroups(..., false) the result is
+// bit-identical to DeepSeek's. When `improved` is not null, also stores there our improvement of
+// it: nodes are taken heaviest GPU first, and each gets the best (lowest heaviest GPU) of its plan,
+// its plan with the GPU packing swap-refined, and, when an expert has more replicas than the node
+// has GPUs, replication capped at that many, packed and refined; this stops once the heaviest
+// node is one already improved. Group-to-node assignment is kept.
+// Preconditions: those of PackGroups, and num_gpus % num_nodes == 0,
+// num_replicas % num_gpus == 0, num_replicas >= loads.size() > 0.
 LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
-                          const Packing& groups, int max_replicas_per_expert,
-                          LayerPlacement* refined);
+                          const Packing& groups, LayerPlacement* improved);
 
 // No cap on replicas per expert: DeepSeek's replication.
 inline constexpr int kUncapped = std::numeric_limits<int>::max();
