@@ -24,9 +24,11 @@ enum class Policy {
   // DeepSeek's published algorithm (EPLB's eplb.py), bit for bit: loads are converted to float32,
   // packings are greedy heaviest-first, replication greedy by highest load per replica.
   kDeepSeek,
-  // Ours: DeepSeek's pipeline, then swap refinement of the group-to-node and replica-to-GPU
-  // packings, keeping whichever of DeepSeek's and the refined placements has the lower maximum GPU
-  // load in each layer. Never worse than kDeepSeek on any layer; keeps node locality.
+  // Ours: DeepSeek's placement, improved node by node (heaviest GPU first) by swap refinement of
+  // the replica-to-GPU packing and by capping an expert's replicas at its node's GPU count, and
+  // tried on a swap-refined group-to-node packing; per layer the candidate with the lowest
+  // maximum GPU load wins, DeepSeek's on ties. Never worse than kDeepSeek on any layer; keeps
+  // node locality (each group's replicas stay on one node). See docs/eplb.md.
   kRefined,
 };
 

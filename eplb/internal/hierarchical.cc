@@ -1,11 +1,15 @@
 #include "eplb/internal/hierarchical.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 #include <vector>
 
 namespace eplb::internal {
 namespace {
+
+// No cap on replicas per expert: DeepSeek's replication.
+constexpr int kUncapped = std::numeric_limits<int>::max();
 
 // One node's replication of its experts and packing of the replicas onto its GPUs.
 struct NodePlan {
@@ -132,6 +136,9 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
   // when an expert has more replicas than the node has GPUs (so two share a GPU), replication
   // capped at one replica per GPU, packed and refined.
   *improved = result;
+  const bool some_expert_over_cap =
+      *std::max_element(mlogcnt.begin(), mlogcnt.end()) > gpus_per_node;
+  if (replicas_per_gpu <= 2 && !some_expert_over_cap) return result;  // Nothing to improve.
   std::vector<double> node_max(shape.num_nodes);
   for (int node = 0; node < shape.num_nodes; ++node) {
     node_max[node] = MaxGpuLoad(node_loads(node), plans[node], gpus_per_node);

@@ -1,10 +1,9 @@
 // DeepSeek's hierarchical rebalance of one layer (rebalance_experts_hierarchical in EPLB's
-// eplb.py) in its two parts, each with optional swap refinement of its packing for our policy.
-// The global policy is this with one group and one node.
+// eplb.py) in its two parts, groups to nodes and then replicas within nodes, each with our policy's
+// improvements as an option. The global policy is this with one group and one node.
 #ifndef EPLB_INTERNAL_HIERARCHICAL_H_
 #define EPLB_INTERNAL_HIERARCHICAL_H_
 
-#include <limits>
 #include <span>
 #include <vector>
 
@@ -44,9 +43,6 @@ Packing PackGroups(std::span<const float> loads, const LayerShape& shape, bool r
 // num_replicas % num_gpus == 0, num_replicas >= loads.size() > 0.
 LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
                           const Packing& groups, LayerPlacement* improved);
-
-// No cap on replicas per expert: DeepSeek's replication.
-inline constexpr int kUncapped = std::numeric_limits<int>::max();
 
 }  // namespace eplb::internal
 
