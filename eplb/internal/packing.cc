@@ -46,14 +46,34 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs) {
     keys[i] = (uint64_t{~std::bit_cast<uint32_t>(weights[i])} << 32) | static_cast<uint32_t>(i);
   }
   std::sort(keys.begin(), keys.end());
+  const auto item_at = [&](int i) { return static_cast<int>(keys[i] & 0xffffffffu); };
+  if (per_pack == 2 && weights[item_at(num_packs - 1)] > 0.0f) {
+    // Pairs whose first num_packs items are all positive, in O(n) after the sort. Each of those
+    // items finds an empty pack lighter than every used one, so item i goes to pack i. Then pack
+    // p holds weight x_p, non-increasing in p, and each further item fills the lightest pack with
+    // room, lowest index among equals: blocks of equal x_p from the last, each in ascending p.
+    for (int p = 0; p < num_packs; ++p) result.pack[item_at(p)] = p;
+    int next = num_packs;
+    for (int end = num_packs; end > 0;) {
+      int begin = end - 1;
+      while (begin > 0 && weights[item_at(begin - 1)] == weights[item_at(end - 1)]) --begin;
+      for (int p = begin; p < end; ++p) {
+        const int item = item_at(next++);
+        result.pack[item] = p;
+        result.rank[item] = 1;
+      }
+      end = begin;
+    }
+    return result;
+  }
   std::vector<int> pack_items(num_packs, 0);
   if (num_packs <= kMaxScannedPacks) {
     // Few packs: take the smallest key, with full packs keyed above every open one.
     constexpr uint64_t kFull = ~uint64_t{0};
     std::vector<uint64_t> open(num_packs);
     for (int p = 0; p < num_packs; ++p) open[p] = PackKey(0.0f, p);
-    for (uint64_t key : keys) {
-      const int item = static_cast<int>(key & 0xffffffffu);
+    for (int i = 0; i < n; ++i) {
+      const int item = item_at(i);
       const uint64_t top = *std::min_element(open.begin(), open.end());
       const int best = static_cast<int>(top & 0xffffffffu);
       result.pack[item] = best;
@@ -67,8 +87,8 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs) {
   // into 64 bits, whose top is the same pack the scan would pick.
   std::vector<uint64_t> open(num_packs);
   for (int p = 0; p < num_packs; ++p) open[p] = PackKey(0.0f, p);
-  for (uint64_t key : keys) {
-    const int item = static_cast<int>(key & 0xffffffffu);
+  for (int i = 0; i < n; ++i) {
+    const int item = item_at(i);
     std::pop_heap(open.begin(), open.end(), std::greater<uint64_t>());
     const uint64_t top = open.back();
     open.pop_back();

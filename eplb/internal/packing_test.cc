@@ -1,5 +1,8 @@
 #include "eplb/internal/packing.h"
 
+#include <algorithm>
+#include <numeric>
+#include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -92,6 +95,91 @@ TEST(RefineBySwaps, StopsAfterMaxSwaps) {
   Packing packing{{0, 0, 1, 1}, {0, 1, 0, 1}};
   RefineBySwaps(weights, 2, 0, packing);
   EXPECT_EQ(packing.pack, (std::vector<int>{0, 0, 1, 1}));
+}
+
+// Plain ports of eplb.py's balanced_packing and replicate_experts (stable sort, linear scans,
+// float32 arithmetic), against which the optimised versions are checked.
+Packing ReferencePacking(const std::vector<float>& weights, int num_packs) {
+  const int n = static_cast<int>(weights.size());
+  const int per_pack = n / num_packs;
+  Packing result{std::vector<int>(n), std::vector<int>(n, 0)};
+  if (per_pack == 1) {
+    std::iota(result.pack.begin(), result.pack.end(), 0);
+    return result;
+  }
+  std::vector<int> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return weights[a] > weights[b]; });
+  std::vector<float> pack_weight(num_packs, 0.0f);
+  std::vector<int> pack_items(num_packs, 0);
+  for (int item : order) {
+    int best = -1;
+    for (int p = 0; p < num_packs; ++p) {
+      if (pack_items[p] < per_pack && (best < 0 || pack_weight[p] < pack_weight[best])) best = p;
+    }
+    result.pack[item] = best;
+    result.rank[item] = pack_items[best]++;
+    pack_weight[best] += weights[item];
+  }
+  return result;
+}
+
+std::vector<int> ReferenceReplication(const std::vector<float>& weights, int num_phy) {
+  std::vector<int> phy2log(num_phy), count(weights.size(), 1);
+  std::iota(phy2log.begin(), phy2log.begin() + weights.size(), 0);
+  for (int i = static_cast<int>(weights.size()); i < num_phy; ++i) {
+    int best = 0;
+    for (size_t e = 1; e < weights.size(); ++e) {
+      if (weights[e] / static_cast<float>(count[e]) >
+          weights[best] / static_cast<float>(count[best])) {
+        best = static_cast<int>(e);
+      }
+    }
+    phy2log[i] = best;
+    ++count[best];
+  }
+  return phy2log;
+}
+
+// Weights with many ties and zeros, or spread-out floats.
+std::vector<float> RandomWeights(int n, bool ties, std::mt19937& rng) {
+  std::vector<float> weights(n);
+  for (float& w : weights) {
+    w = ties ? static_cast<float>(rng() % 4) : static_cast<float>(rng() % 100000) / 7.0f;
+  }
+  return weights;
+}
+
+TEST(BalancedPacking, MatchesThePlainReference) {
+  std::mt19937 rng(11);
+  for (int num_packs : {1, 2, 3, 8, 16, 17, 40, 144}) {
+    for (int per_pack : {1, 2, 3, 9}) {
+      for (bool ties : {false, true}) {
+        for (int trial = 0; trial < 5; ++trial) {
+          const std::vector<float> weights = RandomWeights(num_packs * per_pack, ties, rng);
+          const Packing fast = BalancedPacking(weights, num_packs);
+          const Packing plain = ReferencePacking(weights, num_packs);
+          ASSERT_EQ(fast.pack, plain.pack) << num_packs << " packs of " << per_pack;
+          ASSERT_EQ(fast.rank, plain.rank) << num_packs << " packs of " << per_pack;
+        }
+      }
+    }
+  }
+}
+
+TEST(ReplicateExperts, MatchesThePlainReference) {
+  std::mt19937 rng(12);
+  for (int num_log : {1, 5, 64, 256}) {
+    for (int extra : {0, 1, 8, 32, 300}) {
+      for (bool ties : {false, true}) {
+        const std::vector<float> weights = RandomWeights(num_log, ties, rng);
+        ASSERT_EQ(ReplicateExperts(weights, num_log + extra).phy2log,
+                  ReferenceReplication(weights, num_log + extra))
+            << num_log << " experts, " << extra << " extra";
+      }
+    }
+  }
 }
 
 TEST(InversePermutation, Inverts) {
