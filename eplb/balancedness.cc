@@ -22,25 +22,23 @@ std::vector<double> GpuLoads(std::span<const double> loads, std::span<const int3
 double MeanOverMax(std::span<const double> gpu_loads) {
   const double max = *std::max_element(gpu_loads.begin(), gpu_loads.end());
   if (max <= 0.0) return 1.0;
-  const double mean =
-      std::accumulate(gpu_loads.begin(), gpu_loads.end(), 0.0) / gpu_loads.size();
+  const double mean = std::accumulate(gpu_loads.begin(), gpu_loads.end(), 0.0) / gpu_loads.size();
   return mean / max;
 }
 
 absl::StatusOr<BalancednessReport> ComputeBalancedness(const Placement& placement,
                                                        const Matrix<double>& loads) {
   if (loads.rows() != placement.num_layers() || loads.cols() != placement.num_experts()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "loads is ", loads.rows(), "x", loads.cols(), " but the placement has ",
-        placement.num_layers(), " layers of ", placement.num_experts(), " experts"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("loads is ", loads.rows(), "x", loads.cols(), " but the placement has ",
+                     placement.num_layers(), " layers of ", placement.num_experts(), " experts"));
   }
   BalancednessReport report{std::vector<double>(placement.num_layers()),
                             Matrix<double>(placement.num_layers(), placement.num_nodes)};
   const int per_node = placement.gpus_per_node();
   for (int layer = 0; layer < placement.num_layers(); ++layer) {
-    const std::vector<double> gpu_loads =
-        GpuLoads(loads.row(layer), placement.phy2log.row(layer), placement.logcnt.row(layer),
-                 placement.num_gpus);
+    const std::vector<double> gpu_loads = GpuLoads(loads.row(layer), placement.phy2log.row(layer),
+                                                   placement.logcnt.row(layer), placement.num_gpus);
     report.per_layer[layer] = MeanOverMax(gpu_loads);
     for (int node = 0; node < placement.num_nodes; ++node) {
       report.per_node(layer, node) =

@@ -15,8 +15,8 @@ Placement TwoGpuPlacement() {
   placement.max_replicas = 2;
   placement.phy2log = Matrix<int32_t>(2, 4, std::vector<int32_t>{0, 1, 0, 2, 0, 1, 2, 2});
   placement.logcnt = Matrix<int32_t>(2, 3, std::vector<int32_t>{2, 1, 1, 1, 1, 2});
-  placement.log2phy = Matrix<int32_t>(2, 6, std::vector<int32_t>{0, 2, 1, -1, 3, -1,
-                                                                 0, -1, 1, -1, 2, 3});
+  placement.log2phy =
+      Matrix<int32_t>(2, 6, std::vector<int32_t>{0, 2, 1, -1, 3, -1, 0, -1, 1, -1, 2, 3});
   return placement;
 }
 

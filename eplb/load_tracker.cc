@@ -21,8 +21,7 @@ absl::StatusOr<std::unique_ptr<LoadTracker>> LoadTracker::Create(int num_layers,
     return absl::InvalidArgumentError(absl::StrCat("window must be positive, got ", window));
   }
   if (!(ema_decay >= 0.0 && ema_decay < 1.0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("ema_decay must be in [0, 1), got ", ema_decay));
+    return absl::InvalidArgumentError(absl::StrCat("ema_decay must be in [0, 1), got ", ema_decay));
   }
   return std::unique_ptr<LoadTracker>(new LoadTracker(num_layers, num_experts, window, ema_decay));
 }
@@ -36,9 +35,8 @@ LoadTracker::LoadTracker(int num_layers, int num_experts, int window, double ema
 
 absl::Status LoadTracker::Record(const Matrix<double>& counts) {
   if (counts.rows() != num_layers_ || counts.cols() != num_experts_) {
-    return absl::InvalidArgumentError(absl::StrCat("counts is ", counts.rows(), "x",
-                                                   counts.cols(), ", want ", num_layers_, "x",
-                                                   num_experts_));
+    return absl::InvalidArgumentError(absl::StrCat("counts is ", counts.rows(), "x", counts.cols(),
+                                                   ", want ", num_layers_, "x", num_experts_));
   }
   for (int layer = 0; layer < num_layers_; ++layer) {
     for (int e = 0; e < num_experts_; ++e) {
@@ -57,9 +55,9 @@ absl::Status LoadTracker::Record(const Matrix<double>& counts) {
   }
   for (int layer = 0; layer < num_layers_; ++layer) {
     for (int e = 0; e < num_experts_; ++e) {
-      ema_(layer, e) = steps_ == 0 ? counts(layer, e)
-                                   : ema_decay_ * ema_(layer, e) +
-                                         (1.0 - ema_decay_) * counts(layer, e);
+      ema_(layer, e) = steps_ == 0
+                           ? counts(layer, e)
+                           : ema_decay_ * ema_(layer, e) + (1.0 - ema_decay_) * counts(layer, e);
     }
   }
   ++steps_;

@@ -8,7 +8,9 @@
 namespace eplb {
 namespace {
 
-Matrix<double> Counts(double a, double b) { return Matrix<double>(1, 2, std::vector<double>{a, b}); }
+Matrix<double> Counts(double a, double b) {
+  return Matrix<double>(1, 2, std::vector<double>{a, b});
+}
 
 TEST(LoadTracker, WindowSumKeepsTheLastSteps) {
   absl::StatusOr<std::unique_ptr<LoadTracker>> tracker = LoadTracker::Create(1, 2, 2, 0.5);

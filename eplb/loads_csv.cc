@@ -6,11 +6,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "absl/strings/ascii.h"
 
 namespace eplb {
 
@@ -52,8 +52,7 @@ absl::StatusOr<Matrix<double>> ReadLoadsCsv(const std::string& path) {
   contents << file.rdbuf();
   absl::StatusOr<Matrix<double>> loads = ParseLoadsCsv(contents.str());
   if (!loads.ok()) {
-    return absl::Status(loads.status().code(),
-                        absl::StrCat(path, ": ", loads.status().message()));
+    return absl::Status(loads.status().code(), absl::StrCat(path, ": ", loads.status().message()));
   }
   return loads;
 }

@@ -4,9 +4,9 @@
 #define EPLB_LOADS_CSV_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "eplb/matrix.h"
 
 namespace eplb {

@@ -18,9 +18,12 @@ struct Placement {
   int num_nodes = 0;
   // Third extent of log2phy: the largest replica count of any expert in any layer.
   int max_replicas = 0;
-  Matrix<int32_t> phy2log;  // [layers, num_replicas]: logical expert of each replica.
-  Matrix<int32_t> log2phy;  // [layers, num_experts * max_replicas]: replicas of each expert, -1 padded.
-  Matrix<int32_t> logcnt;   // [layers, num_experts]: number of replicas of each expert.
+  // [layers, num_replicas]: logical expert of each replica.
+  Matrix<int32_t> phy2log;
+  // [layers, num_experts * max_replicas]: replicas of each expert in rank order, -1 padded.
+  Matrix<int32_t> log2phy;
+  // [layers, num_experts]: number of replicas of each expert.
+  Matrix<int32_t> logcnt;
 
   int num_layers() const { return phy2log.rows(); }
   int num_replicas() const { return phy2log.cols(); }

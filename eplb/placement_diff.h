@@ -28,8 +28,7 @@ struct ExpertCopy {
 // and experts of max(0, new count on the GPU - old count on the GPU), which no plan can beat.
 // InvalidArgument when the placements differ in layers, experts, replicas, GPUs or nodes.
 // Thread-safe (reads only).
-absl::StatusOr<std::vector<ExpertCopy>> DiffPlacements(const Placement& from,
-                                                       const Placement& to);
+absl::StatusOr<std::vector<ExpertCopy>> DiffPlacements(const Placement& from, const Placement& to);
 
 }  // namespace eplb
 

@@ -23,9 +23,9 @@ std::string PlacementToJson(const Placement& placement, const BalancednessReport
     log2phy.push_back(std::move(experts));
   }
   const nlohmann::ordered_json result = {{"phy2log", std::move(phy2log)},
-                                 {"log2phy", std::move(log2phy)},
-                                 {"logcnt", std::move(logcnt)},
-                                 {"balancedness", report.per_layer}};
+                                         {"log2phy", std::move(log2phy)},
+                                         {"logcnt", std::move(logcnt)},
+                                         {"balancedness", report.per_layer}};
   return result.dump() + "\n";
 }
 
@@ -35,9 +35,8 @@ std::string PlacementToText(const Placement& placement, const Matrix<double>& lo
   const int per_gpu = placement.replicas_per_gpu();
   for (int layer = 0; layer < placement.num_layers(); ++layer) {
     absl::StrAppendFormat(&out, "layer %d: balancedness %.4f\n", layer, report.per_layer[layer]);
-    const std::vector<double> gpu_loads =
-        GpuLoads(loads.row(layer), placement.phy2log.row(layer), placement.logcnt.row(layer),
-                 placement.num_gpus);
+    const std::vector<double> gpu_loads = GpuLoads(loads.row(layer), placement.phy2log.row(layer),
+                                                   placement.logcnt.row(layer), placement.num_gpus);
     for (int gpu = 0; gpu < placement.num_gpus; ++gpu) {
       const int node = gpu / placement.gpus_per_node();
       if (gpu % placement.gpus_per_node() == 0) {

@@ -33,11 +33,11 @@ std::string PlacementToSvg(const Placement& placement, const Matrix<double>& loa
   const int per_gpu = placement.replicas_per_gpu();
   const int gpus_per_node = placement.gpus_per_node();
   const int node_width = gpus_per_node * kGpuWidth + 8;
-  const int width = 2 * kMargin + placement.num_nodes * node_width +
-                    (placement.num_nodes - 1) * kNodeGap;
+  const int width =
+      2 * kMargin + placement.num_nodes * node_width + (placement.num_nodes - 1) * kNodeGap;
   const int layer_height = kTitleHeight + kHeaderHeight + per_gpu * (kBoxHeight + 2) + 8;
-  const int height =
-      2 * kMargin + placement.num_layers() * layer_height + (placement.num_layers() - 1) * kLayerGap;
+  const int height = 2 * kMargin + placement.num_layers() * layer_height +
+                     (placement.num_layers() - 1) * kLayerGap;
 
   std::string svg = absl::StrFormat(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "

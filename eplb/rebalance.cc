@@ -26,8 +26,8 @@ absl::Status CheckPositive(const char* name, int value) {
   return absl::InvalidArgumentError(absl::StrCat(name, " must be positive, got ", value));
 }
 
-absl::Status Validate(const Matrix<double>& loads, int num_replicas, int num_groups,
-                      int num_nodes, int num_gpus) {
+absl::Status Validate(const Matrix<double>& loads, int num_replicas, int num_groups, int num_nodes,
+                      int num_gpus) {
   if (loads.rows() == 0) return absl::InvalidArgumentError("loads has no layers");
   if (loads.cols() == 0) return absl::InvalidArgumentError("loads has no experts");
   RETURN_IF_ERROR(CheckPositive("num_replicas", num_replicas));
@@ -36,18 +36,16 @@ absl::Status Validate(const Matrix<double>& loads, int num_replicas, int num_gro
   RETURN_IF_ERROR(CheckPositive("num_gpus", num_gpus));
   const int num_experts = loads.cols();
   if (num_experts % num_groups != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("num_groups (", num_groups,
-                                                   ") must divide the number of experts (",
-                                                   num_experts, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "num_groups (", num_groups, ") must divide the number of experts (", num_experts, ")"));
   }
   if (num_gpus % num_nodes != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_nodes (", num_nodes, ") must divide num_gpus (", num_gpus, ")"));
   }
   if (num_replicas % num_gpus != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("num_gpus (", num_gpus,
-                                                   ") must divide num_replicas (", num_replicas,
-                                                   ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_gpus (", num_gpus, ") must divide num_replicas (", num_replicas, ")"));
   }
   if (num_replicas < num_experts) {
     return absl::InvalidArgumentError(absl::StrCat("num_replicas (", num_replicas,
@@ -148,12 +146,10 @@ absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replica
                      [](double load) { return static_cast<float>(load) + 0.0f; });
       const LayerPlacement placed =
           policy == Policy::kDeepSeek
-              ? internal::PlaceNodes(loads32, shape,
-                                     internal::PackGroups(loads32, shape, /*refine=*/false),
-                                     nullptr)
+              ? internal::PlaceNodes(
+                    loads32, shape, internal::PackGroups(loads32, shape, /*refine=*/false), nullptr)
               : PlaceRefined(loads32, row, shape);
-      std::copy(placed.phy2log.begin(), placed.phy2log.end(),
-                placement.phy2log.row(layer).begin());
+      std::copy(placed.phy2log.begin(), placed.phy2log.end(), placement.phy2log.row(layer).begin());
       std::copy(placed.phyrank.begin(), placed.phyrank.end(), phyrank.row(layer).begin());
       std::copy(placed.logcnt.begin(), placed.logcnt.end(), placement.logcnt.row(layer).begin());
     }
@@ -167,15 +163,15 @@ absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replica
   const std::vector<int32_t>& counts = placement.logcnt.data();
   placement.max_replicas = *std::max_element(counts.begin(), counts.end());
   if (int64_t{num_layers} * num_experts * placement.max_replicas > kMaxEntries) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "num_replicas (", num_replicas, ") gives an expert ", placement.max_replicas,
-        " replicas: log2phy would exceed ", kMaxEntries, " entries"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_replicas (", num_replicas, ") gives an expert ", placement.max_replicas,
+                     " replicas: log2phy would exceed ", kMaxEntries, " entries"));
   }
   placement.log2phy = Matrix<int32_t>(num_layers, num_experts * placement.max_replicas, -1);
   for (int layer = 0; layer < num_layers; ++layer) {
     for (int p = 0; p < num_replicas; ++p) {
-      placement.log2phy(layer, placement.phy2log(layer, p) * placement.max_replicas +
-                                   phyrank(layer, p)) = p;
+      placement.log2phy(
+          layer, placement.phy2log(layer, p) * placement.max_replicas + phyrank(layer, p)) = p;
     }
   }
   return placement;

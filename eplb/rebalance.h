@@ -11,10 +11,9 @@
 #ifndef EPLB_REBALANCE_H_
 #define EPLB_REBALANCE_H_
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/thread_pool.h"
-
-#include "absl/status/statusor.h"
 #include "eplb/matrix.h"
 #include "eplb/placement.h"
 

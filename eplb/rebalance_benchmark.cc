@@ -44,9 +44,9 @@ void ReportBalancedness(benchmark::State& state, const Placement& placement,
                                              placement.logcnt.row(layer), placement.num_gpus);
     double heaviest_node = 0.0;
     for (int node = 0; node < placement.num_gpus / per_node; ++node) {
-      heaviest_node = std::max(heaviest_node, std::accumulate(gpu.begin() + node * per_node,
-                                                              gpu.begin() + (node + 1) * per_node,
-                                                              0.0));
+      heaviest_node = std::max(
+          heaviest_node,
+          std::accumulate(gpu.begin() + node * per_node, gpu.begin() + (node + 1) * per_node, 0.0));
     }
     double heaviest_replica = 0.0;
     for (int p = 0; p < placement.num_replicas(); ++p) {

@@ -61,10 +61,10 @@ absl::StatusOr<std::string> Run() {
   RETURN_IF_ERROR(CheckGiven("num_nodes", absl::GetFlag(FLAGS_num_nodes)));
   RETURN_IF_ERROR(CheckGiven("num_gpus", absl::GetFlag(FLAGS_num_gpus)));
   ASSIGN_OR_RETURN(const Matrix<double> loads, ReadLoadsCsv(LoadsPath()));
-  ASSIGN_OR_RETURN(const Placement placement,
-                   Rebalance(loads, absl::GetFlag(FLAGS_num_replicas),
-                             absl::GetFlag(FLAGS_num_groups), absl::GetFlag(FLAGS_num_nodes),
-                             absl::GetFlag(FLAGS_num_gpus), policy));
+  ASSIGN_OR_RETURN(
+      const Placement placement,
+      Rebalance(loads, absl::GetFlag(FLAGS_num_replicas), absl::GetFlag(FLAGS_num_groups),
+                absl::GetFlag(FLAGS_num_nodes), absl::GetFlag(FLAGS_num_gpus), policy));
   ASSIGN_OR_RETURN(const BalancednessReport report, ComputeBalancedness(placement, loads));
   if (format == "json") return PlacementToJson(placement, report);
   if (format == "svg") return PlacementToSvg(placement, loads, report);

@@ -13,9 +13,9 @@ namespace eplb {
 namespace {
 
 Matrix<double> DeepSeekExampleLoads() {
-  return Matrix<double>(2, 12, std::vector<double>{90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86,
-                                                   20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16,
-                                                   27});
+  return Matrix<double>(
+      2, 12, std::vector<double>{90, 132, 40,  61, 104, 165, 39,  4,   73,  56, 183, 86,
+                                 20, 107, 104, 64, 19,  197, 187, 157, 172, 86, 16,  27});
 }
 
 TEST(Rebalance, DeepSeekExampleMatchesTheReference) {
@@ -23,21 +23,21 @@ TEST(Rebalance, DeepSeekExampleMatchesTheReference) {
       Rebalance(DeepSeekExampleLoads(), 16, 4, 2, 8, Policy::kDeepSeek);
   ASSERT_TRUE(placement.ok()) << placement.status();
   EXPECT_EQ(placement->phy2log,
-            Matrix<int32_t>(2, 16, std::vector<int32_t>{5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1,
-                                                        11, 1, 7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1,
-                                                        5, 0, 3, 1}));
+            Matrix<int32_t>(
+                2, 16, std::vector<int32_t>{5, 6,  5, 7, 8, 4,  3, 4, 10, 9, 10, 2, 0, 1, 11, 1,
+                                            7, 10, 6, 8, 6, 11, 8, 9, 2,  4, 5,  1, 5, 0, 3,  1}));
   EXPECT_EQ(placement->logcnt,
             Matrix<int32_t>(2, 12, std::vector<int32_t>{1, 2, 1, 1, 2, 2, 1, 1, 1, 1, 2, 1,
                                                         1, 2, 1, 1, 1, 2, 2, 1, 2, 1, 1, 1}));
   EXPECT_EQ(placement->max_replicas, 2);
   // Replica rank order comes from replication, not from physical order: expert 1's first replica
   // is physical 15.
-  EXPECT_EQ(placement->log2phy,
-            Matrix<int32_t>(2, 24, std::vector<int32_t>{
-                                       12, -1, 15, 13, 11, -1, 6,  -1, 7, 5,  0, 2,
-                                       1,  -1, 3,  -1, 4,  -1, 9,  -1, 8, 10, 14, -1,
-                                       13, -1, 15, 11, 8,  -1, 14, -1, 9, -1, 10, 12,
-                                       2,  4,  0,  -1, 6,  3,  7,  -1, 1, -1, 5,  -1}));
+  EXPECT_EQ(
+      placement->log2phy,
+      Matrix<int32_t>(2, 24, std::vector<int32_t>{12, -1, 15, 13, 11, -1, 6,  -1, 7, 5,  0,  2,
+                                                  1,  -1, 3,  -1, 4,  -1, 9,  -1, 8, 10, 14, -1,
+                                                  13, -1, 15, 11, 8,  -1, 14, -1, 9, -1, 10, 12,
+                                                  2,  4,  0,  -1, 6,  3,  7,  -1, 1, -1, 5,  -1}));
   EXPECT_EQ(placement->num_gpus, 8);
   EXPECT_EQ(placement->num_nodes, 2);
 }
@@ -73,8 +73,8 @@ struct Shape {
 };
 
 TEST(Rebalance, RefinedIsNeverWorseAndKeepsNodeLocality) {
-  const Shape shapes[] = {{12, 16, 4, 2, 8},   {64, 80, 8, 4, 16},  {64, 72, 8, 2, 8},
-                          {64, 96, 8, 3, 24},  {32, 64, 4, 4, 8},   {48, 48, 6, 2, 4},
+  const Shape shapes[] = {{12, 16, 4, 2, 8},   {64, 80, 8, 4, 16}, {64, 72, 8, 2, 8},
+                          {64, 96, 8, 3, 24},  {32, 64, 4, 4, 8},  {48, 48, 6, 2, 4},
                           {256, 288, 8, 4, 32}};
   int strictly_better = 0;
   for (const Shape& s : shapes) {
@@ -151,7 +151,8 @@ TEST(Rebalance, OneReplicaPerExpertPlacesEachExpertOnce) {
   absl::StatusOr<Placement> placement = Rebalance(loads, 8, 1, 1, 8, Policy::kDeepSeek);
   ASSERT_TRUE(placement.ok()) << placement.status();
   // One replica per GPU: the reference keeps index order.
-  EXPECT_EQ(placement->phy2log, Matrix<int32_t>(1, 8, std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(placement->phy2log,
+            Matrix<int32_t>(1, 8, std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 7}));
 }
 
 void ExpectInvalid(const absl::StatusOr<Placement>& result, const std::string& message) {
@@ -167,7 +168,8 @@ TEST(Rebalance, RejectsBadArguments) {
   ExpectInvalid(Rebalance(loads, 16, -1, 2, 8), "num_groups must be positive, got -1");
   ExpectInvalid(Rebalance(loads, 16, 4, 0, 8), "num_nodes must be positive, got 0");
   ExpectInvalid(Rebalance(loads, 16, 4, 2, 0), "num_gpus must be positive, got 0");
-  ExpectInvalid(Rebalance(loads, 16, 5, 2, 8), "num_groups (5) must divide the number of experts (12)");
+  ExpectInvalid(Rebalance(loads, 16, 5, 2, 8),
+                "num_groups (5) must divide the number of experts (12)");
   ExpectInvalid(Rebalance(loads, 16, 4, 3, 8), "num_nodes (3) must divide num_gpus (8)");
   ExpectInvalid(Rebalance(loads, 18, 4, 2, 8), "num_gpus (8) must divide num_replicas (18)");
   ExpectInvalid(Rebalance(loads, 8, 4, 2, 8),

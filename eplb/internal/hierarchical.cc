@@ -54,8 +54,7 @@ double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int g
 void Refine(std::span<const float> node_loads, int gpus_per_node, NodePlan& plan) {
   const std::vector<double> weights = ReplicaLoads(node_loads, plan.rep);
   if (static_cast<int>(weights.size()) <= 2 * gpus_per_node) return;
-  RefineBySwaps(weights, gpus_per_node, /*max_swaps=*/static_cast<int>(weights.size()),
-                plan.gpus);
+  RefineBySwaps(weights, gpus_per_node, /*max_swaps=*/static_cast<int>(weights.size()), plan.gpus);
 }
 
 // Writes one node's replicas into `placement`: physical replica q of the node is its replica
@@ -154,8 +153,7 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
     double best_max = MaxGpuLoad(node_loads(node), best, gpus_per_node);
     const std::vector<int>& counts = plans[node].rep.logcnt;
     if (*std::max_element(counts.begin(), counts.end()) > gpus_per_node) {
-      NodePlan capped =
-          PlanNode(node_loads(node), replicas_per_node, gpus_per_node, gpus_per_node);
+      NodePlan capped = PlanNode(node_loads(node), replicas_per_node, gpus_per_node, gpus_per_node);
       Refine(node_loads(node), gpus_per_node, capped);
       const double capped_max = MaxGpuLoad(node_loads(node), capped, gpus_per_node);
       if (capped_max < best_max) {

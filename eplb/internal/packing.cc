@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <bit>
-#include <cstdint>
 #include <cassert>
+#include <cstdint>
 #include <functional>
 #include <limits>
 #include <numeric>
@@ -78,8 +78,8 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs) {
       const int best = static_cast<int>(top & 0xffffffffu);
       result.pack[item] = best;
       result.rank[item] = pack_items[best]++;
-      open[best] = pack_items[best] < per_pack ? PackKey(KeyWeight(top) + weights[item], best)
-                                               : kFull;
+      open[best] =
+          pack_items[best] < per_pack ? PackKey(KeyWeight(top) + weights[item], best) : kFull;
     }
     return result;
   }
@@ -156,8 +156,7 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
   for (std::vector<Member>& items : members) std::sort(items.begin(), items.end());
   const double mean = std::accumulate(load.begin(), load.end(), 0.0) / num_packs;
   for (int swap = 0; swap < max_swaps; ++swap) {
-    const int heavy =
-        static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
+    const int heavy = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
     if (load[heavy] <= mean * (1.0 + kBalancedEnough)) return;
     // The swap that brings the heavy pack's load down the most: moving delta = w_a - w_b from
     // the heavy pack to another with load gap g helps when 0 < delta < g and is best near g / 2,

@@ -41,11 +41,11 @@ Replication ReplicateExperts(std::span<const float> weights, int num_phy,
 
 // Improves `packing` of `weights` (all packs hold the same number of items) by swapping items
 // between the heaviest pack and another one while that lowers the heaviest pack's load; stops when
-// no swap helps, when the heaviest pack is within 0.1% of the mean, or after max_swaps swaps. Each swap strictly lowers the sum of squared pack
-// loads, and the maximum pack load never rises. Ranks are swapped with the items, so each pack's
-// ranks stay a permutation. Precondition: packing is a valid packing of weights into num_packs.
-void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps,
-                   Packing& packing);
+// no swap helps, when the heaviest pack is within 0.1% of the mean, or after max_swaps swaps.
+// Each swap strictly lowers the sum of squared pack loads, and the maximum pack load never rises.
+// Ranks are swapped with the items, so each pack's ranks stay a permutation.
+// Precondition: packing is a valid packing of weights into num_packs.
+void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps, Packing& packing);
 
 // The inverse of a permutation of 0..perm.size()-1. Precondition: perm is a permutation.
 std::vector<int> InversePermutation(std::span<const int> perm);
