@@ -19,7 +19,7 @@ using internal::LayerPlacement;
 using internal::LayerShape;
 
 // Upper bound on phy2log and log2phy entries, so that absurd sizes fail cleanly.
-constexpr int64_t kMaxEntries = int64_t{1} << 26;
+constexpr int64_t kMaxEntries = int64_t{1} << 24;
 
 absl::Status CheckPositive(const char* name, int value) {
   if (value > 0) return absl::OkStatus();

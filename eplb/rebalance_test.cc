@@ -175,7 +175,7 @@ TEST(Rebalance, RejectsBadArguments) {
   ExpectInvalid(Rebalance(loads, 8, 4, 2, 8),
                 "num_replicas (8) must be at least the number of experts (12)");
   ExpectInvalid(Rebalance(loads, 1 << 30, 4, 2, 8),
-                "num_replicas (1073741824) times 2 layers exceeds 67108864 entries");
+                "num_replicas (1073741824) times 2 layers exceeds 16777216 entries");
 }
 
 TEST(Rebalance, RejectsBadLoadsNamingTheEntry) {
@@ -196,7 +196,7 @@ TEST(Rebalance, RejectsHugeLog2Phy) {
   Matrix<double> loads(16, 4096, 0.0);
   for (int layer = 0; layer < loads.rows(); ++layer) loads(layer, 0) = 1.0;
   ExpectInvalid(Rebalance(loads, 5120, 1, 1, 1),
-                "num_replicas (5120) gives an expert 1025 replicas: log2phy would exceed 67108864 "
+                "num_replicas (5120) gives an expert 1025 replicas: log2phy would exceed 16777216 "
                 "entries");
 }
 
