@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "eplb/balancedness.h"
 #include "eplb/synthetic_loads.h"
 #include "gtest/gtest.h"
@@ -125,6 +126,20 @@ TEST(Rebalance, RefinedImprovesSkewedLoadsAtDeepSeekScale) {
     theirs_sum += theirs_b->per_layer[layer];
   }
   EXPECT_GT(ours_sum, theirs_sum);
+}
+
+TEST(Rebalance, RefinedCapsReplicasAtTheGpusAnExpertCanSpreadOver) {
+  // DeepSeek gives the hot expert all four extra replicas (20 each), so one of the two GPUs holds
+  // three of them: GPU loads 61 and 42. Capped at two replicas (one per GPU), the hot expert puts
+  // 50 on each GPU and the cold ones share the rest: 51.5 and 51.5.
+  const Matrix<double> loads(1, 4, std::vector<double>{100, 1, 1, 1});
+  absl::StatusOr<Placement> theirs = Rebalance(loads, 8, 1, 1, 2, Policy::kDeepSeek);
+  absl::StatusOr<Placement> ours = Rebalance(loads, 8, 1, 1, 2, Policy::kRefined);
+  ASSERT_TRUE(theirs.ok() && ours.ok());
+  EXPECT_EQ(MaxGpuLoad(*theirs, loads, 0), 61.0);
+  EXPECT_EQ(MaxGpuLoad(*ours, loads, 0), 51.5);
+  EXPECT_EQ(ours->logcnt, Matrix<int32_t>(1, 4, std::vector<int32_t>{2, 2, 2, 2}));
+  ExpectConsistent(*ours);
 }
 
 TEST(Rebalance, ThreadPoolGivesTheSameResult) {
