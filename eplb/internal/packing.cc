@@ -114,18 +114,27 @@ Replication ReplicateExperts(std::span<const float> weights, int num_phy, int ma
   const auto key = [&](int expert) {
     return PackKey(weights[expert] / static_cast<float>(result.logcnt[expert]), ~expert);
   };
+  // Without a cap, an expert lighter than the (extra + 1)-th heaviest never gets a replica: to be
+  // the maximum it would need all extra + 1 heavier experts to have had one already. So only the
+  // others enter the heap.
+  const int extra = num_phy - num_log;
+  std::vector<float> sorted;
+  float threshold = 0.0f;
+  if (max_replicas >= num_phy && extra > 0 && extra < num_log) {
+    sorted.assign(weights.begin(), weights.end());
+    std::nth_element(sorted.begin(), sorted.begin() + extra, sorted.end(), std::greater<float>());
+    threshold = sorted[extra];
+  }
   std::vector<uint64_t> heap;
-  heap.reserve(num_log);
+  for (int e = 0; e < num_log; ++e) {
+    if (weights[e] >= threshold && result.logcnt[e] < max_replicas) heap.push_back(key(e));
+  }
+  std::make_heap(heap.begin(), heap.end());
   for (int i = num_log; i < num_phy; ++i) {
     if (heap.empty()) {
-      // The first replica past num_log, or every expert is at the cap: then lift it.
-      for (int e = 0; e < num_log; ++e) {
-        if (result.logcnt[e] < max_replicas) heap.push_back(key(e));
-      }
-      if (heap.empty()) {
-        max_replicas = std::numeric_limits<int>::max();
-        for (int e = 0; e < num_log; ++e) heap.push_back(key(e));
-      }
+      // Every expert is at the cap: lift it.
+      max_replicas = std::numeric_limits<int>::max();
+      for (int e = 0; e < num_log; ++e) heap.push_back(key(e));
       std::make_heap(heap.begin(), heap.end());
     }
     std::pop_heap(heap.begin(), heap.end());
