@@ -1,0 +1,175 @@
+#include "eplb/internal/hierarchical.h"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+#include <vector>
+
+namespace eplb::internal {
+namespace {
+
+// No cap on replicas per expert: DeepSeek's replication.
+constexpr int kUncapped = std::numeric_limits<int>::max();
+
+// One node's replication of its experts and packing of the replicas onto its GPUs.
+struct NodePlan {
+  Replication rep;
+  Packing gpus;
+};
+
+// Steps 2 and 3 of the reference for one node, whose expert loads are node_loads.
+NodePlan PlanNode(std::span<const float> node_loads, int replicas_per_node, int gpus_per_node,
+                  int max_replicas_per_expert) {
+  NodePlan plan{ReplicateExperts(node_loads, replicas_per_node, max_replicas_per_expert), {}};
+  std::vector<float> replica_loads(replicas_per_node);
+  for (int p = 0; p < replicas_per_node; ++p) {
+    const int k = plan.rep.phy2log[p];
+    replica_loads[p] = node_loads[k] / static_cast<float>(plan.rep.logcnt[k]);
+  }
+  plan.gpus = BalancedPacking(replica_loads, gpus_per_node);
+  return plan;
+}
+
+// The load each replica of `rep` carries, in double.
+std::vector<double> ReplicaLoads(std::span<const float> node_loads, const Replication& rep) {
+  std::vector<double> loads(rep.phy2log.size());
+  for (size_t p = 0; p < loads.size(); ++p) {
+    const int k = rep.phy2log[p];
+    loads[p] = static_cast<double>(node_loads[k]) / rep.logcnt[k];
+  }
+  return loads;
+}
+
+double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int gpus_per_node) {
+  const std::vector<double> replica_loads = ReplicaLoads(node_loads, plan.rep);
+  std::vector<double> gpu_loads(gpus_per_node, 0.0);
+  for (size_t p = 0; p < replica_loads.size(); ++p) {
+    gpu_loads[plan.gpus.pack[p]] += replica_loads[p];
+  }
+  return *std::max_element(gpu_loads.begin(), gpu_loads.end());
+}
+
+// Swap-refines the GPU packing of `plan`. With two or fewer replicas per GPU the greedy packing
+// is already optimal (it pairs the i-th heaviest replica with the i-th lightest): nothing to do.
+void Refine(std::span<const float> node_loads, int gpus_per_node, NodePlan& plan) {
+  const std::vector<double> weights = ReplicaLoads(node_loads, plan.rep);
+  if (static_cast<int>(weights.size()) <= 2 * gpus_per_node) return;
+  RefineBySwaps(weights, gpus_per_node, /*max_swaps=*/static_cast<int>(weights.size()), plan.gpus);
+}
+
+// Writes one node's replicas into `placement`: physical replica q of the node is its replica
+// pphy2phy[q], whose node-local expert maps back to a logical one through mlog2log.
+void EmitNode(const NodePlan& plan, int replicas_per_gpu, int node, int mlog_base,
+              const std::vector<int>& mlog2log, LayerPlacement& placement) {
+  const int replicas_per_node = static_cast<int>(plan.rep.phy2log.size());
+  std::vector<int> phy2pphy(replicas_per_node);
+  for (int p = 0; p < replicas_per_node; ++p) {
+    phy2pphy[p] = plan.gpus.pack[p] * replicas_per_gpu + plan.gpus.rank[p];
+  }
+  const std::vector<int> pphy2phy = InversePermutation(phy2pphy);
+  const int phy_base = node * replicas_per_node;
+  for (int q = 0; q < replicas_per_node; ++q) {
+    const int p = pphy2phy[q];
+    placement.phy2log[phy_base + q] = mlog2log[mlog_base + plan.rep.phy2log[p]];
+    placement.phyrank[phy_base + q] = plan.rep.rank[p];
+  }
+}
+
+}  // namespace
+
+Packing PackGroups(std::span<const float> loads, const LayerShape& shape, bool refine) {
+  const int group_size = static_cast<int>(loads.size()) / shape.num_groups;
+  std::vector<float> group_load(shape.num_groups, 0.0f);
+  for (int g = 0; g < shape.num_groups; ++g) {
+    for (int j = 0; j < group_size; ++j) group_load[g] += loads[g * group_size + j];
+  }
+  Packing groups = BalancedPacking(group_load, shape.num_nodes);
+  if (refine) {
+    const std::vector<double> weights(group_load.begin(), group_load.end());
+    RefineBySwaps(weights, shape.num_nodes, /*max_swaps=*/shape.num_groups, groups);
+  }
+  return groups;
+}
+
+LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
+                          const Packing& groups, LayerPlacement* improved) {
+  const int num_experts = static_cast<int>(loads.size());
+  const int group_size = num_experts / shape.num_groups;
+  const int groups_per_node = shape.num_groups / shape.num_nodes;
+  const int experts_per_node = num_experts / shape.num_nodes;
+  const int replicas_per_node = shape.num_replicas / shape.num_nodes;
+  const int gpus_per_node = shape.num_gpus / shape.num_nodes;
+  const int replicas_per_gpu = shape.num_replicas / shape.num_gpus;
+
+  // log2mlog maps an expert to its "node-major" index: node, then group within node.
+  std::vector<int> log2mlog(num_experts);
+  for (int g = 0; g < shape.num_groups; ++g) {
+    for (int j = 0; j < group_size; ++j) {
+      log2mlog[g * group_size + j] =
+          (groups.pack[g] * groups_per_node + groups.rank[g]) * group_size + j;
+    }
+  }
+  const std::vector<int> mlog2log = InversePermutation(log2mlog);
+  std::vector<float> mlog_loads(num_experts);  // Node n's experts at [n * experts_per_node, ...).
+  for (int m = 0; m < num_experts; ++m) mlog_loads[m] = loads[mlog2log[m]];
+  const auto node_loads = [&](int node) {
+    return std::span<const float>(mlog_loads).subspan(node * experts_per_node, experts_per_node);
+  };
+
+  LayerPlacement result{std::vector<int>(shape.num_replicas), std::vector<int>(shape.num_replicas),
+                        std::vector<int>(num_experts)};
+  std::vector<int> mlogcnt(num_experts);
+  std::vector<NodePlan> plans;
+  for (int node = 0; node < shape.num_nodes; ++node) {
+    NodePlan plan = PlanNode(node_loads(node), replicas_per_node, gpus_per_node, kUncapped);
+    std::copy(plan.rep.logcnt.begin(), plan.rep.logcnt.end(),
+              mlogcnt.begin() + node * experts_per_node);
+    EmitNode(plan, replicas_per_gpu, node, node * experts_per_node, mlog2log, result);
+    if (improved != nullptr) plans.push_back(std::move(plan));
+  }
+  for (int e = 0; e < num_experts; ++e) result.logcnt[e] = mlogcnt[log2mlog[e]];
+  if (improved == nullptr) return result;
+
+  // Only the layer's heaviest GPU counts, so improve nodes heaviest first, until the heaviest
+  // node is one already improved. A node's candidates: its plan with the packing refined, and,
+  // when an expert has more replicas than the node has GPUs (so two share a GPU), replication
+  // capped at one replica per GPU, packed and refined.
+  *improved = result;
+  const bool some_expert_over_cap =
+      *std::max_element(mlogcnt.begin(), mlogcnt.end()) > gpus_per_node;
+  if (replicas_per_gpu <= 2 && !some_expert_over_cap) return result;  // Nothing to improve.
+  std::vector<double> node_max(shape.num_nodes);
+  for (int node = 0; node < shape.num_nodes; ++node) {
+    node_max[node] = MaxGpuLoad(node_loads(node), plans[node], gpus_per_node);
+  }
+  std::vector<bool> done(shape.num_nodes, false);
+  while (true) {
+    const int node =
+        static_cast<int>(std::max_element(node_max.begin(), node_max.end()) - node_max.begin());
+    if (done[node]) break;
+    done[node] = true;
+    NodePlan best = plans[node];
+    Refine(node_loads(node), gpus_per_node, best);
+    double best_max = MaxGpuLoad(node_loads(node), best, gpus_per_node);
+    const std::vector<int>& counts = plans[node].rep.logcnt;
+    if (*std::max_element(counts.begin(), counts.end()) > gpus_per_node) {
+      NodePlan capped = PlanNode(node_loads(node), replicas_per_node, gpus_per_node, gpus_per_node);
+      Refine(node_loads(node), gpus_per_node, capped);
+      const double capped_max = MaxGpuLoad(node_loads(node), capped, gpus_per_node);
+      if (capped_max < best_max) {
+        best = std::move(capped);
+        best_max = capped_max;
+      }
+    }
+    if (best_max < node_max[node]) {
+      node_max[node] = best_max;
+      EmitNode(best, replicas_per_gpu, node, node * experts_per_node, mlog2log, *improved);
+      std::copy(best.rep.logcnt.begin(), best.rep.logcnt.end(),
+                mlogcnt.begin() + node * experts_per_node);
+    }
+  }
+  for (int e = 0; e < num_experts; ++e) improved->logcnt[e] = mlogcnt[log2mlog[e]];
+  return result;
+}
+
+}  // namespace eplb::internal

@@ -1,0 +1,55 @@
+// The building blocks of EPLB's policies, for one layer at a time: DeepSeek's balanced packing and
+// greedy replication (bit-exact in float32, with the reference's tie-breaking), and the swap
+// refinement our own policy adds on top of a packing.
+#ifndef EPLB_INTERNAL_PACKING_H_
+#define EPLB_INTERNAL_PACKING_H_
+
+#include <limits>
+#include <span>
+#include <vector>
+
+namespace eplb::internal {
+
+// Assignment of n items to packs: item i goes to pack[i] at position rank[i] inside it.
+struct Packing {
+  std::vector<int> pack;  // [n]
+  std::vector<int> rank;  // [n]
+};
+
+// DeepSeek's balanced_packing: packs n = weights.size() items into num_packs packs of exactly
+// n / num_packs items. Items are visited heaviest first (stable descending sort, so equal weights
+// keep index order); each goes to the lightest pack that still has room (lowest index on ties).
+// Pack weights accumulate in float32. When each pack holds one item, item i goes to pack i.
+// Precondition: num_packs > 0 and n % num_packs == 0.
+Packing BalancedPacking(std::span<const float> weights, int num_packs);
+
+// Result of replicating num_log experts into num_phy replicas.
+struct Replication {
+  std::vector<int> phy2log;  // [num_phy]: the expert of each replica.
+  std::vector<int> rank;     // [num_phy]: replica number of each replica within its expert.
+  std::vector<int> logcnt;   // [num_log]: replica count of each expert.
+};
+
+// DeepSeek's replicate_experts: replica i < num_log is expert i; each further replica goes to the
+// expert with the highest float32 weight / count (lowest index on ties). O(num_phy log num_log).
+// With max_replicas below num_phy, experts stop receiving replicas at max_replicas until every
+// expert has that many (our policy: replicas of one expert beyond the GPUs it can spread over
+// cannot lower the load of the GPU that holds two of them). The default is the reference.
+// Preconditions: num_phy >= weights.size() > 0, max_replicas > 0.
+Replication ReplicateExperts(std::span<const float> weights, int num_phy,
+                             int max_replicas = std::numeric_limits<int>::max());
+
+// Improves `packing` of `weights` (all packs hold the same number of items) by swapping items
+// between the heaviest pack and another one while that lowers the heaviest pack's load; stops when
+// no swap helps, when the heaviest pack is within 0.1% of the mean, or after max_swaps swaps.
+// Each swap strictly lowers the sum of squared pack loads, and the maximum pack load never rises.
+// Ranks are swapped with the items, so each pack's ranks stay a permutation.
+// Precondition: packing is a valid packing of weights into num_packs.
+void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps, Packing& packing);
+
+// The inverse of a permutation of 0..perm.size()-1. Precondition: perm is a permutation.
+std::vector<int> InversePermutation(std::span<const int> perm);
+
+}  // namespace eplb::internal
+
+#endif  // EPLB_INTERNAL_PACKING_H_

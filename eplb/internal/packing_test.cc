@@ -1,0 +1,191 @@
+#include "eplb/internal/packing.h"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace eplb::internal {
+namespace {
+
+TEST(BalancedPacking, HeaviestFirstToLightestPackWithRoom) {
+  // Visit order 9, 8, 5 (item 1), 5 (item 4), 2, 1. Pack loads: 9 | 0 -> 9 | 8 -> 9 | 13 ->
+  // 14 | 13 -> 14 | 15 (pack 1 full) -> 15 | 15.
+  const std::vector<float> weights = {9, 5, 2, 8, 5, 1};
+  const Packing packing = BalancedPacking(weights, 2);
+  EXPECT_EQ(packing.pack, (std::vector<int>{0, 1, 1, 1, 0, 0}));
+  EXPECT_EQ(packing.rank, (std::vector<int>{0, 1, 2, 0, 1, 2}));
+}
+
+TEST(BalancedPacking, TiesGoToLowerIndices) {
+  const std::vector<float> weights = {1, 1, 1, 1};
+  const Packing packing = BalancedPacking(weights, 2);
+  // Items in index order; packs tie at 0 -> pack 0, then pack 1 is lighter, then tie -> pack 0.
+  EXPECT_EQ(packing.pack, (std::vector<int>{0, 1, 0, 1}));
+  EXPECT_EQ(packing.rank, (std::vector<int>{0, 0, 1, 1}));
+}
+
+TEST(BalancedPacking, OneItemPerPackKeepsIndexOrder) {
+  const std::vector<float> weights = {1, 7, 3};
+  const Packing packing = BalancedPacking(weights, 3);
+  EXPECT_EQ(packing.pack, (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(packing.rank, (std::vector<int>{0, 0, 0}));
+}
+
+TEST(ReplicateExperts, GivesReplicasToHighestLoadPerReplica) {
+  const std::vector<float> weights = {10, 4, 6};
+  const Replication rep = ReplicateExperts(weights, 6);
+  // 10 -> 5 (expert 0 twice); then 6 (expert 2) -> 3; then 5 (expert 0) -> 3.33.
+  EXPECT_EQ(rep.phy2log, (std::vector<int>{0, 1, 2, 0, 2, 0}));
+  EXPECT_EQ(rep.rank, (std::vector<int>{0, 0, 0, 1, 1, 2}));
+  EXPECT_EQ(rep.logcnt, (std::vector<int>{3, 1, 2}));
+}
+
+TEST(ReplicateExperts, TiesGoToTheFirstMaximum) {
+  const std::vector<float> weights = {2, 4, 4};
+  const Replication rep = ReplicateExperts(weights, 5);
+  EXPECT_EQ(rep.phy2log, (std::vector<int>{0, 1, 2, 1, 2}));
+}
+
+TEST(ReplicateExperts, DividesInFloat32) {
+  // 0.3f / 3 rounds to 0.1f in float32 (in double it would be larger), so after expert 1 has
+  // three replicas the two tie and the first maximum, expert 0, wins.
+  const std::vector<float> weights = {0.1f, 0.3f};
+  const Replication rep = ReplicateExperts(weights, 5);
+  EXPECT_EQ(rep.phy2log, (std::vector<int>{0, 1, 1, 1, 0}));
+}
+
+TEST(ReplicateExperts, CapStopsAnExpertUntilAllReachIt) {
+  // Uncapped, expert 0 would take all four extra replicas. Capped at 2 it takes one; the others
+  // get one each; then everyone is at the cap and expert 0 (highest load per replica) resumes.
+  const std::vector<float> weights = {100, 2, 1};
+  const Replication rep = ReplicateExperts(weights, 7, /*max_replicas=*/2);
+  EXPECT_EQ(rep.phy2log, (std::vector<int>{0, 1, 2, 0, 1, 2, 0}));
+  EXPECT_EQ(rep.logcnt, (std::vector<int>{3, 2, 2}));
+  EXPECT_EQ(ReplicateExperts(weights, 7).logcnt, (std::vector<int>{5, 1, 1}));
+}
+
+double MaxPackLoad(const std::vector<double>& weights, const Packing& packing, int num_packs) {
+  std::vector<double> load(num_packs, 0.0);
+  for (size_t i = 0; i < weights.size(); ++i) load[packing.pack[i]] += weights[i];
+  return *std::max_element(load.begin(), load.end());
+}
+
+TEST(RefineBySwaps, LowersTheMaximumAndKeepsRanksAPermutation) {
+  // Packs {10, 9} = 19 and {2, 1} = 3: swapping 9 and 1 (or 10 and 2) gives 11 and 11.
+  const std::vector<double> weights = {10, 9, 2, 1};
+  Packing packing{{0, 0, 1, 1}, {0, 1, 0, 1}};
+  RefineBySwaps(weights, 2, 10, packing);
+  EXPECT_EQ(MaxPackLoad(weights, packing, 2), 11.0);
+  EXPECT_EQ(packing.pack, (std::vector<int>{0, 1, 1, 0}));
+  EXPECT_EQ(packing.rank, (std::vector<int>{0, 1, 0, 1}));
+}
+
+TEST(RefineBySwaps, LeavesAnOptimalPackingAlone) {
+  const std::vector<double> weights = {4, 1, 3, 2};
+  Packing packing{{0, 0, 1, 1}, {0, 1, 0, 1}};
+  RefineBySwaps(weights, 2, 10, packing);
+  EXPECT_EQ(packing.pack, (std::vector<int>{0, 0, 1, 1}));
+}
+
+TEST(RefineBySwaps, StopsAfterMaxSwaps) {
+  const std::vector<double> weights = {10, 9, 2, 1};
+  Packing packing{{0, 0, 1, 1}, {0, 1, 0, 1}};
+  RefineBySwaps(weights, 2, 0, packing);
+  EXPECT_EQ(packing.pack, (std::vector<int>{0, 0, 1, 1}));
+}
+
+// Plain ports of eplb.py's balanced_packing and replicate_experts (stable sort, linear scans,
+// float32 arithmetic), against which the optimised versions are checked.
+Packing ReferencePacking(const std::vector<float>& weights, int num_packs) {
+  const int n = static_cast<int>(weights.size());
+  const int per_pack = n / num_packs;
+  Packing result{std::vector<int>(n), std::vector<int>(n, 0)};
+  if (per_pack == 1) {
+    std::iota(result.pack.begin(), result.pack.end(), 0);
+    return result;
+  }
+  std::vector<int> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return weights[a] > weights[b]; });
+  std::vector<float> pack_weight(num_packs, 0.0f);
+  std::vector<int> pack_items(num_packs, 0);
+  for (int item : order) {
+    int best = -1;
+    for (int p = 0; p < num_packs; ++p) {
+      if (pack_items[p] < per_pack && (best < 0 || pack_weight[p] < pack_weight[best])) best = p;
+    }
+    result.pack[item] = best;
+    result.rank[item] = pack_items[best]++;
+    pack_weight[best] += weights[item];
+  }
+  return result;
+}
+
+std::vector<int> ReferenceReplication(const std::vector<float>& weights, int num_phy) {
+  std::vector<int> phy2log(num_phy), count(weights.size(), 1);
+  std::iota(phy2log.begin(), phy2log.begin() + weights.size(), 0);
+  for (int i = static_cast<int>(weights.size()); i < num_phy; ++i) {
+    int best = 0;
+    for (size_t e = 1; e < weights.size(); ++e) {
+      if (weights[e] / static_cast<float>(count[e]) >
+          weights[best] / static_cast<float>(count[best])) {
+        best = static_cast<int>(e);
+      }
+    }
+    phy2log[i] = best;
+    ++count[best];
+  }
+  return phy2log;
+}
+
+// Weights with many ties and zeros, or spread-out floats.
+std::vector<float> RandomWeights(int n, bool ties, std::mt19937& rng) {
+  std::vector<float> weights(n);
+  for (float& w : weights) {
+    w = ties ? static_cast<float>(rng() % 4) : static_cast<float>(rng() % 100000) / 7.0f;
+  }
+  return weights;
+}
+
+TEST(BalancedPacking, MatchesThePlainReference) {
+  std::mt19937 rng(11);
+  for (int num_packs : {1, 2, 3, 8, 16, 17, 40, 144}) {
+    for (int per_pack : {1, 2, 3, 9}) {
+      for (bool ties : {false, true}) {
+        for (int trial = 0; trial < 5; ++trial) {
+          const std::vector<float> weights = RandomWeights(num_packs * per_pack, ties, rng);
+          const Packing fast = BalancedPacking(weights, num_packs);
+          const Packing plain = ReferencePacking(weights, num_packs);
+          ASSERT_EQ(fast.pack, plain.pack) << num_packs << " packs of " << per_pack;
+          ASSERT_EQ(fast.rank, plain.rank) << num_packs << " packs of " << per_pack;
+        }
+      }
+    }
+  }
+}
+
+TEST(ReplicateExperts, MatchesThePlainReference) {
+  std::mt19937 rng(12);
+  for (int num_log : {1, 5, 64, 256}) {
+    for (int extra : {0, 1, 8, 32, 300}) {
+      for (bool ties : {false, true}) {
+        const std::vector<float> weights = RandomWeights(num_log, ties, rng);
+        ASSERT_EQ(ReplicateExperts(weights, num_log + extra).phy2log,
+                  ReferenceReplication(weights, num_log + extra))
+            << num_log << " experts, " << extra << " extra";
+      }
+    }
+  }
+}
+
+TEST(InversePermutation, Inverts) {
+  const std::vector<int> perm = {2, 0, 1};
+  EXPECT_EQ(InversePermutation(perm), (std::vector<int>{1, 2, 0}));
+}
+
+}  // namespace
+}  // namespace eplb::internal

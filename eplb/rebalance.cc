@@ -1,0 +1,180 @@
+#include "eplb/rebalance.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "eplb/balancedness.h"
+#include "eplb/internal/hierarchical.h"
+
+namespace eplb {
+namespace {
+
+using internal::LayerPlacement;
+using internal::LayerShape;
+
+// Upper bound on phy2log and log2phy entries, so that absurd sizes fail cleanly.
+constexpr int64_t kMaxEntries = int64_t{1} << 24;
+
+absl::Status CheckPositive(const char* name, int value) {
+  if (value > 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(name, " must be positive, got ", value));
+}
+
+absl::Status Validate(const Matrix<double>& loads, int num_replicas, int num_groups, int num_nodes,
+                      int num_gpus) {
+  if (loads.rows() == 0) return absl::InvalidArgumentError("loads has no layers");
+  if (loads.cols() == 0) return absl::InvalidArgumentError("loads has no experts");
+  RETURN_IF_ERROR(CheckPositive("num_replicas", num_replicas));
+  RETURN_IF_ERROR(CheckPositive("num_groups", num_groups));
+  RETURN_IF_ERROR(CheckPositive("num_nodes", num_nodes));
+  RETURN_IF_ERROR(CheckPositive("num_gpus", num_gpus));
+  const int num_experts = loads.cols();
+  if (num_experts % num_groups != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "num_groups (", num_groups, ") must divide the number of experts (", num_experts, ")"));
+  }
+  if (num_gpus % num_nodes != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_nodes (", num_nodes, ") must divide num_gpus (", num_gpus, ")"));
+  }
+  if (num_replicas % num_gpus != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_gpus (", num_gpus, ") must divide num_replicas (", num_replicas, ")"));
+  }
+  if (num_replicas < num_experts) {
+    return absl::InvalidArgumentError(absl::StrCat("num_replicas (", num_replicas,
+                                                   ") must be at least the number of experts (",
+                                                   num_experts, ")"));
+  }
+  if (int64_t{loads.rows()} * num_replicas > kMaxEntries) {
+    return absl::InvalidArgumentError(absl::StrCat("num_replicas (", num_replicas, ") times ",
+                                                   loads.rows(), " layers exceeds ", kMaxEntries,
+                                                   " entries"));
+  }
+  for (int layer = 0; layer < loads.rows(); ++layer) {
+    for (int e = 0; e < num_experts; ++e) {
+      const double load = loads(layer, e);
+      if (!(load >= 0.0 && load <= FLT_MAX)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("loads[", layer, "][", e, "] is ", load,
+                         ": loads must be finite, non-negative and at most FLT_MAX"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer, int num_gpus) {
+  const std::vector<double> gpu_loads = GpuLoads(loads, layer.phy2log, layer.logcnt, num_gpus);
+  return *std::max_element(gpu_loads.begin(), gpu_loads.end());
+}
+
+// Our policy for one layer: the best of DeepSeek's placement, its improvement by PlaceNodes, and,
+// when refining the group packing changes it, the improved placement on the refined groups.
+// DeepSeek's wins ties, so an improvement must strictly lower the maximum GPU load to be kept.
+LayerPlacement PlaceRefined(std::span<const float> loads32, std::span<const double> loads,
+                            const LayerShape& shape) {
+  const internal::Packing groups = internal::PackGroups(loads32, shape, /*refine=*/false);
+  LayerPlacement candidate;
+  LayerPlacement best = internal::PlaceNodes(loads32, shape, groups, &candidate);
+  double best_max = MaxGpuLoad(loads, best, shape.num_gpus);
+  const auto consider = [&](LayerPlacement& placement) {
+    const double placement_max = MaxGpuLoad(loads, placement, shape.num_gpus);
+    if (placement_max < best_max) {
+      best = std::move(placement);
+      best_max = placement_max;
+    }
+  };
+  consider(candidate);
+  const internal::Packing better_groups = internal::PackGroups(loads32, shape, /*refine=*/true);
+  if (better_groups.pack != groups.pack) {
+    internal::PlaceNodes(loads32, shape, better_groups, &candidate);
+    consider(candidate);
+  }
+  return best;
+}
+
+}  // namespace
+
+absl::string_view PolicyName(Policy policy) {
+  switch (policy) {
+    case Policy::kDeepSeek:
+      return "deepseek";
+    case Policy::kRefined:
+      return "refined";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<Policy> ParsePolicy(absl::string_view name) {
+  for (Policy policy : {Policy::kDeepSeek, Policy::kRefined}) {
+    if (name == PolicyName(policy)) return policy;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("policy '", name, "' is not one of: deepseek, refined"));
+}
+
+absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replicas, int num_groups,
+                                    int num_nodes, int num_gpus, Policy policy,
+                                    core::ThreadPool* pool) {
+  RETURN_IF_ERROR(Validate(loads, num_replicas, num_groups, num_nodes, num_gpus));
+  const int num_layers = loads.rows();
+  const int num_experts = loads.cols();
+  const bool hierarchical = num_groups % num_nodes == 0;
+  const LayerShape shape{.num_replicas = num_replicas,
+                         .num_groups = hierarchical ? num_groups : 1,
+                         .num_nodes = hierarchical ? num_nodes : 1,
+                         .num_gpus = num_gpus};
+
+  Placement placement{.num_gpus = num_gpus,
+                      .num_nodes = num_nodes,
+                      .phy2log = Matrix<int32_t>(num_layers, num_replicas),
+                      .logcnt = Matrix<int32_t>(num_layers, num_experts)};
+  Matrix<int32_t> phyrank(num_layers, num_replicas);
+  const auto place_layers = [&](int64_t begin, int64_t end) {
+    std::vector<float> loads32(num_experts);
+    for (int layer = static_cast<int>(begin); layer < end; ++layer) {
+      const std::span<const double> row = loads.row(layer);
+      // float32 as the reference converts them; + 0.0f turns -0 into +0 for the packing sort.
+      std::transform(row.begin(), row.end(), loads32.begin(),
+                     [](double load) { return static_cast<float>(load) + 0.0f; });
+      const LayerPlacement placed =
+          policy == Policy::kDeepSeek
+              ? internal::PlaceNodes(
+                    loads32, shape, internal::PackGroups(loads32, shape, /*refine=*/false), nullptr)
+              : PlaceRefined(loads32, row, shape);
+      std::copy(placed.phy2log.begin(), placed.phy2log.end(), placement.phy2log.row(layer).begin());
+      std::copy(placed.phyrank.begin(), placed.phyrank.end(), phyrank.row(layer).begin());
+      std::copy(placed.logcnt.begin(), placed.logcnt.end(), placement.logcnt.row(layer).begin());
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(0, num_layers, place_layers);
+  } else {
+    place_layers(0, num_layers);
+  }
+
+  const std::vector<int32_t>& counts = placement.logcnt.data();
+  placement.max_replicas = *std::max_element(counts.begin(), counts.end());
+  if (int64_t{num_layers} * num_experts * placement.max_replicas > kMaxEntries) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_replicas (", num_replicas, ") gives an expert ", placement.max_replicas,
+                     " replicas: log2phy would exceed ", kMaxEntries, " entries"));
+  }
+  placement.log2phy = Matrix<int32_t>(num_layers, num_experts * placement.max_replicas, -1);
+  for (int layer = 0; layer < num_layers; ++layer) {
+    for (int p = 0; p < num_replicas; ++p) {
+      placement.log2phy(
+          layer, placement.phy2log(layer, p) * placement.max_replicas + phyrank(layer, p)) = p;
+    }
+  }
+  return placement;
+}
+
+}  // namespace eplb
