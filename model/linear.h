@@ -35,6 +35,7 @@ class Linear {
   void BackwardWeight(Context* ctx);
 
   Param<T>& weight() { return weight_; }
+  const Param<T>& weight() const { return weight_; }
   std::vector<Param<T>*> Params() { return {&weight_}; }
 
  private:

@@ -1,0 +1,74 @@
+// The DeepSeek-V3 MoE router (gate), with auxiliary-loss-free balancing:
+//   s = sigmoid(x Wg^T)                                     [tokens, experts]
+//   group score = sum of the top-2 of (s + b) in each group; keep the best topk_groups groups;
+//   choose the top_k experts by (s + b) among the kept groups' experts;
+//   weights = s of the chosen experts / their sum * route_scale.
+// The bias b only steers selection: it gets no gradient, and UpdateBias moves it once per
+// optimizer step, b_i += gamma * sign(mean load - load_i). Ties go to the lower index.
+#ifndef MODEL_MOE_GATE_H_
+#define MODEL_MOE_GATE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/config.pb.h"
+#include "model/linear.h"
+#include "model/matrix.h"
+
+namespace model {
+
+template <typename T>
+struct Routing {
+  int64_t top_k = 0;
+  // [tokens * top_k]: token t's chosen experts at [t * top_k, (t + 1) * top_k), best first.
+  std::vector<int32_t> experts;
+  Matrix<T> weights;  // [tokens, top_k], matching `experts`
+};
+
+// Forward and BackwardInput are const and may run concurrently on different contexts;
+// BackwardWeight and UpdateBias write and must not race with anything else.
+template <typename T>
+class MoeGate {
+ public:
+  struct Context {
+    typename Linear<T>::Context proj;
+    Matrix<T> scores;             // [tokens, experts]: sigmoid of the logits
+    std::vector<int32_t> experts;  // as Routing::experts
+  };
+
+  // Weight prefix + "weight" [experts, hidden] and bias prefix + "e_score_correction_bias"
+  // [experts] (a buffer). `moe` must have passed ValidateConfig.
+  MoeGate(const std::string& prefix, int64_t hidden, const MoeConfig& moe);
+
+  int64_t num_experts() const { return num_experts_; }
+
+  // x [tokens, hidden] -> the routing of every token.
+  Routing<T> Forward(const Matrix<T>& x, Context* ctx) const;
+  // d_weights [tokens, top_k] (gradient of the routing weights) -> dx [tokens, hidden].
+  Matrix<T> BackwardInput(const Matrix<T>& d_weights, Context* ctx) const;
+  void BackwardWeight(Context* ctx);
+
+  // b_i += bias_update_speed * sign(mean(loads) - loads[i]). CHECKs loads.size() == experts.
+  void UpdateBias(const std::vector<int64_t>& loads);
+
+  // The weight and the bias (a non-trainable buffer).
+  std::vector<Param<T>*> Params() { return {&proj_.weight(), &bias_}; }
+
+ private:
+  int64_t num_experts_;
+  int64_t top_k_;
+  int64_t num_groups_;
+  int64_t topk_groups_;
+  T route_scale_;
+  T bias_update_speed_;
+  Linear<T> proj_;
+  Param<T> bias_;  // [1, experts], stored as [experts]
+};
+
+// How many of `experts` (as Routing::experts) go to each of num_experts experts.
+std::vector<int64_t> ExpertLoads(const std::vector<int32_t>& experts, int64_t num_experts);
+
+}  // namespace model
+
+#endif  // MODEL_MOE_GATE_H_
