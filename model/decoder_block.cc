@@ -1,0 +1,81 @@
+#include "model/decoder_block.h"
+
+#include "absl/strings/str_cat.h"
+#include "model/config.h"
+#include "model/internal/check.h"
+
+namespace model {
+namespace {
+
+std::string Prefix(int layer) { return absl::StrCat("model.layers.", layer, "."); }
+
+}  // namespace
+
+template <typename T>
+DecoderBlock<T>::DecoderBlock(const ModelConfig& config, int layer)
+    : attn_norm_(Prefix(layer) + "input_layernorm.weight", config.hidden_size(),
+                 config.rms_norm_eps()),
+      attn_(Prefix(layer) + "self_attn.", config.hidden_size(), config.num_heads(),
+            config.head_dim(), config.rope_theta()),
+      ffn_norm_(Prefix(layer) + "post_attention_layernorm.weight", config.hidden_size(),
+                config.rms_norm_eps()) {
+  MODEL_CHECK(layer >= 0 && layer < config.num_layers(), "DecoderBlock: layer ", layer, " of ",
+              config.num_layers());
+  if (IsMoeLayer(config, layer)) {
+    moe_ = std::make_unique<Moe<T>>(Prefix(layer) + "mlp.", config.hidden_size(), config.moe());
+  } else {
+    mlp_ = std::make_unique<Mlp<T>>(Prefix(layer) + "mlp.", config.hidden_size(),
+                                    config.intermediate_size());
+  }
+}
+
+template <typename T>
+std::vector<Param<T>*> DecoderBlock<T>::Params() {
+  std::vector<Param<T>*> params = attn_norm_.Params();
+  for (Param<T>* p : attn_.Params()) params.push_back(p);
+  for (Param<T>* p : ffn_norm_.Params()) params.push_back(p);
+  for (Param<T>* p : moe_ != nullptr ? moe_->Params() : mlp_->Params()) params.push_back(p);
+  return params;
+}
+
+template <typename T>
+Matrix<T> DecoderBlock<T>::Forward(const Matrix<T>& x, int64_t seq_len, Context* ctx) const {
+  Matrix<T> h = x + attn_.Forward(attn_norm_.Forward(x, &ctx->attn_norm), seq_len, &ctx->attn);
+  const Matrix<T> normed = ffn_norm_.Forward(h, &ctx->ffn_norm);
+  h += moe_ != nullptr ? moe_->Forward(normed, &ctx->moe) : mlp_->Forward(normed, &ctx->mlp);
+  return h;
+}
+
+template <typename T>
+Matrix<T> DecoderBlock<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
+  Matrix<T> d_ffn = moe_ != nullptr ? moe_->BackwardInput(dy, &ctx->moe)
+                                    : mlp_->BackwardInput(dy, &ctx->mlp);
+  Matrix<T> dh = std::move(dy);
+  dh += ffn_norm_.BackwardInput(std::move(d_ffn), &ctx->ffn_norm);
+  Matrix<T> d_attn = attn_.BackwardInput(dh, &ctx->attn);
+  dh += attn_norm_.BackwardInput(std::move(d_attn), &ctx->attn_norm);
+  return dh;
+}
+
+template <typename T>
+void DecoderBlock<T>::BackwardWeight(Context* ctx) {
+  attn_norm_.BackwardWeight(&ctx->attn_norm);
+  attn_.BackwardWeight(&ctx->attn);
+  ffn_norm_.BackwardWeight(&ctx->ffn_norm);
+  if (moe_ != nullptr) {
+    moe_->BackwardWeight(&ctx->moe);
+  } else {
+    mlp_->BackwardWeight(&ctx->mlp);
+  }
+}
+
+template <typename T>
+void DecoderBlock<T>::UpdateMoeBias(const std::vector<int64_t>& loads) {
+  MODEL_CHECK(moe_ != nullptr, "UpdateMoeBias on a dense layer");
+  moe_->UpdateBias(loads);
+}
+
+template class DecoderBlock<float>;
+template class DecoderBlock<double>;
+
+}  // namespace model

@@ -1,0 +1,59 @@
+// One pre-norm decoder layer: h = x + Attention(RMSNorm(x)); y = h + FFN(RMSNorm(h)), where the
+// FFN is a dense SwiGLU MLP for the first first_k_dense_layers layers and an MoE block after.
+// Weight names follow DeepSeek-V3's checkpoints ("model.layers.<i>.self_attn.q_proj.weight").
+#ifndef MODEL_DECODER_BLOCK_H_
+#define MODEL_DECODER_BLOCK_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "model/attention.h"
+#include "model/config.pb.h"
+#include "model/matrix.h"
+#include "model/mlp.h"
+#include "model/moe.h"
+#include "model/rms_norm.h"
+
+namespace model {
+
+// Forward and BackwardInput are const and may run concurrently on different contexts;
+// BackwardWeight and UpdateMoeBias write and must not race with anything else.
+template <typename T>
+class DecoderBlock {
+ public:
+  struct Context {
+    typename RmsNorm<T>::Context attn_norm, ffn_norm;
+    typename Attention<T>::Context attn;
+    typename Mlp<T>::Context mlp;  // dense layers
+    typename Moe<T>::Context moe;  // MoE layers
+  };
+
+  // Layer `layer` of a model with `config` (validated). CHECKs 0 <= layer < num_layers.
+  DecoderBlock(const ModelConfig& config, int layer);
+
+  bool is_moe() const { return moe_ != nullptr; }
+
+  // x [tokens, hidden] -> [tokens, hidden]; tokens hold whole sequences of seq_len.
+  Matrix<T> Forward(const Matrix<T>& x, int64_t seq_len, Context* ctx) const;
+  Matrix<T> BackwardInput(Matrix<T> dy, Context* ctx) const;
+  void BackwardWeight(Context* ctx);
+
+  // For MoE layers, the tokens routed to each expert by ctx's forward; empty for dense layers.
+  const std::vector<int64_t>& MoeLoads(const Context& ctx) const { return ctx.moe.loads; }
+  // MoE layers: moves the selection bias towards balance; CHECKs is_moe().
+  void UpdateMoeBias(const std::vector<int64_t>& loads);
+
+  std::vector<Param<T>*> Params();
+
+ private:
+  RmsNorm<T> attn_norm_;
+  Attention<T> attn_;
+  RmsNorm<T> ffn_norm_;
+  std::unique_ptr<Mlp<T>> mlp_;  // exactly one of mlp_ and moe_ is set
+  std::unique_ptr<Moe<T>> moe_;
+};
+
+}  // namespace model
+
+#endif  // MODEL_DECODER_BLOCK_H_

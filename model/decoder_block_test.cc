@@ -1,0 +1,50 @@
+#include "model/decoder_block.h"
+
+#include "gtest/gtest.h"
+#include "model/config.h"
+#include "model/init.h"
+#include "model/internal/gradient_check.h"
+
+namespace model {
+namespace {
+
+// Layer 0 of the tiny config is dense, layer 1 an MoE layer.
+class DecoderBlockTest : public ::testing::TestWithParam<int> {
+ protected:
+  DecoderBlockTest() : block_(Config(), GetParam()) {
+    InitParams(block_.Params(), 0.3, 1);
+  }
+  static ModelConfig Config() {
+    absl::StatusOr<ModelConfig> config = LoadConfig("model/testdata/tiny.textproto");
+    EXPECT_TRUE(config.ok()) << config.status();
+    return *config;
+  }
+  DecoderBlock<double> block_;
+  testing::LayerCalls<DecoderBlock<double>, Matrix<double>> calls_{
+      [this](const Matrix<double>& x, DecoderBlock<double>::Context* ctx) {
+        return block_.Forward(x, 3, ctx);
+      },
+      [this](Matrix<double> dy, DecoderBlock<double>::Context* ctx) {
+        return block_.BackwardInput(std::move(dy), ctx);
+      }};
+};
+
+TEST_P(DecoderBlockTest, KindFollowsFirstKDenseLayers) {
+  EXPECT_EQ(block_.is_moe(), GetParam() == 1);
+  EXPECT_EQ(block_.Params()[0]->name,
+            "model.layers." + std::to_string(GetParam()) + ".input_layernorm.weight");
+}
+
+TEST_P(DecoderBlockTest, GradientsMatchFiniteDifferences) {
+  testing::ExpectLayerGradientsMatch(&block_, calls_, RandomMatrix<double>(6, 16, 2));
+}
+
+TEST_P(DecoderBlockTest, DeferredBackwardWeightIsExact) {
+  testing::ExpectDeferredBackwardWeightExact(&block_, calls_, RandomMatrix<double>(6, 16, 2),
+                                             RandomMatrix<double>(3, 16, 3));
+}
+
+INSTANTIATE_TEST_SUITE_P(DenseAndMoe, DecoderBlockTest, ::testing::Values(0, 1));
+
+}  // namespace
+}  // namespace model

@@ -1,0 +1,140 @@
+#include "model/model_stage.h"
+
+#include <cmath>
+
+#include "gtest/gtest.h"
+#include "model/config.h"
+#include "model/cross_entropy.h"
+#include "model/init.h"
+#include "model/internal/gradient_check.h"
+
+namespace model {
+namespace {
+
+ModelConfig TinyConfig() {
+  absl::StatusOr<ModelConfig> config = LoadConfig("model/testdata/tiny.textproto");
+  EXPECT_TRUE(config.ok()) << config.status();
+  return *config;
+}
+
+// Two sequences of 4 tokens; the last target of each sequence is ignored.
+MicroBatch TestBatch(int seed) {
+  MicroBatch batch;
+  batch.seq_len = 4;
+  Rng rng(seed);
+  for (int t = 0; t < 8; ++t) batch.tokens.push_back(static_cast<int32_t>(rng.Next() % 32));
+  for (int t = 0; t < 8; ++t) {
+    batch.targets.push_back(t % 4 == 3 ? kIgnoreTarget : batch.tokens[t + 1]);
+  }
+  return batch;
+}
+
+double Loss(const ModelStage<double>& model, const MicroBatch& batch) {
+  ModelStage<double>::Context ctx;
+  return model.Forward(batch, Matrix<double>(), &ctx)(0, 0);
+}
+
+TEST(ModelStageTest, WholeTinyModelGradientsMatchFiniteDifferences) {
+  const ModelConfig config = TinyConfig();
+  ModelStage<double> model(config, StageRange::Whole(config));
+  InitParams(model.Params(), config.init_std(), 7);
+  const MicroBatch batch = TestBatch(1);
+  ModelStage<double>::Context ctx;
+  const double loss = model.Forward(batch, Matrix<double>(), &ctx)(0, 0);
+  EXPECT_NEAR(loss, std::log(32.0), 0.5);  // near uniform predictions at initialisation
+  EXPECT_EQ(model.BackwardInput(Matrix<double>(), &ctx).size(), 0);
+  model.BackwardWeight(&ctx);
+  testing::ExpectParamGradientsMatch([&] { return Loss(model, batch); }, model.Params());
+}
+
+TEST(ModelStageTest, DeferredBackwardWeightIsExact) {
+  const ModelConfig config = TinyConfig();
+  ModelStage<double> model(config, StageRange::Whole(config));
+  InitParams(model.Params(), config.init_std(), 7);
+  testing::ExpectDeferredBackwardWeightExact<ModelStage<double>, MicroBatch>(
+      &model,
+      {[&](const MicroBatch& batch, ModelStage<double>::Context* ctx) {
+         return model.Forward(batch, Matrix<double>(), ctx);
+       },
+       [&](Matrix<double> dy, ModelStage<double>::Context* ctx) {
+         return model.BackwardInput(std::move(dy), ctx);
+       }},
+      TestBatch(1), TestBatch(2));
+}
+
+TEST(ModelStageTest, TwoStagesEqualTheWholeModel) {
+  const ModelConfig config = TinyConfig();
+  ModelStage<double> whole(config, StageRange::Whole(config));
+  ModelStage<double> first(config, {0, 1, true, false});
+  ModelStage<double> last(config, {1, 2, false, true});
+  // Initialisation depends on names only, so the stages hold the whole model's weights.
+  InitParams(whole.Params(), config.init_std(), 7);
+  InitParams(first.Params(), config.init_std(), 7);
+  InitParams(last.Params(), config.init_std(), 7);
+  const MicroBatch batch = TestBatch(3);
+
+  ModelStage<double>::Context ctx, ctx_first, ctx_last;
+  const double loss = whole.Forward(batch, Matrix<double>(), &ctx)(0, 0);
+  whole.BackwardInput(Matrix<double>(), &ctx);
+  whole.BackwardWeight(&ctx);
+  const Matrix<double> h = first.Forward(batch, Matrix<double>(), &ctx_first);
+  EXPECT_EQ(last.Forward(batch, h, &ctx_last)(0, 0), loss);
+  first.BackwardInput(last.BackwardInput(Matrix<double>(), &ctx_last), &ctx_first);
+  last.BackwardWeight(&ctx_last);
+  first.BackwardWeight(&ctx_first);
+
+  std::vector<Param<double>*> split = first.Params();
+  for (Param<double>* p : last.Params()) split.push_back(p);
+  const std::vector<Param<double>*> params = whole.Params();
+  ASSERT_EQ(split.size(), params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_EQ(split[i]->name, params[i]->name);
+    if (params[i]->trainable()) {
+      EXPECT_TRUE(split[i]->grad == params[i]->grad) << params[i]->name;
+    }
+  }
+}
+
+TEST(ModelStageTest, FloatModelAgreesWithDouble) {
+  const ModelConfig config = TinyConfig();
+  ModelStage<double> reference(config, StageRange::Whole(config));
+  ModelStage<float> model(config, StageRange::Whole(config));
+  InitParams(reference.Params(), config.init_std(), 7);
+  InitParams(model.Params(), config.init_std(), 7);
+  const MicroBatch batch = TestBatch(4);
+  ModelStage<float>::Context ctx;
+  EXPECT_NEAR(model.Forward(batch, Matrix<float>(), &ctx)(0, 0), Loss(reference, batch), 1e-5);
+}
+
+TEST(ModelStageTest, ValidateNamesTheBadField) {
+  const ModelConfig config = TinyConfig();
+  ModelStage<float> model(config, StageRange::Whole(config));
+  MicroBatch batch = TestBatch(1);
+  EXPECT_TRUE(model.Validate(batch).ok());
+  const struct {
+    void (*edit)(MicroBatch*);
+    const char* field;
+  } kCases[] = {
+      {[](MicroBatch* b) { b->seq_len = 3; }, "MicroBatch.tokens"},
+      {[](MicroBatch* b) { b->seq_len = 0; }, "MicroBatch.seq_len"},
+      {[](MicroBatch* b) { b->seq_len = 17; }, "MicroBatch.seq_len"},
+      {[](MicroBatch* b) { b->tokens[2] = 32; }, "MicroBatch.tokens"},
+      {[](MicroBatch* b) { b->targets[0] = -2; }, "MicroBatch.targets"},
+      {[](MicroBatch* b) { b->targets.pop_back(); }, "MicroBatch.targets"},
+  };
+  for (const auto& c : kCases) {
+    MicroBatch bad = batch;
+    c.edit(&bad);
+    const absl::Status status = model.Validate(bad);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.field;
+    EXPECT_NE(std::string(status.message()).find(c.field), std::string::npos) << status;
+  }
+  // A middle stage reads neither tokens nor targets.
+  ModelStage<float> middle(config, {0, 1, false, false});
+  batch.tokens[2] = 32;
+  batch.targets.clear();
+  EXPECT_TRUE(middle.Validate(batch).ok());
+}
+
+}  // namespace
+}  // namespace model
