@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "model/config.pb.h"
+#include "model/cross_entropy.h"
 #include "model/decoder_block.h"
 #include "model/embedding.h"
 #include "model/linear.h"
