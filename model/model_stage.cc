@@ -1,5 +1,7 @@
 #include "model/model_stage.h"
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "model/cross_entropy.h"
 #include "model/internal/check.h"
@@ -117,6 +119,18 @@ Matrix<T> ModelStage<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
   if (embedding_ == nullptr) return dy;
   embedding_->BackwardInput(std::move(dy), &ctx->embedding);
   return Matrix<T>();
+}
+
+template <typename T>
+std::pair<Matrix<T>, Matrix<T>> ModelStage<T>::OverlappedForwardBackward(
+    const MicroBatch& f_batch, const Matrix<T>& f_x, Context* f_ctx, Matrix<T> b_dy,
+    Context* b_ctx) const {
+  MODEL_CHECK(f_ctx != b_ctx, "OverlappedForwardBackward: one context for both micro-batches");
+  Matrix<T> dx;
+  std::thread backward([&] { dx = BackwardInput(std::move(b_dy), b_ctx); });
+  Matrix<T> y = Forward(f_batch, f_x, f_ctx);
+  backward.join();
+  return {std::move(y), std::move(dx)};
 }
 
 template <typename T>

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -80,6 +81,14 @@ class ModelStage {
   Matrix<T> BackwardInput(Matrix<T> dy, Context* ctx) const;
   // Accumulates every weight gradient of ctx's micro-batch; frees ctx.
   void BackwardWeight(Context* ctx);
+
+  // The overlapped pair of DualPipe: Forward(f_batch, f_x, f_ctx) on the calling thread while
+  // BackwardInput(b_dy, b_ctx) of another micro-batch runs on a second thread. Returns {forward
+  // output, backward dx}, equal to the two calls made one after the other. CHECKs f_ctx != b_ctx.
+  std::pair<Matrix<T>, Matrix<T>> OverlappedForwardBackward(const MicroBatch& f_batch,
+                                                            const Matrix<T>& f_x, Context* f_ctx,
+                                                            Matrix<T> b_dy,
+                                                            Context* b_ctx) const;
 
   const StageRange& range() const { return range_; }
   // The stage's blocks, layer begin_layer first.

@@ -95,6 +95,38 @@ TEST(ModelStageTest, TwoStagesEqualTheWholeModel) {
   }
 }
 
+TEST(ModelStageTest, OverlappedForwardBackwardEqualsSequential) {
+  const ModelConfig config = TinyConfig();
+  ModelStage<double> model(config, StageRange::Whole(config));
+  InitParams(model.Params(), config.init_std(), 7);
+  const MicroBatch a = TestBatch(1);
+  const MicroBatch b = TestBatch(2);
+  ModelStage<double>::Context ctx_a, ctx_b;
+  model.Forward(a, Matrix<double>(), &ctx_a);
+  const auto [loss_b, dx_a] =
+      model.OverlappedForwardBackward(b, Matrix<double>(), &ctx_b, Matrix<double>(), &ctx_a);
+  EXPECT_EQ(dx_a.size(), 0);  // the first stage has no input gradient
+  model.BackwardInput(Matrix<double>(), &ctx_b);
+  model.BackwardWeight(&ctx_a);
+  model.BackwardWeight(&ctx_b);
+  const std::vector<Matrix<double>> overlapped = testing::Grads(model.Params());
+
+  ZeroGrads(model.Params());
+  for (const MicroBatch* batch : {&a, &b}) {
+    ModelStage<double>::Context ctx;
+    const double loss = model.Forward(*batch, Matrix<double>(), &ctx)(0, 0);
+    if (batch == &b) {
+      EXPECT_EQ(loss, loss_b(0, 0));
+    }
+    model.BackwardInput(Matrix<double>(), &ctx);
+    model.BackwardWeight(&ctx);
+  }
+  const std::vector<Param<double>*> params = model.Params();
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_TRUE(params[i]->grad == overlapped[i]) << params[i]->name;
+  }
+}
+
 TEST(ModelStageTest, FloatModelAgreesWithDouble) {
   const ModelConfig config = TinyConfig();
   ModelStage<double> reference(config, StageRange::Whole(config));
