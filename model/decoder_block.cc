@@ -39,10 +39,13 @@ std::vector<Param<T>*> DecoderBlock<T>::Params() {
 }
 
 template <typename T>
-Matrix<T> DecoderBlock<T>::Forward(const Matrix<T>& x, int64_t seq_len, Context* ctx) const {
-  Matrix<T> h = x + attn_.Forward(attn_norm_.Forward(x, &ctx->attn_norm), seq_len, &ctx->attn);
+Matrix<T> DecoderBlock<T>::Forward(const Matrix<T>& x, const BatchInfo& batch,
+                                   Context* ctx) const {
+  Matrix<T> h =
+      x + attn_.Forward(attn_norm_.Forward(x, &ctx->attn_norm), batch.seq_len, &ctx->attn);
   const Matrix<T> normed = ffn_norm_.Forward(h, &ctx->ffn_norm);
-  h += moe_ != nullptr ? moe_->Forward(normed, &ctx->moe) : mlp_->Forward(normed, &ctx->mlp);
+  h += moe_ != nullptr ? moe_->Forward(normed, batch, &ctx->moe)
+                       : mlp_->Forward(normed, &ctx->mlp);
   return h;
 }
 

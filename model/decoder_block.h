@@ -34,13 +34,15 @@ class DecoderBlock {
 
   bool is_moe() const { return moe_ != nullptr; }
 
-  // x [tokens, hidden] -> [tokens, hidden]; tokens hold whole sequences of seq_len.
-  Matrix<T> Forward(const Matrix<T>& x, int64_t seq_len, Context* ctx) const;
+  // x [tokens, hidden] -> [tokens, hidden]; tokens hold whole sequences of batch.seq_len.
+  Matrix<T> Forward(const Matrix<T>& x, const BatchInfo& batch, Context* ctx) const;
   Matrix<T> BackwardInput(Matrix<T> dy, Context* ctx) const;
   void BackwardWeight(Context* ctx);
 
   // For MoE layers, the tokens routed to each expert by ctx's forward; empty for dense layers.
   const std::vector<int64_t>& MoeLoads(const Context& ctx) const { return ctx.moe.loads; }
+  // The MoE balance loss of ctx's forward (0 for dense layers or when disabled).
+  T AuxLoss(const Context& ctx) const { return ctx.moe.aux_loss; }
   // MoE layers: moves the selection bias towards balance; CHECKs is_moe().
   void UpdateMoeBias(const std::vector<int64_t>& loads);
 

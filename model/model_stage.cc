@@ -92,8 +92,11 @@ Matrix<T> ModelStage<T>::Forward(const MicroBatch& batch, const Matrix<T>& x,
               "ModelStage: input of ", h.rows(), "x", h.cols(), " for ", ctx->num_tokens,
               " tokens");
   ctx->blocks.resize(blocks_.size());
+  ctx->aux_loss = 0;
+  const BatchInfo info{batch.seq_len, batch.loss_scale};
   for (size_t i = 0; i < blocks_.size(); ++i) {
-    h = blocks_[i].Forward(h, batch.seq_len, &ctx->blocks[i]);
+    h = blocks_[i].Forward(h, info, &ctx->blocks[i]);
+    ctx->aux_loss += blocks_[i].AuxLoss(ctx->blocks[i]);
   }
   if (head_ == nullptr) return h;
   ctx->targets = batch.targets;

@@ -55,6 +55,7 @@ class ModelStage {
  public:
   struct Context {
     int64_t num_tokens = 0;
+    T aux_loss = 0;  // the sum of this stage's MoE balance losses (see Forward)
     double loss_scale = 1.0;
     std::vector<int32_t> targets;
     typename Embedding<T>::Context embedding;
@@ -73,7 +74,9 @@ class ModelStage {
   // Runs the forward pass of a validated batch (Validate's conditions are CHECKed). x [tokens,
   // hidden] is the previous stage's output (ignored by the first stage, which embeds
   // batch.tokens). Returns the hidden state [tokens, hidden], or for the last stage the mean
-  // cross-entropy loss as a [1, 1] matrix.
+  // cross-entropy loss as a [1, 1] matrix. Sets ctx->aux_loss to the stage's MoE balance losses;
+  // the model's loss is the cross-entropy plus every stage's aux_loss, and BackwardInput follows
+  // that total.
   Matrix<T> Forward(const MicroBatch& batch, const Matrix<T>& x, Context* ctx) const;
   // dy [tokens, hidden] is the gradient of this stage's output (ignored by the last stage, whose
   // loss gradient is batch.loss_scale). Returns dx [tokens, hidden], or an empty matrix for the

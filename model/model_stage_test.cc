@@ -29,19 +29,23 @@ MicroBatch TestBatch(int seed) {
   return batch;
 }
 
+// The whole model's loss: cross-entropy plus the MoE balance losses.
 double Loss(const ModelStage<double>& model, const MicroBatch& batch) {
   ModelStage<double>::Context ctx;
-  return model.Forward(batch, Matrix<double>(), &ctx)(0, 0);
+  const double cross_entropy = model.Forward(batch, Matrix<double>(), &ctx)(0, 0);
+  return cross_entropy + ctx.aux_loss;
 }
 
 TEST(ModelStageTest, WholeTinyModelGradientsMatchFiniteDifferences) {
-  const ModelConfig config = TinyConfig();
+  ModelConfig config = TinyConfig();
+  config.mutable_moe()->set_sequence_aux_loss_alpha(0.1f);  // large enough to show in the check
   ModelStage<double> model(config, StageRange::Whole(config));
   InitParams(model.Params(), config.init_std(), 7);
   const MicroBatch batch = TestBatch(1);
   ModelStage<double>::Context ctx;
   const double loss = model.Forward(batch, Matrix<double>(), &ctx)(0, 0);
   EXPECT_NEAR(loss, std::log(32.0), 0.5);  // near uniform predictions at initialisation
+  EXPECT_GT(ctx.aux_loss, 0);
   EXPECT_EQ(model.BackwardInput(Matrix<double>(), &ctx).size(), 0);
   model.BackwardWeight(&ctx);
   testing::ExpectParamGradientsMatch([&] { return Loss(model, batch); }, model.Params());
@@ -135,7 +139,8 @@ TEST(ModelStageTest, FloatModelAgreesWithDouble) {
   InitParams(model.Params(), config.init_std(), 7);
   const MicroBatch batch = TestBatch(4);
   ModelStage<float>::Context ctx;
-  EXPECT_NEAR(model.Forward(batch, Matrix<float>(), &ctx)(0, 0), Loss(reference, batch), 1e-5);
+  const float cross_entropy = model.Forward(batch, Matrix<float>(), &ctx)(0, 0);
+  EXPECT_NEAR(cross_entropy + ctx.aux_loss, Loss(reference, batch), 1e-5);
 }
 
 TEST(ModelStageTest, ValidateNamesTheBadField) {

@@ -48,9 +48,9 @@ std::vector<Param<T>*> Moe<T>::Params() {
 }
 
 template <typename T>
-Matrix<T> Moe<T>::Forward(const Matrix<T>& x, Context* ctx) const {
+Matrix<T> Moe<T>::Forward(const Matrix<T>& x, const BatchInfo& batch, Context* ctx) const {
   MODEL_CHECK(ep_size_ == 1, "Moe::Forward with expert parallelism: use the phases");
-  ExpertRows<T> dispatch = ForwardDispatch(x, ctx);
+  ExpertRows<T> dispatch = ForwardDispatch(x, batch, ctx);
   return ForwardCombine(ForwardExperts(dispatch.rows, dispatch.expert_counts, ctx), ctx);
 }
 
@@ -61,8 +61,10 @@ Matrix<T> Moe<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
 }
 
 template <typename T>
-ExpertRows<T> Moe<T>::ForwardDispatch(const Matrix<T>& x, Context* ctx) const {
-  Routing<T> routing = gate_.Forward(x, &ctx->gate);
+ExpertRows<T> Moe<T>::ForwardDispatch(const Matrix<T>& x, const BatchInfo& batch,
+                                       Context* ctx) const {
+  Routing<T> routing = gate_.Forward(x, batch, &ctx->gate);
+  ctx->aux_loss = routing.aux_loss;
   ctx->loads = ExpertLoads(routing.experts, num_experts());
   ctx->plan = PlanDispatch(routing.experts, routing.top_k, num_experts());
   ctx->weights = std::move(routing.weights);

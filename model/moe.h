@@ -59,6 +59,7 @@ class Moe {
     Matrix<T> d_weights;         // [tokens, top_k], between BackwardCombine and BackwardDispatch
     Matrix<T> dx_shared;         // [tokens, hidden], likewise
     std::vector<int64_t> loads;  // tokens routed to each expert (all experts) by this forward
+    T aux_loss = 0;              // the gate's sequence-wise balance loss (0 when disabled)
     // Rows received by this rank's experts.
     std::vector<int64_t> order;           // expert-major position -> received row
     std::vector<int64_t> local_offsets;   // [L + 1] into `order`
@@ -72,12 +73,12 @@ class Moe {
       int ep_size = 1);
 
   // x [tokens, hidden] -> [tokens, hidden], all phases with no exchange. CHECKs ep_size == 1.
-  Matrix<T> Forward(const Matrix<T>& x, Context* ctx) const;
+  Matrix<T> Forward(const Matrix<T>& x, const BatchInfo& batch, Context* ctx) const;
   // dy [tokens, hidden] -> dx [tokens, hidden]. CHECKs ep_size == 1.
   Matrix<T> BackwardInput(Matrix<T> dy, Context* ctx) const;
 
   // Routes x [tokens, hidden], runs the shared experts, and returns the rows to dispatch.
-  ExpertRows<T> ForwardDispatch(const Matrix<T>& x, Context* ctx) const;
+  ExpertRows<T> ForwardDispatch(const Matrix<T>& x, const BatchInfo& batch, Context* ctx) const;
   // rows received from every source rank (source-major), recv_counts [sources * L] -> this
   // rank's expert outputs in the same layout.
   Matrix<T> ForwardExperts(const Matrix<T>& rows, const std::vector<int64_t>& recv_counts,

@@ -52,7 +52,7 @@ void BM_MoeBlock(benchmark::State& state) {
   const Matrix<float> dy = RandomMatrix<float>(tokens, hidden, 3);
   for (auto _ : state) {
     Moe<float>::Context ctx;
-    benchmark::DoNotOptimize(moe.Forward(x, &ctx).data());
+    benchmark::DoNotOptimize(moe.Forward(x, {tokens}, &ctx).data());
     benchmark::DoNotOptimize(moe.BackwardInput(dy, &ctx).data());
     moe.BackwardWeight(&ctx);
   }

@@ -29,6 +29,7 @@ MoeGate<T>::MoeGate(const std::string& prefix, int64_t hidden, const MoeConfig& 
       topk_groups_(moe.topk_groups()),
       route_scale_(static_cast<T>(moe.route_scale())),
       bias_update_speed_(static_cast<T>(moe.bias_update_speed())),
+      aux_alpha_(static_cast<T>(moe.sequence_aux_loss_alpha())),
       proj_(prefix + "weight", hidden, moe.num_routed_experts()),
       bias_(prefix + "e_score_correction_bias", 1, moe.num_routed_experts(), ParamKind::kBuffer) {
   MODEL_CHECK(num_groups_ > 0 && num_experts_ % num_groups_ == 0 && top_k_ > 0 &&
@@ -37,7 +38,9 @@ MoeGate<T>::MoeGate(const std::string& prefix, int64_t hidden, const MoeConfig& 
 }
 
 template <typename T>
-Routing<T> MoeGate<T>::Forward(const Matrix<T>& x, Context* ctx) const {
+Routing<T> MoeGate<T>::Forward(const Matrix<T>& x, const BatchInfo& batch, Context* ctx) const {
+  MODEL_CHECK(batch.seq_len > 0 && x.rows() % batch.seq_len == 0, proj_.weight().name, ": ",
+              x.rows(), " tokens are not whole sequences of ", batch.seq_len);
   const Matrix<T> logits = proj_.Forward(x, &ctx->proj);
   ctx->scores = (T(1) / (T(1) + (-logits.array()).exp())).matrix();
   const int64_t tokens = x.rows();
@@ -73,6 +76,27 @@ Routing<T> MoeGate<T>::Forward(const Matrix<T>& x, Context* ctx) const {
     }
   }
   ctx->experts = routing.experts;
+  ctx->seq_len = batch.seq_len;
+  ctx->aux_coefficient = 0;
+  if (aux_alpha_ > 0 && tokens > 0) {
+    const int64_t sequences = tokens / batch.seq_len;
+    const T seq_len = static_cast<T>(batch.seq_len);
+    ctx->aux_f = Matrix<T>::Zero(sequences, num_experts_);
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t j = 0; j < top_k_; ++j) {
+        ctx->aux_f(t / batch.seq_len, routing.experts[t * top_k_ + j]) +=
+            static_cast<T>(num_experts_) / (static_cast<T>(top_k_) * seq_len);
+      }
+    }
+    const Matrix<T> normalised = ctx->scores.array().colwise() / ctx->scores.rowwise().sum().array();
+    for (int64_t b = 0; b < sequences; ++b) {
+      const Matrix<T> p = normalised.middleRows(b * batch.seq_len, batch.seq_len).colwise().sum() /
+                          seq_len;
+      routing.aux_loss += aux_alpha_ * ctx->aux_f.row(b).dot(p.row(0)) / static_cast<T>(sequences);
+    }
+    ctx->aux_coefficient =
+        aux_alpha_ * static_cast<T>(batch.loss_scale) / (seq_len * static_cast<T>(sequences));
+  }
   return routing;
 }
 
@@ -82,7 +106,7 @@ Matrix<T> MoeGate<T>::BackwardInput(const Matrix<T>& d_weights, Context* ctx) co
   MODEL_CHECK(d_weights.rows() == tokens && d_weights.cols() == top_k_, proj_.weight().name,
               ": routing-weight gradient shape does not match the forward pass");
   // w_j = c s_j / S with S = sum of the chosen s: ds_i = c (dw_i - sum_j dw_j s_j / S) / S.
-  Matrix<T> d_logits = Matrix<T>::Zero(tokens, num_experts_);
+  Matrix<T> d_scores = Matrix<T>::Zero(tokens, num_experts_);
   for (int64_t t = 0; t < tokens; ++t) {
     const int32_t* chosen = &ctx->experts[t * top_k_];
     T sum = 0;
@@ -90,13 +114,24 @@ Matrix<T> MoeGate<T>::BackwardInput(const Matrix<T>& d_weights, Context* ctx) co
     for (int64_t j = 0; j < top_k_; ++j) sum += ctx->scores(t, chosen[j]);
     for (int64_t j = 0; j < top_k_; ++j) weighted += d_weights(t, j) * ctx->scores(t, chosen[j]);
     for (int64_t j = 0; j < top_k_; ++j) {
-      const T s = ctx->scores(t, chosen[j]);
-      const T ds = route_scale_ * (d_weights(t, j) - weighted / sum) / sum;
-      d_logits(t, chosen[j]) = ds * s * (T(1) - s);
+      d_scores(t, chosen[j]) = route_scale_ * (d_weights(t, j) - weighted / sum) / sum;
     }
   }
+  if (ctx->aux_coefficient != 0) {
+    // g_i = dL/ds'_i = coefficient f_i; through s' = s / sum(s): ds_i = (g_i - g . s') / sum(s).
+    for (int64_t t = 0; t < tokens; ++t) {
+      const auto s = ctx->scores.row(t);
+      const T sum = s.sum();
+      const auto g = ctx->aux_f.row(t / ctx->seq_len) * ctx->aux_coefficient;
+      const T g_dot = g.dot(s) / sum;
+      d_scores.row(t).array() += (g.array() - g_dot) / sum;
+    }
+  }
+  Matrix<T> d_logits =
+      (d_scores.array() * ctx->scores.array() * (T(1) - ctx->scores.array())).matrix();
   ctx->scores = Matrix<T>();
   ctx->experts.clear();
+  ctx->aux_f = Matrix<T>();
   return proj_.BackwardInput(std::move(d_logits), &ctx->proj);
 }
 

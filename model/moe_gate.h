@@ -5,6 +5,11 @@
 //   weights = s of the chosen experts / their sum * route_scale.
 // The bias b only steers selection: it gets no gradient, and UpdateBias moves it once per
 // optimizer step, b_i += gamma * sign(mean load - load_i). Ties go to the lower index.
+//
+// Optional sequence-wise balance loss (alpha = sequence_aux_loss_alpha > 0), per sequence of T
+// tokens, averaged over the sequences: L = alpha sum_i f_i P_i with
+// f_i = E / (top_k T) * (tokens choosing i) (a constant) and P_i = mean over tokens of
+// s_i / sum_j s_j. Forward reports it; BackwardInput adds its gradient (times loss_scale).
 #ifndef MODEL_MOE_GATE_H_
 #define MODEL_MOE_GATE_H_
 
@@ -18,12 +23,19 @@
 
 namespace model {
 
+// What a forward pass needs to know about its micro-batch besides the activations.
+struct BatchInfo {
+  int64_t seq_len = 0;      // tokens hold whole sequences of seq_len (> 0)
+  double loss_scale = 1.0;  // multiplies the gradients of losses computed inside the model
+};
+
 template <typename T>
 struct Routing {
   int64_t top_k = 0;
   // [tokens * top_k]: token t's chosen experts at [t * top_k, (t + 1) * top_k), best first.
   std::vector<int32_t> experts;
   Matrix<T> weights;  // [tokens, top_k], matching `experts`
+  T aux_loss = 0;     // the sequence-wise balance loss (0 when disabled)
 };
 
 // Forward and BackwardInput are const and may run concurrently on different contexts;
@@ -33,8 +45,11 @@ class MoeGate {
  public:
   struct Context {
     typename Linear<T>::Context proj;
-    Matrix<T> scores;             // [tokens, experts]: sigmoid of the logits
+    Matrix<T> scores;              // [tokens, experts]: sigmoid of the logits
     std::vector<int32_t> experts;  // as Routing::experts
+    int64_t seq_len = 0;
+    T aux_coefficient = 0;  // alpha * loss_scale / (seq_len * sequences); 0 when disabled
+    Matrix<T> aux_f;        // [sequences, experts]: f_i of each sequence
   };
 
   // Weight prefix + "weight" [experts, hidden] and bias prefix + "e_score_correction_bias"
@@ -43,9 +58,10 @@ class MoeGate {
 
   int64_t num_experts() const { return num_experts_; }
 
-  // x [tokens, hidden] -> the routing of every token.
-  Routing<T> Forward(const Matrix<T>& x, Context* ctx) const;
-  // d_weights [tokens, top_k] (gradient of the routing weights) -> dx [tokens, hidden].
+  // x [tokens, hidden] -> the routing of every token. CHECKs that batch.seq_len divides tokens.
+  Routing<T> Forward(const Matrix<T>& x, const BatchInfo& batch, Context* ctx) const;
+  // d_weights [tokens, top_k] (gradient of the routing weights) -> dx [tokens, hidden],
+  // including the balance loss's gradient.
   Matrix<T> BackwardInput(const Matrix<T>& d_weights, Context* ctx) const;
   void BackwardWeight(Context* ctx);
 
@@ -62,6 +78,7 @@ class MoeGate {
   int64_t topk_groups_;
   T route_scale_;
   T bias_update_speed_;
+  T aux_alpha_;
   Linear<T> proj_;
   Param<T> bias_;  // [1, experts], stored as [experts]
 };

@@ -39,7 +39,7 @@ TEST(MoeGateTest, KeepsTheBestGroupsThenTheBestExperts) {
   // (0.8, in group 2) loses to expert 2 (0.6) although plain top-2 would take it.
   IdentityGate g(kScores);
   MoeGate<double>::Context ctx;
-  const Routing<double> routing = g.gate.Forward(g.x, &ctx);
+  const Routing<double> routing = g.gate.Forward(g.x, {1}, &ctx);
   ASSERT_EQ(routing.experts, (std::vector<int32_t>{0, 2}));
   EXPECT_NEAR(routing.weights(0, 0), 0.9 / 1.5 * 2.5, 1e-12);
   EXPECT_NEAR(routing.weights(0, 1), 0.6 / 1.5 * 2.5, 1e-12);
@@ -49,10 +49,43 @@ TEST(MoeGateTest, BiasSteersSelectionButNotWeights) {
   IdentityGate g(kScores);
   g.gate.Params()[1]->value(0, 5) = 1.0;  // biased score of expert 5: 1.05; group 2: 1.85
   MoeGate<double>::Context ctx;
-  const Routing<double> routing = g.gate.Forward(g.x, &ctx);
+  const Routing<double> routing = g.gate.Forward(g.x, {1}, &ctx);
   ASSERT_EQ(routing.experts, (std::vector<int32_t>{5, 4}));
   EXPECT_NEAR(routing.weights(0, 0), 0.05 / 0.85 * 2.5, 1e-12);
   EXPECT_NEAR(routing.weights(0, 1), 0.8 / 0.85 * 2.5, 1e-12);
+}
+
+TEST(MoeGateTest, SequenceBalanceLossFollowsTheDefinition) {
+  // One token choosing {0, 2}: f = 8 / (2 * 1) = 4 for both; P_i = s_i / 3.6.
+  MoeConfig config = TestConfig();
+  config.set_sequence_aux_loss_alpha(0.1f);
+  MoeGate<double> gate("g.", 8, config);
+  gate.Params()[0]->value = Matrix<double>::Identity(8, 8);
+  const IdentityGate g(kScores);
+  MoeGate<double>::Context ctx;
+  const float alpha = config.sequence_aux_loss_alpha();
+  EXPECT_NEAR(gate.Forward(g.x, {1}, &ctx).aux_loss, alpha * 4 * (0.9 + 0.6) / 3.6, 1e-12);
+}
+
+TEST(MoeGateTest, SequenceBalanceLossGradientMatchesFiniteDifferences) {
+  MoeConfig config = TestConfig();
+  config.set_sequence_aux_loss_alpha(0.3f);
+  MoeGate<double> gate("g.", 6, config);
+  InitParams(gate.Params(), 0.5, 1);
+  Matrix<double> x = RandomMatrix<double>(6, 6, 3);
+  const Matrix<double> r = RandomMatrix<double>(6, 2, 4);
+  const BatchInfo batch{3, 0.5};  // two sequences; the loss counts half
+  const auto loss = [&] {
+    MoeGate<double>::Context c;
+    const Routing<double> routing = gate.Forward(x, batch, &c);
+    return testing::Dot(routing.weights, r) + 0.5 * routing.aux_loss;
+  };
+  MoeGate<double>::Context ctx;
+  EXPECT_GT(gate.Forward(x, batch, &ctx).aux_loss, 0);
+  const Matrix<double> dx = gate.BackwardInput(r, &ctx);
+  gate.BackwardWeight(&ctx);
+  testing::ExpectGradientMatches(loss, &x, dx, "x");
+  testing::ExpectParamGradientsMatch(loss, gate.Params());
 }
 
 TEST(MoeGateTest, UpdateBiasMovesTowardsTheMeanLoad) {
@@ -76,7 +109,7 @@ class MoeGateGradientTest : public ::testing::Test {
   MoeGate<double> gate_{"g.", 6, TestConfig()};
   testing::LayerCalls<MoeGate<double>, Matrix<double>> calls_{
       [this](const Matrix<double>& x, MoeGate<double>::Context* ctx) {
-        return gate_.Forward(x, ctx).weights;
+        return gate_.Forward(x, {1}, ctx).weights;
       },
       [this](Matrix<double> d_weights, MoeGate<double>::Context* ctx) {
         return gate_.BackwardInput(d_weights, ctx);

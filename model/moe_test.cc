@@ -30,7 +30,7 @@ Matrix<double> Reference(const MoeGate<double>& gate, const std::vector<Mlp<doub
   for (int64_t t = 0; t < x.rows(); ++t) {
     const Matrix<double> xt = x.row(t);
     typename MoeGate<double>::Context gate_ctx;
-    const Routing<double> routing = gate.Forward(xt, &gate_ctx);
+    const Routing<double> routing = gate.Forward(xt, {1}, &gate_ctx);
     typename Mlp<double>::Context ctx;
     y.row(t) = shared.Forward(xt, &ctx);
     for (int j = 0; j < routing.top_k; ++j) {
@@ -60,7 +60,7 @@ TEST(MoeTest, ForwardMatchesPerTokenDefinition) {
 
   const Matrix<double> x = RandomMatrix<double>(7, 6, 2);
   Moe<double>::Context ctx;
-  const Matrix<double> y = moe.Forward(x, &ctx);
+  const Matrix<double> y = moe.Forward(x, {7}, &ctx);
   EXPECT_TRUE(y.isApprox(Reference(gate, experts, shared, x), 1e-13));
   int64_t total = 0;
   for (int64_t load : ctx.loads) total += load;
@@ -75,7 +75,9 @@ class MoeGradientTest : public ::testing::TestWithParam<int> {
   }
   Moe<double> moe_;
   testing::LayerCalls<Moe<double>, Matrix<double>> calls_{
-      [this](const Matrix<double>& x, Moe<double>::Context* ctx) { return moe_.Forward(x, ctx); },
+      [this](const Matrix<double>& x, Moe<double>::Context* ctx) {
+        return moe_.Forward(x, {x.rows()}, ctx);
+      },
       [this](Matrix<double> dy, Moe<double>::Context* ctx) {
         return moe_.BackwardInput(std::move(dy), ctx);
       }};
@@ -168,7 +170,7 @@ TEST_P(MoeEpTest, MatchesOneRank) {
   Moe<double> whole("m.", kHidden, TestConfig(1));
   InitParams(whole.Params(), 0.5, 1);
   Moe<double>::Context ctx;
-  const Matrix<double> y_ref = whole.Forward(x, &ctx);
+  const Matrix<double> y_ref = whole.Forward(x, {kTokensPerRank}, &ctx);
   const Matrix<double> dx_ref = whole.BackwardInput(dy, &ctx);
   whole.BackwardWeight(&ctx);
 
@@ -179,8 +181,8 @@ TEST_P(MoeEpTest, MatchesOneRank) {
   for (int r = 0; r < ranks; ++r) {
     moe.push_back(std::make_unique<Moe<double>>("m.", kHidden, TestConfig(1), r, ranks));
     InitParams(moe[r]->Params(), 0.5, 1);  // by name: the same weights as `whole`
-    ExpertRows<double> d = moe[r]->ForwardDispatch(x.middleRows(r * kTokensPerRank, kTokensPerRank),
-                                                   &c[r]);
+    ExpertRows<double> d = moe[r]->ForwardDispatch(
+        x.middleRows(r * kTokensPerRank, kTokensPerRank), {kTokensPerRank}, &c[r]);
     send[r] = std::move(d.rows);
     expert_counts[r] = std::move(d.expert_counts);
   }
