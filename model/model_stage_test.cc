@@ -143,6 +143,30 @@ TEST(ModelStageTest, FloatModelAgreesWithDouble) {
   EXPECT_NEAR(cross_entropy + ctx.aux_loss, Loss(reference, batch), 1e-5);
 }
 
+TEST(ModelStageTest, SgdStepsWithBiasUpdatesLowerTheLoss) {
+  const ModelConfig config = TinyConfig();
+  ModelStage<float> model(config, StageRange::Whole(config));
+  InitParams(model.Params(), config.init_std(), 7);
+  const MicroBatch batch = TestBatch(5);
+  float first = 0, last = 0;
+  for (int step = 0; step < 40; ++step) {
+    ModelStage<float>::Context ctx;
+    last = model.Forward(batch, Matrix<float>(), &ctx)(0, 0);
+    if (step == 0) first = last;
+    DecoderBlock<float>& moe_block = model.blocks()[1];
+    const std::vector<int64_t> loads = moe_block.MoeLoads(ctx.blocks[1]);
+    model.BackwardInput(Matrix<float>(), &ctx);
+    model.BackwardWeight(&ctx);
+    for (Param<float>* p : model.Params()) {
+      if (!p->trainable()) continue;
+      p->value -= 0.5f * p->grad;
+      p->grad.setZero();
+    }
+    moe_block.UpdateMoeBias(loads);
+  }
+  EXPECT_LT(last, 0.5f * first) << "first " << first << ", last " << last;
+}
+
 TEST(ModelStageTest, ValidateNamesTheBadField) {
   const ModelConfig config = TinyConfig();
   ModelStage<float> model(config, StageRange::Whole(config));
