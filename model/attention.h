@@ -37,6 +37,7 @@ class Attention {
   // Accumulates the four projections' gradients; frees ctx.
   void BackwardWeight(Context* ctx);
 
+  // The q, k, v and o projection weights (owned by this layer; valid while it lives).
   std::vector<Param<T>*> Params();
 
  private:

@@ -36,7 +36,9 @@ class DecoderBlock {
 
   // x [tokens, hidden] -> [tokens, hidden]; tokens hold whole sequences of batch.seq_len.
   Matrix<T> Forward(const Matrix<T>& x, const BatchInfo& batch, Context* ctx) const;
+  // dy [tokens, hidden] -> dx [tokens, hidden] (through both residual branches).
   Matrix<T> BackwardInput(Matrix<T> dy, Context* ctx) const;
+  // Accumulates every weight gradient of ctx's micro-batch; frees ctx.
   void BackwardWeight(Context* ctx);
 
   // For MoE layers, the tokens routed to each expert by ctx's forward; empty for dense layers.
@@ -46,6 +48,7 @@ class DecoderBlock {
   // MoE layers: moves the selection bias towards balance; CHECKs is_moe().
   void UpdateMoeBias(const std::vector<int64_t>& loads);
 
+  // The norms, the attention and the FFN's parameters, in that order (owned by this layer).
   std::vector<Param<T>*> Params();
 
  private:

@@ -31,6 +31,7 @@ class Embedding {
   // table.grad[id] += dy[t] for every token t; frees ctx.
   void BackwardWeight(Context* ctx);
 
+  // The table [vocab, width] (owned by this layer).
   std::vector<Param<T>*> Params() { return {&table_}; }
 
  private:

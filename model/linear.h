@@ -34,6 +34,7 @@ class Linear {
   // weight.grad += dy^T x for ctx's micro-batch, then frees ctx's matrices.
   void BackwardWeight(Context* ctx);
 
+  // The weight [out, in] (owned by this layer); Params() lists it alone.
   Param<T>& weight() { return weight_; }
   const Param<T>& weight() const { return weight_; }
   std::vector<Param<T>*> Params() { return {&weight_}; }

@@ -32,6 +32,7 @@ class Mlp {
   // Accumulates the three projections' gradients; frees ctx.
   void BackwardWeight(Context* ctx);
 
+  // The gate, up and down projection weights, in that order (owned by this layer).
   std::vector<Param<T>*> Params();
 
  private:

@@ -63,6 +63,7 @@ class MoeGate {
   // d_weights [tokens, top_k] (gradient of the routing weights) -> dx [tokens, hidden],
   // including the balance loss's gradient.
   Matrix<T> BackwardInput(const Matrix<T>& d_weights, Context* ctx) const;
+  // weight.grad += the gradient of ctx's micro-batch; frees ctx's saved input.
   void BackwardWeight(Context* ctx);
 
   // b_i += bias_update_speed * sign(mean(loads) - loads[i]). CHECKs loads.size() == experts.

@@ -31,6 +31,7 @@ class RmsNorm {
   // scale.grad += sum over tokens of dy * x * inv_rms; frees ctx's matrices.
   void BackwardWeight(Context* ctx);
 
+  // The scale [width] (owned by this layer).
   std::vector<Param<T>*> Params() { return {&scale_}; }
 
  private:
