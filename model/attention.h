@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "model/attention_core.h"
 #include "model/linear.h"
 #include "model/matrix.h"
 
@@ -21,9 +22,7 @@ class Attention {
  public:
   struct Context {
     typename Linear<T>::Context q_proj, k_proj, v_proj, o_proj;
-    int64_t seq_len = 0;
-    Matrix<T> q, k, v;  // [tokens, heads * head_dim], q and k after RoPE
-    Matrix<T> probs;    // [sequences * heads * seq_len, seq_len]: softmax of the masked scores
+    AttentionCoreContext<T> core;  // q and k after RoPE
   };
 
   // Weights named prefix + "q_proj.weight" etc. (prefix e.g. "model.layers.0.self_attn.").
