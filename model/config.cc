@@ -16,6 +16,16 @@ absl::Status Require(bool ok, const char* field, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat("ModelConfig.", field, ": ", why));
 }
 
+absl::Status ValidateMla(const MlaConfig& mla) {
+  RETURN_IF_ERROR(Require(mla.q_lora_rank() >= 0, "mla.q_lora_rank", "must be >= 0"));
+  RETURN_IF_ERROR(Require(mla.kv_lora_rank() > 0, "mla.kv_lora_rank", "must be positive"));
+  RETURN_IF_ERROR(
+      Require(mla.qk_nope_head_dim() >= 0, "mla.qk_nope_head_dim", "must be >= 0"));
+  RETURN_IF_ERROR(Require(mla.qk_rope_head_dim() > 0 && mla.qk_rope_head_dim() % 2 == 0,
+                          "mla.qk_rope_head_dim", "must be positive and even"));
+  return Require(mla.v_head_dim() > 0, "mla.v_head_dim", "must be positive");
+}
+
 absl::Status ValidateMoe(const MoeConfig& moe) {
   RETURN_IF_ERROR(
       Require(moe.num_routed_experts() > 0, "moe.num_routed_experts", "must be positive"));
@@ -73,6 +83,7 @@ absl::Status ValidateConfig(const ModelConfig& config) {
   RETURN_IF_ERROR(Require(config.rms_norm_eps() > 0, "rms_norm_eps", "must be positive"));
   RETURN_IF_ERROR(Require(config.max_seq_len() > 0, "max_seq_len", "must be positive"));
   RETURN_IF_ERROR(Require(config.init_std() > 0, "init_std", "must be positive"));
+  if (config.has_mla()) RETURN_IF_ERROR(ValidateMla(config.mla()));
   if (config.first_k_dense_layers() < config.num_layers()) {
     if (!config.has_moe()) {
       return absl::InvalidArgumentError(
