@@ -27,6 +27,17 @@ TEST(ConfigTest, LoadsDeepSeekV3) {
   EXPECT_EQ(config->moe().topk_groups(), 4);
 }
 
+TEST(ConfigTest, LoadsTinyMlaAndChecksIt) {
+  absl::StatusOr<ModelConfig> config = LoadConfig("model/testdata/tiny_mla.textproto");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_TRUE(config->has_mla());
+  EXPECT_EQ(config->mla().kv_lora_rank(), 10);
+  config->mutable_mla()->set_qk_rope_head_dim(3);
+  const absl::Status status = ValidateConfig(*config);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(status.message()).find("mla.qk_rope_head_dim"), std::string::npos);
+}
+
 TEST(ConfigTest, MissingFileIsNotFound) {
   EXPECT_EQ(LoadConfig("model/testdata/no_such.textproto").status().code(),
             absl::StatusCode::kNotFound);

@@ -15,12 +15,19 @@ template <typename T>
 DecoderBlock<T>::DecoderBlock(const ModelConfig& config, int layer)
     : attn_norm_(Prefix(layer) + "input_layernorm.weight", config.hidden_size(),
                  config.rms_norm_eps()),
-      attn_(Prefix(layer) + "self_attn.", config.hidden_size(), config.num_heads(),
-            config.head_dim(), config.rope_theta()),
       ffn_norm_(Prefix(layer) + "post_attention_layernorm.weight", config.hidden_size(),
                 config.rms_norm_eps()) {
   MODEL_CHECK(layer >= 0 && layer < config.num_layers(), "DecoderBlock: layer ", layer, " of ",
               config.num_layers());
+  if (config.has_mla()) {
+    mla_ = std::make_unique<Mla<T>>(Prefix(layer) + "self_attn.", config.hidden_size(),
+                                    config.num_heads(), config.mla(), config.rope_theta(),
+                                    config.rms_norm_eps());
+  } else {
+    attn_ = std::make_unique<Attention<T>>(Prefix(layer) + "self_attn.", config.hidden_size(),
+                                           config.num_heads(), config.head_dim(),
+                                           config.rope_theta());
+  }
   if (IsMoeLayer(config, layer)) {
     moe_ = std::make_unique<Moe<T>>(Prefix(layer) + "mlp.", config.hidden_size(), config.moe());
   } else {
@@ -32,7 +39,7 @@ DecoderBlock<T>::DecoderBlock(const ModelConfig& config, int layer)
 template <typename T>
 std::vector<Param<T>*> DecoderBlock<T>::Params() {
   std::vector<Param<T>*> params = attn_norm_.Params();
-  for (Param<T>* p : attn_.Params()) params.push_back(p);
+  for (Param<T>* p : mla_ != nullptr ? mla_->Params() : attn_->Params()) params.push_back(p);
   for (Param<T>* p : ffn_norm_.Params()) params.push_back(p);
   for (Param<T>* p : moe_ != nullptr ? moe_->Params() : mlp_->Params()) params.push_back(p);
   return params;
@@ -41,8 +48,9 @@ std::vector<Param<T>*> DecoderBlock<T>::Params() {
 template <typename T>
 Matrix<T> DecoderBlock<T>::Forward(const Matrix<T>& x, const BatchInfo& batch,
                                    Context* ctx) const {
-  Matrix<T> h =
-      x + attn_.Forward(attn_norm_.Forward(x, &ctx->attn_norm), batch.seq_len, &ctx->attn);
+  const Matrix<T> normed_x = attn_norm_.Forward(x, &ctx->attn_norm);
+  Matrix<T> h = x + (mla_ != nullptr ? mla_->Forward(normed_x, batch.seq_len, &ctx->mla)
+                                     : attn_->Forward(normed_x, batch.seq_len, &ctx->attn));
   const Matrix<T> normed = ffn_norm_.Forward(h, &ctx->ffn_norm);
   h += moe_ != nullptr ? moe_->Forward(normed, batch, &ctx->moe)
                        : mlp_->Forward(normed, &ctx->mlp);
@@ -55,7 +63,8 @@ Matrix<T> DecoderBlock<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
                                     : mlp_->BackwardInput(dy, &ctx->mlp);
   Matrix<T> dh = std::move(dy);
   dh += ffn_norm_.BackwardInput(std::move(d_ffn), &ctx->ffn_norm);
-  Matrix<T> d_attn = attn_.BackwardInput(dh, &ctx->attn);
+  Matrix<T> d_attn = mla_ != nullptr ? mla_->BackwardInput(dh, &ctx->mla)
+                                     : attn_->BackwardInput(dh, &ctx->attn);
   dh += attn_norm_.BackwardInput(std::move(d_attn), &ctx->attn_norm);
   return dh;
 }
@@ -63,7 +72,11 @@ Matrix<T> DecoderBlock<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
 template <typename T>
 void DecoderBlock<T>::BackwardWeight(Context* ctx) {
   attn_norm_.BackwardWeight(&ctx->attn_norm);
-  attn_.BackwardWeight(&ctx->attn);
+  if (mla_ != nullptr) {
+    mla_->BackwardWeight(&ctx->mla);
+  } else {
+    attn_->BackwardWeight(&ctx->attn);
+  }
   ffn_norm_.BackwardWeight(&ctx->ffn_norm);
   if (moe_ != nullptr) {
     moe_->BackwardWeight(&ctx->moe);

@@ -1,5 +1,7 @@
 // One pre-norm decoder layer: h = x + Attention(RMSNorm(x)); y = h + FFN(RMSNorm(h)), where the
-// FFN is a dense SwiGLU MLP for the first first_k_dense_layers layers and an MoE block after.
+// attention is MLA when the config has an mla section and standard multi-head attention
+// otherwise, and the FFN is a dense SwiGLU MLP for the first first_k_dense_layers layers and an
+// MoE block after.
 // Weight names follow DeepSeek-V3's checkpoints ("model.layers.<i>.self_attn.q_proj.weight").
 #ifndef MODEL_DECODER_BLOCK_H_
 #define MODEL_DECODER_BLOCK_H_
@@ -11,6 +13,7 @@
 #include "model/attention.h"
 #include "model/config.pb.h"
 #include "model/matrix.h"
+#include "model/mla.h"
 #include "model/mlp.h"
 #include "model/moe.h"
 #include "model/rms_norm.h"
@@ -24,7 +27,8 @@ class DecoderBlock {
  public:
   struct Context {
     typename RmsNorm<T>::Context attn_norm, ffn_norm;
-    typename Attention<T>::Context attn;
+    typename Attention<T>::Context attn;  // standard attention
+    typename Mla<T>::Context mla;         // MLA
     typename Mlp<T>::Context mlp;  // dense layers
     typename Moe<T>::Context moe;  // MoE layers
   };
@@ -53,7 +57,8 @@ class DecoderBlock {
 
  private:
   RmsNorm<T> attn_norm_;
-  Attention<T> attn_;
+  std::unique_ptr<Attention<T>> attn_;  // exactly one of attn_ and mla_ is set
+  std::unique_ptr<Mla<T>> mla_;
   RmsNorm<T> ffn_norm_;
   std::unique_ptr<Mlp<T>> mlp_;  // exactly one of mlp_ and moe_ is set
   std::unique_ptr<Moe<T>> moe_;

@@ -1,5 +1,8 @@
 #include "model/decoder_block.h"
 
+#include <string>
+#include <tuple>
+
 #include "gtest/gtest.h"
 #include "model/config.h"
 #include "model/init.h"
@@ -8,15 +11,16 @@
 namespace model {
 namespace {
 
-// Layer 0 of the tiny config is dense, layer 1 an MoE layer. The balance loss is off here (the
-// finite differences see the block's output only); the gate and model tests check it.
-class DecoderBlockTest : public ::testing::TestWithParam<int> {
+// Layer 0 of the tiny configs is dense, layer 1 an MoE layer; tiny_mla uses MLA. The balance loss
+// is off here (the finite differences see the block's output only); the gate and model tests
+// check it.
+class DecoderBlockTest : public ::testing::TestWithParam<std::tuple<const char*, int>> {
  protected:
-  DecoderBlockTest() : block_(Config(), GetParam()) {
-    InitParams(block_.Params(), 0.3, 1);
-  }
+  DecoderBlockTest() : block_(Config(), Layer()) { InitParams(block_.Params(), 0.3, 1); }
+  static int Layer() { return std::get<1>(GetParam()); }
   static ModelConfig Config() {
-    absl::StatusOr<ModelConfig> config = LoadConfig("model/testdata/tiny.textproto");
+    absl::StatusOr<ModelConfig> config =
+        LoadConfig(std::string("model/testdata/") + std::get<0>(GetParam()) + ".textproto");
     EXPECT_TRUE(config.ok()) << config.status();
     config->mutable_moe()->set_sequence_aux_loss_alpha(0);
     return *config;
@@ -32,9 +36,12 @@ class DecoderBlockTest : public ::testing::TestWithParam<int> {
 };
 
 TEST_P(DecoderBlockTest, KindFollowsFirstKDenseLayers) {
-  EXPECT_EQ(block_.is_moe(), GetParam() == 1);
+  EXPECT_EQ(block_.is_moe(), Layer() == 1);
   EXPECT_EQ(block_.Params()[0]->name,
-            "model.layers." + std::to_string(GetParam()) + ".input_layernorm.weight");
+            "model.layers." + std::to_string(Layer()) + ".input_layernorm.weight");
+  EXPECT_EQ(block_.Params()[1]->name, "model.layers." + std::to_string(Layer()) +
+                                          (Config().has_mla() ? ".self_attn.q_a_proj.weight"
+                                                              : ".self_attn.q_proj.weight"));
 }
 
 TEST_P(DecoderBlockTest, GradientsMatchFiniteDifferences) {
@@ -46,7 +53,9 @@ TEST_P(DecoderBlockTest, DeferredBackwardWeightIsExact) {
                                              RandomMatrix<double>(3, 16, 3));
 }
 
-INSTANTIATE_TEST_SUITE_P(DenseAndMoe, DecoderBlockTest, ::testing::Values(0, 1));
+INSTANTIATE_TEST_SUITE_P(DenseAndMoe, DecoderBlockTest,
+                         ::testing::Combine(::testing::Values("tiny", "tiny_mla"),
+                                            ::testing::Values(0, 1)));
 
 }  // namespace
 }  // namespace model

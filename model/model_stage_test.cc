@@ -1,6 +1,7 @@
 #include "model/model_stage.h"
 
 #include <cmath>
+#include <string>
 
 #include "gtest/gtest.h"
 #include "model/config.h"
@@ -11,11 +12,14 @@
 namespace model {
 namespace {
 
-ModelConfig TinyConfig() {
-  absl::StatusOr<ModelConfig> config = LoadConfig("model/testdata/tiny.textproto");
+// testdata/<name>.textproto.
+ModelConfig TestConfig(const std::string& name) {
+  absl::StatusOr<ModelConfig> config = LoadConfig("model/testdata/" + name + ".textproto");
   EXPECT_TRUE(config.ok()) << config.status();
   return *config;
 }
+
+ModelConfig TinyConfig() { return TestConfig("tiny"); }
 
 // Two sequences of 4 tokens; the last target of each sequence is ignored.
 MicroBatch TestBatch(int seed) {
@@ -36,8 +40,11 @@ double Loss(const ModelStage<double>& model, const MicroBatch& batch) {
   return cross_entropy + ctx.aux_loss;
 }
 
-TEST(ModelStageTest, WholeTinyModelGradientsMatchFiniteDifferences) {
-  ModelConfig config = TinyConfig();
+// The tiny model with standard attention and with MLA.
+class WholeModelTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(WholeModelTest, GradientsMatchFiniteDifferences) {
+  ModelConfig config = TestConfig(GetParam());
   config.mutable_moe()->set_sequence_aux_loss_alpha(0.1f);  // large enough to show in the check
   ModelStage<double> model(config, StageRange::Whole(config));
   InitParams(model.Params(), config.init_std(), 7);
@@ -50,6 +57,8 @@ TEST(ModelStageTest, WholeTinyModelGradientsMatchFiniteDifferences) {
   model.BackwardWeight(&ctx);
   testing::ExpectParamGradientsMatch([&] { return Loss(model, batch); }, model.Params());
 }
+
+INSTANTIATE_TEST_SUITE_P(TinyConfigs, WholeModelTest, ::testing::Values("tiny", "tiny_mla"));
 
 TEST(ModelStageTest, DeferredBackwardWeightIsExact) {
   const ModelConfig config = TinyConfig();
