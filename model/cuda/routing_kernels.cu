@@ -69,6 +69,29 @@ __global__ void RouteKernel(const float* logits, const float* bias, int64_t toke
   }
 }
 
+// One thread per token: with w_j = c s_j / S, ds_i = c (dw_i - sum_j dw_j s_j / S) / S, and
+// d_logit = ds s (1 - s).
+__global__ void RouteBackwardKernel(const float* scores, const int32_t* chosen,
+                                    const float* d_weights, int64_t tokens, int experts, int top_k,
+                                    float route_scale, float* d_logits) {
+  const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (t >= tokens) return;
+  const float* s = scores + t * experts;
+  const int32_t* c = chosen + t * top_k;
+  const float* dw = d_weights + t * top_k;
+  float* out = d_logits + t * experts;
+  for (int e = 0; e < experts; ++e) out[e] = 0;
+  float sum = 0, weighted = 0;
+  for (int j = 0; j < top_k; ++j) {
+    sum += s[c[j]];
+    weighted += dw[j] * s[c[j]];
+  }
+  for (int j = 0; j < top_k; ++j) {
+    const float ds = route_scale * (dw[j] - weighted / sum) / sum;
+    out[c[j]] = ds * s[c[j]] * (1.0f - s[c[j]]);
+  }
+}
+
 __global__ void PermuteRowsKernel(const float* x, const int32_t* slots, int top_k, int64_t width,
                                   float* rows) {
   const float* src = x + static_cast<int64_t>(slots[blockIdx.x] / top_k) * width;
@@ -144,6 +167,30 @@ absl::Status Route(const TensorView& logits, const TensorView& bias, const Route
   RouteKernel<<<(tokens + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
       logits.data<float>(), bias.data<float>(), tokens, static_cast<int>(num_experts), options,
       scores.data<float>(), experts.data<int32_t>(), weights.data<float>());
+  RETURN_IF_CUDA_ERROR(cudaGetLastError());
+  return absl::OkStatus();
+}
+
+absl::Status RouteBackward(const TensorView& scores, const TensorView& experts,
+                           const TensorView& d_weights, float route_scale,
+                           const TensorView& d_logits, cudaStream_t stream) {
+  RETURN_IF_ERROR(RequireRank2(scores, "RouteBackward scores"));
+  RETURN_IF_ERROR(RequireRank2(experts, "RouteBackward experts"));
+  const int64_t tokens = scores.dim(0);
+  const int64_t num_experts = scores.dim(1);
+  const int64_t top_k = experts.dim(1);
+  RETURN_IF_ERROR(
+      CheckDeviceTensor(scores, DType::kF32, {tokens, num_experts}, "RouteBackward scores"));
+  RETURN_IF_ERROR(CheckDeviceTensor(experts, DType::kI32, {tokens, top_k}, "RouteBackward experts"));
+  RETURN_IF_ERROR(
+      CheckDeviceTensor(d_weights, DType::kF32, {tokens, top_k}, "RouteBackward d_weights"));
+  RETURN_IF_ERROR(
+      CheckDeviceTensor(d_logits, DType::kF32, {tokens, num_experts}, "RouteBackward d_logits"));
+  if (tokens == 0) return absl::OkStatus();
+  RouteBackwardKernel<<<(tokens + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
+      scores.data<float>(), experts.data<int32_t>(), d_weights.data<float>(), tokens,
+      static_cast<int>(num_experts), static_cast<int>(top_k), route_scale,
+      d_logits.data<float>());
   RETURN_IF_CUDA_ERROR(cudaGetLastError());
   return absl::OkStatus();
 }

@@ -31,6 +31,12 @@ absl::Status Route(const core::TensorView& logits, const core::TensorView& bias,
                    const core::TensorView& experts, const core::TensorView& weights,
                    cudaStream_t stream = nullptr);
 
+// The backward of Route's weights (without the balance loss): d_weights [tokens, top_k] ->
+// d_logits [tokens, experts], given the forward's scores and experts. Zero for unchosen experts.
+absl::Status RouteBackward(const core::TensorView& scores, const core::TensorView& experts,
+                           const core::TensorView& d_weights, float route_scale,
+                           const core::TensorView& d_logits, cudaStream_t stream = nullptr);
+
 // rows[r] = x[slots[r] / top_k]. x [tokens, width]; slots [slots] i32 (DispatchPlan::slots);
 // rows [slots, width].
 absl::Status PermuteRows(const core::TensorView& x, const core::TensorView& slots, int top_k,

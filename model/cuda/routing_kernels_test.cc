@@ -53,6 +53,14 @@ TEST(RoutingKernelsTest, RouteMatchesTheCpuGate) {
   EXPECT_EQ(ToHostInts(experts.view()), expected.experts);
   EXPECT_TRUE(ToHostMatrix(weights.view(), kTokens, kTopK).isApprox(expected.weights, 1e-5f));
   EXPECT_TRUE(ToHostMatrix(scores.view(), kTokens, kExperts).isApprox(ctx.scores, 1e-6f));
+
+  // With an identity gate weight, the CPU gate's input gradient is the logits' gradient.
+  const Matrix<float> d_weights = RandomMatrix<float>(kTokens, kTopK, 8);
+  const Matrix<float> d_logits_cpu = gate.BackwardInput(d_weights, &ctx);
+  const core::Tensor d_dw = ToDeviceTensor(d_weights);
+  core::Tensor d_grad = DeviceTensor({kTokens, kExperts});
+  ASSERT_TRUE(RouteBackward(scores.view(), experts.view(), d_dw.view(), 2.5f, d_grad.view()).ok());
+  EXPECT_TRUE(ToHostMatrix(d_grad.view(), kTokens, kExperts).isApprox(d_logits_cpu, 1e-5f));
 }
 
 TEST(RoutingKernelsTest, RouteRejectsTooManyGroups) {
