@@ -32,9 +32,9 @@ Matrix<T> Attention<T>::Forward(const Matrix<T>& x, int64_t seq_len, Context* ct
   ApplyRope(&q, num_heads_, head_dim_, seq_len, rope_theta_, /*inverse=*/false);
   ApplyRope(&k, num_heads_, head_dim_, seq_len, rope_theta_, /*inverse=*/false);
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(head_dim_)));
-  const Matrix<T> o = AttentionCoreForward(std::move(q), std::move(k),
-                                           v_proj_.Forward(x, &ctx->v_proj), num_heads_, seq_len,
-                                           scale, &ctx->core);
+  const Matrix<T> o =
+      AttentionCoreForward(std::move(q), std::move(k), v_proj_.Forward(x, &ctx->v_proj), num_heads_,
+                           seq_len, scale, &ctx->core);
   return o_proj_.Forward(o, &ctx->o_proj);
 }
 

@@ -1,6 +1,6 @@
 // Causal multi-head self-attention with RoPE on queries and keys:
-//   q, k, v = x Wq^T, x Wk^T, x Wv^T; rotate q and k; per head o = softmax(q k^T / sqrt(d) + mask) v;
-//   y = o Wo^T.
+//   q, k, v = x Wq^T, x Wk^T, x Wv^T; rotate q and k;
+//   per head o = softmax(q k^T / sqrt(d) + mask) v; y = o Wo^T.
 // Tokens hold whole sequences of seq_len back to back; attention stays inside each sequence.
 #ifndef MODEL_ATTENTION_H_
 #define MODEL_ATTENTION_H_

@@ -80,8 +80,8 @@ void AttentionCoreBackward(const Matrix<T>& d_o, AttentionCoreContext<T>* ctx, M
 template Matrix<float> AttentionCoreForward<float>(Matrix<float>, Matrix<float>, Matrix<float>,
                                                    int64_t, int64_t, float,
                                                    AttentionCoreContext<float>*);
-template Matrix<double> AttentionCoreForward<double>(Matrix<double>, Matrix<double>,
-                                                     Matrix<double>, int64_t, int64_t, double,
+template Matrix<double> AttentionCoreForward<double>(Matrix<double>, Matrix<double>, Matrix<double>,
+                                                     int64_t, int64_t, double,
                                                      AttentionCoreContext<double>*);
 template void AttentionCoreBackward<float>(const Matrix<float>&, AttentionCoreContext<float>*,
                                            Matrix<float>*, Matrix<float>*, Matrix<float>*);

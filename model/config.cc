@@ -19,8 +19,7 @@ absl::Status Require(bool ok, const char* field, const std::string& why) {
 absl::Status ValidateMla(const MlaConfig& mla) {
   RETURN_IF_ERROR(Require(mla.q_lora_rank() >= 0, "mla.q_lora_rank", "must be >= 0"));
   RETURN_IF_ERROR(Require(mla.kv_lora_rank() > 0, "mla.kv_lora_rank", "must be positive"));
-  RETURN_IF_ERROR(
-      Require(mla.qk_nope_head_dim() >= 0, "mla.qk_nope_head_dim", "must be >= 0"));
+  RETURN_IF_ERROR(Require(mla.qk_nope_head_dim() >= 0, "mla.qk_nope_head_dim", "must be >= 0"));
   RETURN_IF_ERROR(Require(mla.qk_rope_head_dim() > 0 && mla.qk_rope_head_dim() % 2 == 0,
                           "mla.qk_rope_head_dim", "must be positive and even"));
   return Require(mla.v_head_dim() > 0, "mla.v_head_dim", "must be positive");
@@ -29,10 +28,9 @@ absl::Status ValidateMla(const MlaConfig& mla) {
 absl::Status ValidateMoe(const MoeConfig& moe) {
   RETURN_IF_ERROR(
       Require(moe.num_routed_experts() > 0, "moe.num_routed_experts", "must be positive"));
-  RETURN_IF_ERROR(
-      Require(moe.num_shared_experts() >= 0, "moe.num_shared_experts", "must be >= 0"));
-  RETURN_IF_ERROR(Require(moe.top_k() > 0 && moe.top_k() <= moe.num_routed_experts(),
-                          "moe.top_k", "must be in [1, num_routed_experts]"));
+  RETURN_IF_ERROR(Require(moe.num_shared_experts() >= 0, "moe.num_shared_experts", "must be >= 0"));
+  RETURN_IF_ERROR(Require(moe.top_k() > 0 && moe.top_k() <= moe.num_routed_experts(), "moe.top_k",
+                          "must be in [1, num_routed_experts]"));
   RETURN_IF_ERROR(Require(moe.num_groups() > 0 && moe.num_routed_experts() % moe.num_groups() == 0,
                           "moe.num_groups", "must be positive and divide num_routed_experts"));
   RETURN_IF_ERROR(Require(moe.topk_groups() > 0 && moe.topk_groups() <= moe.num_groups(),
@@ -43,10 +41,8 @@ absl::Status ValidateMoe(const MoeConfig& moe) {
   RETURN_IF_ERROR(Require(moe.route_scale() > 0, "moe.route_scale", "must be positive"));
   RETURN_IF_ERROR(Require(moe.expert_intermediate_size() > 0, "moe.expert_intermediate_size",
                           "must be positive"));
-  RETURN_IF_ERROR(
-      Require(moe.bias_update_speed() >= 0, "moe.bias_update_speed", "must be >= 0"));
-  return Require(moe.sequence_aux_loss_alpha() >= 0, "moe.sequence_aux_loss_alpha",
-                 "must be >= 0");
+  RETURN_IF_ERROR(Require(moe.bias_update_speed() >= 0, "moe.bias_update_speed", "must be >= 0"));
+  return Require(moe.sequence_aux_loss_alpha() >= 0, "moe.sequence_aux_loss_alpha", "must be >= 0");
 }
 
 // Collects protobuf's parse errors into one message.

@@ -1,6 +1,7 @@
 // Loading and validating ModelConfig (config.proto) from its text format.
 //
-//   ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadConfig("model/testdata/tiny.textproto"));
+//   ASSIGN_OR_RETURN(model::ModelConfig config,
+//                    model::LoadConfig("model/testdata/tiny.textproto"));
 #ifndef MODEL_CONFIG_H_
 #define MODEL_CONFIG_H_
 

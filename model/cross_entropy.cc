@@ -7,8 +7,8 @@ namespace model {
 template <typename T>
 T CrossEntropy(const Matrix<T>& logits, const std::vector<int32_t>& targets, Matrix<T>* dlogits,
                T loss_scale) {
-  MODEL_CHECK(static_cast<int64_t>(targets.size()) == logits.rows(), "CrossEntropy: ",
-              targets.size(), " targets for ", logits.rows(), " rows");
+  MODEL_CHECK(static_cast<int64_t>(targets.size()) == logits.rows(),
+              "CrossEntropy: ", targets.size(), " targets for ", logits.rows(), " rows");
   int64_t counted = 0;
   for (int32_t target : targets) {
     MODEL_CHECK(target == kIgnoreTarget || (target >= 0 && target < logits.cols()),

@@ -32,8 +32,7 @@ TEST(CrossEntropyTest, GradientMatchesFiniteDifferences) {
   Matrix<double> d;
   CrossEntropy<double>(logits, targets, &d, 0.5);
   testing::ExpectGradientMatches(
-      [&] { return 0.5 * CrossEntropy<double>(logits, targets, nullptr); }, &logits, d,
-      "logits");
+      [&] { return 0.5 * CrossEntropy<double>(logits, targets, nullptr); }, &logits, d, "logits");
 }
 
 }  // namespace

@@ -24,9 +24,9 @@ DecoderBlock<T>::DecoderBlock(const ModelConfig& config, int layer)
                                     config.num_heads(), config.mla(), config.rope_theta(),
                                     config.rms_norm_eps());
   } else {
-    attn_ = std::make_unique<Attention<T>>(Prefix(layer) + "self_attn.", config.hidden_size(),
-                                           config.num_heads(), config.head_dim(),
-                                           config.rope_theta());
+    attn_ =
+        std::make_unique<Attention<T>>(Prefix(layer) + "self_attn.", config.hidden_size(),
+                                       config.num_heads(), config.head_dim(), config.rope_theta());
   }
   if (IsMoeLayer(config, layer)) {
     moe_ = std::make_unique<Moe<T>>(Prefix(layer) + "mlp.", config.hidden_size(), config.moe());
@@ -46,25 +46,23 @@ std::vector<Param<T>*> DecoderBlock<T>::Params() {
 }
 
 template <typename T>
-Matrix<T> DecoderBlock<T>::Forward(const Matrix<T>& x, const BatchInfo& batch,
-                                   Context* ctx) const {
+Matrix<T> DecoderBlock<T>::Forward(const Matrix<T>& x, const BatchInfo& batch, Context* ctx) const {
   const Matrix<T> normed_x = attn_norm_.Forward(x, &ctx->attn_norm);
   Matrix<T> h = x + (mla_ != nullptr ? mla_->Forward(normed_x, batch.seq_len, &ctx->mla)
                                      : attn_->Forward(normed_x, batch.seq_len, &ctx->attn));
   const Matrix<T> normed = ffn_norm_.Forward(h, &ctx->ffn_norm);
-  h += moe_ != nullptr ? moe_->Forward(normed, batch, &ctx->moe)
-                       : mlp_->Forward(normed, &ctx->mlp);
+  h += moe_ != nullptr ? moe_->Forward(normed, batch, &ctx->moe) : mlp_->Forward(normed, &ctx->mlp);
   return h;
 }
 
 template <typename T>
 Matrix<T> DecoderBlock<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
-  Matrix<T> d_ffn = moe_ != nullptr ? moe_->BackwardInput(dy, &ctx->moe)
-                                    : mlp_->BackwardInput(dy, &ctx->mlp);
+  Matrix<T> d_ffn =
+      moe_ != nullptr ? moe_->BackwardInput(dy, &ctx->moe) : mlp_->BackwardInput(dy, &ctx->mlp);
   Matrix<T> dh = std::move(dy);
   dh += ffn_norm_.BackwardInput(std::move(d_ffn), &ctx->ffn_norm);
-  Matrix<T> d_attn = mla_ != nullptr ? mla_->BackwardInput(dh, &ctx->mla)
-                                     : attn_->BackwardInput(dh, &ctx->attn);
+  Matrix<T> d_attn =
+      mla_ != nullptr ? mla_->BackwardInput(dh, &ctx->mla) : attn_->BackwardInput(dh, &ctx->attn);
   dh += attn_norm_.BackwardInput(std::move(d_attn), &ctx->attn_norm);
   return dh;
 }

@@ -29,8 +29,8 @@ class DecoderBlock {
     typename RmsNorm<T>::Context attn_norm, ffn_norm;
     typename Attention<T>::Context attn;  // standard attention
     typename Mla<T>::Context mla;         // MLA
-    typename Mlp<T>::Context mlp;  // dense layers
-    typename Moe<T>::Context moe;  // MoE layers
+    typename Mlp<T>::Context mlp;         // dense layers
+    typename Moe<T>::Context moe;         // MoE layers
   };
 
   // Layer `layer` of a model with `config` (validated). CHECKs 0 <= layer < num_layers.

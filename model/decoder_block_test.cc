@@ -39,9 +39,9 @@ TEST_P(DecoderBlockTest, KindFollowsFirstKDenseLayers) {
   EXPECT_EQ(block_.is_moe(), Layer() == 1);
   EXPECT_EQ(block_.Params()[0]->name,
             "model.layers." + std::to_string(Layer()) + ".input_layernorm.weight");
-  EXPECT_EQ(block_.Params()[1]->name, "model.layers." + std::to_string(Layer()) +
-                                          (Config().has_mla() ? ".self_attn.q_a_proj.weight"
-                                                              : ".self_attn.q_proj.weight"));
+  EXPECT_EQ(block_.Params()[1]->name,
+            "model.layers." + std::to_string(Layer()) +
+                (Config().has_mla() ? ".self_attn.q_a_proj.weight" : ".self_attn.q_proj.weight"));
 }
 
 TEST_P(DecoderBlockTest, GradientsMatchFiniteDifferences) {

@@ -21,9 +21,9 @@ Matrix<T> Embedding<T>::Forward(const std::vector<int32_t>& ids, Context* ctx) c
 
 template <typename T>
 void Embedding<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
-  MODEL_CHECK(dy.rows() == static_cast<int64_t>(ctx->ids.size()) &&
-                  dy.cols() == table_.value.cols(),
-              table_.name, ": gradient shape does not match the forward pass");
+  MODEL_CHECK(
+      dy.rows() == static_cast<int64_t>(ctx->ids.size()) && dy.cols() == table_.value.cols(),
+      table_.name, ": gradient shape does not match the forward pass");
   ctx->dy = std::move(dy);
 }
 

@@ -24,7 +24,8 @@ Matrix<T> Linear<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
 
 template <typename T>
 void Linear<T>::BackwardWeight(Context* ctx) {
-  MODEL_CHECK(ctx->dy.rows() == ctx->x.rows(), weight_.name, ": BackwardWeight before BackwardInput");
+  MODEL_CHECK(ctx->dy.rows() == ctx->x.rows(), weight_.name,
+              ": BackwardWeight before BackwardInput");
   weight_.grad.noalias() += ctx->dy.transpose() * ctx->x;
   ctx->x = Matrix<T>();
   ctx->dy = Matrix<T>();

@@ -11,9 +11,8 @@ namespace {
 // For every head h: dst columns [h * dst_stride + dst_offset, + width) = src columns
 // [h * src_stride + src_offset, + width) (src_stride 0: the same columns for every head).
 template <typename T>
-void CopyHeadColumns(const Matrix<T>& src, int64_t src_stride, int64_t src_offset,
-                     Matrix<T>* dst, int64_t dst_stride, int64_t dst_offset, int64_t width,
-                     int64_t heads) {
+void CopyHeadColumns(const Matrix<T>& src, int64_t src_stride, int64_t src_offset, Matrix<T>* dst,
+                     int64_t dst_stride, int64_t dst_offset, int64_t width, int64_t heads) {
   for (int64_t h = 0; h < heads; ++h) {
     dst->middleCols(h * dst_stride + dst_offset, width) =
         src.middleCols(h * src_stride + src_offset, width);
@@ -67,10 +66,10 @@ Matrix<T> Mla<T>::Forward(const Matrix<T>& x, int64_t seq_len, Context* ctx) con
               " tokens are not whole sequences of ", seq_len);
   const int64_t tokens = x.rows();
   const int64_t qk = nope_ + rope_;
-  Matrix<T> q = q_ != nullptr ? q_->Forward(x, &ctx->q)
-                              : q_b_->Forward(q_norm_->Forward(q_a_->Forward(x, &ctx->q_a),
-                                                               &ctx->q_norm),
-                                              &ctx->q_b);
+  Matrix<T> q =
+      q_ != nullptr
+          ? q_->Forward(x, &ctx->q)
+          : q_b_->Forward(q_norm_->Forward(q_a_->Forward(x, &ctx->q_a), &ctx->q_norm), &ctx->q_b);
   Matrix<T> q_rope(tokens, num_heads_ * rope_);
   CopyHeadColumns(q, qk, nope_, &q_rope, rope_, 0, rope_, num_heads_);
   ApplyRope(&q_rope, num_heads_, rope_, seq_len, rope_theta_, /*inverse=*/false);

@@ -2,7 +2,8 @@
 //   q = q_b(RMSNorm(q_a(x)))  (or q_proj(x) without a query bottleneck)  [tokens, heads * (n + r)]
 //   [c | k_rope] = kv_a(x); [k_nope | v] per head = kv_b(RMSNorm(c))
 //   q's last r dims per head and k_rope (one head, shared) are rotated by RoPE;
-//   k = [k_nope | k_rope] per head; o = causal softmax attention (scale 1/sqrt(n + r)); y = o_proj(o)
+//   k = [k_nope | k_rope] per head; o = causal softmax attention (scale 1/sqrt(n + r));
+//   y = o_proj(o)
 // Weight names follow DeepSeek-V3's checkpoints (q_a_proj, q_a_layernorm, q_b_proj,
 // kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o_proj).
 #ifndef MODEL_MLA_H_

@@ -29,8 +29,7 @@ Matrix<T> Mlp<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
   const auto sig = T(1) / (T(1) + (-g).exp());
   // silu(g) = g sig(g); silu'(g) = sig(g) (1 + g (1 - sig(g))).
   Matrix<T> d_up = (dh.array() * g * sig).matrix();
-  Matrix<T> d_gate =
-      (dh.array() * ctx->up.array() * sig * (T(1) + g * (T(1) - sig))).matrix();
+  Matrix<T> d_gate = (dh.array() * ctx->up.array() * sig * (T(1) + g * (T(1) - sig))).matrix();
   ctx->gate = Matrix<T>();
   ctx->up = Matrix<T>();
   Matrix<T> dx = gate_proj_.BackwardInput(std::move(d_gate), &ctx->gate_proj);

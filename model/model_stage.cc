@@ -26,8 +26,8 @@ ModelStage<T>::ModelStage(const ModelConfig& config, const StageRange& range)
   if (range.has_head) {
     norm_ = std::make_unique<RmsNorm<T>>("model.norm.weight", config.hidden_size(),
                                          config.rms_norm_eps());
-    head_ = std::make_unique<Linear<T>>("lm_head.weight", config.hidden_size(),
-                                        config.vocab_size());
+    head_ =
+        std::make_unique<Linear<T>>("lm_head.weight", config.hidden_size(), config.vocab_size());
   }
 }
 
@@ -59,8 +59,8 @@ absl::Status ModelStage<T>::Validate(const MicroBatch& batch) const {
   if (range_.has_embedding) {
     for (int32_t id : batch.tokens) {
       if (id < 0 || id >= config_.vocab_size()) {
-        return absl::InvalidArgumentError(absl::StrCat("MicroBatch.tokens: id ", id,
-                                                       " outside [0, ", config_.vocab_size(), ")"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("MicroBatch.tokens: id ", id, " outside [0, ", config_.vocab_size(), ")"));
       }
     }
   }
@@ -71,9 +71,9 @@ absl::Status ModelStage<T>::Validate(const MicroBatch& batch) const {
     }
     for (int32_t id : batch.targets) {
       if (id != kIgnoreTarget && (id < 0 || id >= config_.vocab_size())) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("MicroBatch.targets: id ", id, " outside [0, ", config_.vocab_size(),
-                         ") and not kIgnoreTarget"));
+        return absl::InvalidArgumentError(absl::StrCat("MicroBatch.targets: id ", id,
+                                                       " outside [0, ", config_.vocab_size(),
+                                                       ") and not kIgnoreTarget"));
       }
     }
   }
@@ -81,8 +81,7 @@ absl::Status ModelStage<T>::Validate(const MicroBatch& batch) const {
 }
 
 template <typename T>
-Matrix<T> ModelStage<T>::Forward(const MicroBatch& batch, const Matrix<T>& x,
-                                 Context* ctx) const {
+Matrix<T> ModelStage<T>::Forward(const MicroBatch& batch, const Matrix<T>& x, Context* ctx) const {
   const absl::Status valid = Validate(batch);
   MODEL_CHECK(valid.ok(), valid.ToString());
   ctx->num_tokens = static_cast<int64_t>(batch.tokens.size());
@@ -125,9 +124,11 @@ Matrix<T> ModelStage<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
 }
 
 template <typename T>
-std::pair<Matrix<T>, Matrix<T>> ModelStage<T>::OverlappedForwardBackward(
-    const MicroBatch& f_batch, const Matrix<T>& f_x, Context* f_ctx, Matrix<T> b_dy,
-    Context* b_ctx) const {
+std::pair<Matrix<T>, Matrix<T>> ModelStage<T>::OverlappedForwardBackward(const MicroBatch& f_batch,
+                                                                         const Matrix<T>& f_x,
+                                                                         Context* f_ctx,
+                                                                         Matrix<T> b_dy,
+                                                                         Context* b_ctx) const {
   MODEL_CHECK(f_ctx != b_ctx, "OverlappedForwardBackward: one context for both micro-batches");
   Matrix<T> dx;
   std::thread backward([&] { dx = BackwardInput(std::move(b_dy), b_ctx); });

@@ -90,8 +90,7 @@ class ModelStage {
   // output, backward dx}, equal to the two calls made one after the other. CHECKs f_ctx != b_ctx.
   std::pair<Matrix<T>, Matrix<T>> OverlappedForwardBackward(const MicroBatch& f_batch,
                                                             const Matrix<T>& f_x, Context* f_ctx,
-                                                            Matrix<T> b_dy,
-                                                            Context* b_ctx) const;
+                                                            Matrix<T> b_dy, Context* b_ctx) const;
 
   const StageRange& range() const { return range_; }
   // The stage's blocks, layer begin_layer first.

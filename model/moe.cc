@@ -7,8 +7,8 @@ namespace model {
 
 std::vector<int64_t> RowsPerRank(const std::vector<int64_t>& expert_counts, int ep_size) {
   const int64_t experts = static_cast<int64_t>(expert_counts.size());
-  MODEL_CHECK(ep_size > 0 && experts % ep_size == 0, "RowsPerRank: ", experts,
-              " experts over ", ep_size, " ranks");
+  MODEL_CHECK(ep_size > 0 && experts % ep_size == 0, "RowsPerRank: ", experts, " experts over ",
+              ep_size, " ranks");
   const int64_t local = experts / ep_size;
   std::vector<int64_t> rows(ep_size, 0);
   for (int64_t e = 0; e < experts; ++e) rows[e / local] += expert_counts[e];
@@ -19,8 +19,8 @@ template <typename T>
 Moe<T>::Moe(const std::string& prefix, int64_t hidden, const MoeConfig& moe, int ep_rank,
             int ep_size)
     : ep_size_(ep_size), gate_(prefix + "gate.", hidden, moe) {
-  MODEL_CHECK(ep_rank >= 0 && ep_rank < ep_size && moe.num_routed_experts() % ep_size == 0,
-              prefix, ": EP rank ", ep_rank, " of ", ep_size, " for ", moe.num_routed_experts(),
+  MODEL_CHECK(ep_rank >= 0 && ep_rank < ep_size && moe.num_routed_experts() % ep_size == 0, prefix,
+              ": EP rank ", ep_rank, " of ", ep_size, " for ", moe.num_routed_experts(),
               " experts");
   if (moe.num_shared_experts() > 0) {
     shared_ = std::make_unique<Mlp<T>>(
@@ -62,7 +62,7 @@ Matrix<T> Moe<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
 
 template <typename T>
 ExpertRows<T> Moe<T>::ForwardDispatch(const Matrix<T>& x, const BatchInfo& batch,
-                                       Context* ctx) const {
+                                      Context* ctx) const {
   Routing<T> routing = gate_.Forward(x, batch, &ctx->gate);
   ctx->aux_loss = routing.aux_loss;
   ctx->loads = ExpertLoads(routing.experts, num_experts());

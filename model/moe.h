@@ -7,7 +7,8 @@
 // all-to-all between them (and run one micro-batch's compute while another's is in flight):
 //
 //   forward:  ForwardDispatch -> [all-to-all] -> ForwardExperts -> [all-to-all] -> ForwardCombine
-//   backward: BackwardCombine -> [all-to-all] -> BackwardExperts -> [all-to-all] -> BackwardDispatch
+//   backward: BackwardCombine -> [all-to-all] -> BackwardExperts -> [all-to-all] -> (continued)
+//             BackwardDispatch
 //
 // Dispatch all-to-all: a rank sends ExpertRows::rows, grouped by expert and so by destination
 // rank (RowsPerRank gives the row counts per peer), and each destination gets the per-expert
@@ -61,8 +62,8 @@ class Moe {
     std::vector<int64_t> loads;  // tokens routed to each expert (all experts) by this forward
     T aux_loss = 0;              // the gate's sequence-wise balance loss (0 when disabled)
     // Rows received by this rank's experts.
-    std::vector<int64_t> order;           // expert-major position -> received row
-    std::vector<int64_t> local_offsets;   // [L + 1] into `order`
+    std::vector<int64_t> order;                     // expert-major position -> received row
+    std::vector<int64_t> local_offsets;             // [L + 1] into `order`
     std::vector<typename Mlp<T>::Context> experts;  // one per local expert
   };
 

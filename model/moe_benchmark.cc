@@ -28,8 +28,8 @@ void BM_Sgemm(benchmark::State& state) {
     c.noalias() = a * b;
     benchmark::DoNotOptimize(c.data());
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n * state.iterations() / 1e9,
-                                                 benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * n * n * n * state.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_Sgemm)->ArgsProduct({{256, 512, 1024}, {1, 2}})->MeasureProcessCPUTime();
 
@@ -60,9 +60,8 @@ void BM_MoeBlock(benchmark::State& state) {
   // Per token: gate 2*H*E; each of top_k routed experts and the shared expert 3 GEMMs of 2*H*I.
   const double forward_flops =
       tokens * (2.0 * hidden * experts + (config.top_k() + 1) * 6.0 * hidden * intermediate);
-  state.counters["tokens/s"] =
-      benchmark::Counter(static_cast<double>(tokens * state.iterations()),
-                         benchmark::Counter::kIsRate);
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(tokens * state.iterations()),
+                                                  benchmark::Counter::kIsRate);
   state.counters["GFLOP/s"] = benchmark::Counter(3.0 * forward_flops * state.iterations() / 1e9,
                                                  benchmark::Counter::kIsRate);
 }

@@ -88,10 +88,11 @@ Routing<T> MoeGate<T>::Forward(const Matrix<T>& x, const BatchInfo& batch, Conte
             static_cast<T>(num_experts_) / (static_cast<T>(top_k_) * seq_len);
       }
     }
-    const Matrix<T> normalised = ctx->scores.array().colwise() / ctx->scores.rowwise().sum().array();
+    const Matrix<T> normalised =
+        ctx->scores.array().colwise() / ctx->scores.rowwise().sum().array();
     for (int64_t b = 0; b < sequences; ++b) {
-      const Matrix<T> p = normalised.middleRows(b * batch.seq_len, batch.seq_len).colwise().sum() /
-                          seq_len;
+      const Matrix<T> p =
+          normalised.middleRows(b * batch.seq_len, batch.seq_len).colwise().sum() / seq_len;
       routing.aux_loss += aux_alpha_ * ctx->aux_f.row(b).dot(p.row(0)) / static_cast<T>(sequences);
     }
     ctx->aux_coefficient =
@@ -144,9 +145,8 @@ template <typename T>
 void MoeGate<T>::UpdateBias(const std::vector<int64_t>& loads) {
   MODEL_CHECK(static_cast<int64_t>(loads.size()) == num_experts_, bias_.name, ": ", loads.size(),
               " loads for ", num_experts_, " experts");
-  const double mean =
-      static_cast<double>(std::accumulate(loads.begin(), loads.end(), int64_t{0})) /
-      static_cast<double>(num_experts_);
+  const double mean = static_cast<double>(std::accumulate(loads.begin(), loads.end(), int64_t{0})) /
+                      static_cast<double>(num_experts_);
   for (int64_t e = 0; e < num_experts_; ++e) {
     const double diff = mean - static_cast<double>(loads[e]);
     bias_.value(0, e) += bias_update_speed_ * static_cast<T>((diff > 0) - (diff < 0));

@@ -99,7 +99,7 @@ INSTANTIATE_TEST_SUITE_P(SharedExperts, MoeGradientTest, ::testing::Values(0, 1)
 // in turn in this thread; the all-to-alls between the phases are done here by moving rows between
 // the ranks' buffers exactly as comm's AllToAll moves them.
 
-using Rows = std::vector<Matrix<double>>;           // per rank
+using Rows = std::vector<Matrix<double>>;          // per rank
 using Counts = std::vector<std::vector<int64_t>>;  // per rank
 
 // The rows of every matrix in `parts`, stacked in order.
@@ -181,8 +181,8 @@ TEST_P(MoeEpTest, MatchesOneRank) {
   for (int r = 0; r < ranks; ++r) {
     moe.push_back(std::make_unique<Moe<double>>("m.", kHidden, TestConfig(1), r, ranks));
     InitParams(moe[r]->Params(), 0.5, 1);  // by name: the same weights as `whole`
-    ExpertRows<double> d = moe[r]->ForwardDispatch(
-        x.middleRows(r * kTokensPerRank, kTokensPerRank), {kTokensPerRank}, &c[r]);
+    ExpertRows<double> d = moe[r]->ForwardDispatch(x.middleRows(r * kTokensPerRank, kTokensPerRank),
+                                                   {kTokensPerRank}, &c[r]);
     send[r] = std::move(d.rows);
     expert_counts[r] = std::move(d.expert_counts);
   }

@@ -29,20 +29,19 @@ Matrix<T> RmsNorm<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
   Matrix<T> u = dy.array().rowwise() * scale_.value.row(0).array();
   const auto r = ctx->inv_rms.col(0).array();
   const auto mean_ux = (u.array() * ctx->x.array()).rowwise().sum() / static_cast<T>(dy.cols());
-  Matrix<T> dx = (u.array().colwise() * r) -
-                 (ctx->x.array().colwise() * (r.cube() * mean_ux));
+  Matrix<T> dx = (u.array().colwise() * r) - (ctx->x.array().colwise() * (r.cube() * mean_ux));
   ctx->dy = std::move(dy);
   return dx;
 }
 
 template <typename T>
 void RmsNorm<T>::BackwardWeight(Context* ctx) {
-  MODEL_CHECK(ctx->dy.rows() == ctx->x.rows(), scale_.name, ": BackwardWeight before BackwardInput");
-  scale_.grad.row(0) +=
-      ((ctx->dy.array() * ctx->x.array()).colwise() * ctx->inv_rms.col(0).array())
-          .colwise()
-          .sum()
-          .matrix();
+  MODEL_CHECK(ctx->dy.rows() == ctx->x.rows(), scale_.name,
+              ": BackwardWeight before BackwardInput");
+  scale_.grad.row(0) += ((ctx->dy.array() * ctx->x.array()).colwise() * ctx->inv_rms.col(0).array())
+                            .colwise()
+                            .sum()
+                            .matrix();
   *ctx = Context();
 }
 

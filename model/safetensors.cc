@@ -65,9 +65,8 @@ absl::StatusOr<std::vector<Entry>> ParseHeader(const std::string& text, uint64_t
       return absl::DataLossError(absl::StrCat("tensor '", name, "': ", why));
     };
     if (!value.is_object() || !value.contains("dtype") || !value["dtype"].is_string() ||
-        !value.contains("shape") || !value["shape"].is_array() ||
-        !value.contains("data_offsets") || !value["data_offsets"].is_array() ||
-        value["data_offsets"].size() != 2) {
+        !value.contains("shape") || !value["shape"].is_array() || !value.contains("data_offsets") ||
+        !value["data_offsets"].is_array() || value["data_offsets"].size() != 2) {
       return bad("needs dtype, shape and two data_offsets");
     }
     Entry entry{name, core::DType::kF32, {}, 0, 0};

@@ -60,10 +60,10 @@ TEST(SafetensorsTest, RoundTripsDTypesShapesAndMetadata) {
   b.data<core::BFloat16>()[0] = core::ToBFloat16(1.5f);
   core::Tensor empty = core::Tensor::Zeros({0, 5}, core::DType::kI32);
   const std::string path = TempPath("round_trip.safetensors");
-  ASSERT_TRUE(WriteSafetensors(path,
-                               {{"z.f", f.view()}, {"a.i", i.view()}, {"m.b", b.view()},
-                                {"e", empty.view()}},
-                               {{"format", "pt"}})
+  ASSERT_TRUE(WriteSafetensors(
+                  path,
+                  {{"z.f", f.view()}, {"a.i", i.view()}, {"m.b", b.view()}, {"e", empty.view()}},
+                  {{"format", "pt"}})
                   .ok());
   absl::StatusOr<SafetensorsFile> file = ReadSafetensors(path);
   ASSERT_TRUE(file.ok()) << file.status();

@@ -4,8 +4,7 @@
 
 namespace model {
 
-DispatchPlan PlanDispatch(const std::vector<int32_t>& experts, int64_t top_k,
-                          int64_t num_experts) {
+DispatchPlan PlanDispatch(const std::vector<int32_t>& experts, int64_t top_k, int64_t num_experts) {
   const int64_t slots = static_cast<int64_t>(experts.size());
   MODEL_CHECK(top_k > 0 && slots % top_k == 0, "PlanDispatch: ", slots, " slots, top_k ", top_k);
   DispatchPlan plan;
@@ -25,8 +24,8 @@ DispatchPlan PlanDispatch(const std::vector<int32_t>& experts, int64_t top_k,
 
 template <typename T>
 Matrix<T> PermuteRows(const Matrix<T>& x, const DispatchPlan& plan) {
-  MODEL_CHECK(x.rows() == plan.num_tokens, "PermuteRows: ", x.rows(), " rows for ",
-              plan.num_tokens, " tokens");
+  MODEL_CHECK(x.rows() == plan.num_tokens, "PermuteRows: ", x.rows(), " rows for ", plan.num_tokens,
+              " tokens");
   Matrix<T> rows(static_cast<int64_t>(plan.slots.size()), x.cols());
   for (size_t r = 0; r < plan.slots.size(); ++r) rows.row(r) = x.row(plan.slots[r] / plan.top_k);
   return rows;
@@ -34,8 +33,8 @@ Matrix<T> PermuteRows(const Matrix<T>& x, const DispatchPlan& plan) {
 
 template <typename T>
 Matrix<T> CombineRows(const Matrix<T>& rows, const Matrix<T>* weights, const DispatchPlan& plan) {
-  MODEL_CHECK(rows.rows() == static_cast<int64_t>(plan.slots.size()), "CombineRows: ",
-              rows.rows(), " rows for ", plan.slots.size(), " slots");
+  MODEL_CHECK(rows.rows() == static_cast<int64_t>(plan.slots.size()), "CombineRows: ", rows.rows(),
+              " rows for ", plan.slots.size(), " slots");
   Matrix<T> out = Matrix<T>::Zero(plan.num_tokens, rows.cols());
   for (size_t r = 0; r < plan.slots.size(); ++r) {
     const int64_t t = plan.slots[r] / plan.top_k;
@@ -51,8 +50,9 @@ Matrix<T> CombineRows(const Matrix<T>& rows, const Matrix<T>* weights, const Dis
 template <typename T>
 void CombineRowsBackward(const Matrix<T>& dy, const Matrix<T>& rows, const Matrix<T>& weights,
                          const DispatchPlan& plan, Matrix<T>* d_rows, Matrix<T>* d_weights) {
-  MODEL_CHECK(dy.rows() == plan.num_tokens && rows.rows() == static_cast<int64_t>(plan.slots.size()),
-              "CombineRowsBackward: shapes do not match the plan");
+  MODEL_CHECK(
+      dy.rows() == plan.num_tokens && rows.rows() == static_cast<int64_t>(plan.slots.size()),
+      "CombineRowsBackward: shapes do not match the plan");
   d_rows->resize(rows.rows(), rows.cols());
   d_weights->resize(plan.num_tokens, plan.top_k);
   for (size_t r = 0; r < plan.slots.size(); ++r) {
@@ -70,8 +70,8 @@ template Matrix<float> CombineRows<float>(const Matrix<float>&, const Matrix<flo
 template Matrix<double> CombineRows<double>(const Matrix<double>&, const Matrix<double>*,
                                             const DispatchPlan&);
 template void CombineRowsBackward<float>(const Matrix<float>&, const Matrix<float>&,
-                                         const Matrix<float>&, const DispatchPlan&,
-                                         Matrix<float>*, Matrix<float>*);
+                                         const Matrix<float>&, const DispatchPlan&, Matrix<float>*,
+                                         Matrix<float>*);
 template void CombineRowsBackward<double>(const Matrix<double>&, const Matrix<double>&,
                                           const Matrix<double>&, const DispatchPlan&,
                                           Matrix<double>*, Matrix<double>*);

@@ -24,8 +24,7 @@ struct DispatchPlan {
 
 // The plan for Routing::experts `experts` ([tokens * top_k]). CHECKs every expert is in
 // [0, num_experts) and top_k divides experts.size().
-DispatchPlan PlanDispatch(const std::vector<int32_t>& experts, int64_t top_k,
-                          int64_t num_experts);
+DispatchPlan PlanDispatch(const std::vector<int32_t>& experts, int64_t top_k, int64_t num_experts);
 
 // x [tokens, width] -> [tokens * top_k, width]: row r is x[slots[r] / top_k].
 template <typename T>

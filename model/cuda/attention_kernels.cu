@@ -1,10 +1,9 @@
-#include "model/cuda/attention_kernels.h"
-
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
+#include "model/cuda/attention_kernels.h"
 #include "model/cuda/device_check.h"
 
 namespace model::cuda {
@@ -24,7 +23,8 @@ __device__ float BlockReduce(float v, float* scratch) {
   for (int stride = kThreads / 2; stride > 0; stride /= 2) {
     if (threadIdx.x < stride) {
       const float other = scratch[threadIdx.x + stride];
-      scratch[threadIdx.x] = kMax ? fmaxf(scratch[threadIdx.x], other) : scratch[threadIdx.x] + other;
+      scratch[threadIdx.x] =
+          kMax ? fmaxf(scratch[threadIdx.x], other) : scratch[threadIdx.x] + other;
     }
     __syncthreads();
   }
@@ -115,9 +115,9 @@ __global__ void BackwardQueryKernel(const float* q, const float* k, const float*
 
 // Block per key j: dk_j = scale sum_{i >= j} ds_ij q_i and dv_j = sum_{i >= j} p_ij do_i.
 // Dynamic shared memory: 2 * seq_len floats (p and ds).
-__global__ void BackwardKeyKernel(const float* q, const float* k, const float* v,
-                                  const float* d_o, const float* lse, const float* delta,
-                                  AttentionShape s, float scale, float* dk, float* dv) {
+__global__ void BackwardKeyKernel(const float* q, const float* k, const float* v, const float* d_o,
+                                  const float* lse, const float* delta, AttentionShape s,
+                                  float scale, float* dk, float* dv) {
   extern __shared__ float shared[];
   float* p = shared;
   float* ds = shared + s.seq_len;
@@ -147,11 +147,10 @@ __global__ void BackwardKeyKernel(const float* q, const float* k, const float* v
 
 absl::Status CheckShapes(const TensorView& q, const AttentionShape& s, const char* what) {
   if (q.shape().rank() != 2 || s.num_heads < 1 || s.head_dim < 1 || s.seq_len < 1 ||
-      s.seq_len > kMaxSeqLen || q.dim(1) != s.num_heads * s.head_dim ||
-      q.dim(0) % s.seq_len != 0) {
+      s.seq_len > kMaxSeqLen || q.dim(1) != s.num_heads * s.head_dim || q.dim(0) % s.seq_len != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        what, ": q ", q.shape().ToString(), " does not fit ", s.num_heads, " heads of ",
-        s.head_dim, " and sequences of ", s.seq_len, " (at most ", kMaxSeqLen, ")"));
+        what, ": q ", q.shape().ToString(), " does not fit ", s.num_heads, " heads of ", s.head_dim,
+        " and sequences of ", s.seq_len, " (at most ", kMaxSeqLen, ")"));
   }
   return absl::OkStatus();
 }

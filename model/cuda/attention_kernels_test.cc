@@ -53,10 +53,9 @@ TEST_F(AttentionKernelsTest, ForwardAndBackwardMatchCpu) {
   core::Tensor dv = DeviceTensor({kTokens, kWidth});
   const AttentionShape shape{kHeads, kHeadDim, kSeqLen};
   ASSERT_TRUE(
-      AttentionForward(dq_in.view(), dk_in.view(), dv_in.view(), shape, o.view(), lse.view())
-          .ok());
-  ASSERT_TRUE(AttentionBackward(dq_in.view(), dk_in.view(), dv_in.view(), d_do.view(),
-                                lse.view(), shape, delta.view(), dq.view(), dk.view(), dv.view())
+      AttentionForward(dq_in.view(), dk_in.view(), dv_in.view(), shape, o.view(), lse.view()).ok());
+  ASSERT_TRUE(AttentionBackward(dq_in.view(), dk_in.view(), dv_in.view(), d_do.view(), lse.view(),
+                                shape, delta.view(), dq.view(), dk.view(), dv.view())
                   .ok());
   EXPECT_TRUE(ToHostMatrix(o.view(), kTokens, kWidth).isApprox(y.leftCols(kWidth), 1e-5f));
   // The CPU gradients are with respect to q and k before RoPE: rotate the kernel's back.
@@ -71,10 +70,10 @@ TEST_F(AttentionKernelsTest, ForwardAndBackwardMatchCpu) {
 
 TEST_F(AttentionKernelsTest, RejectsPartialSequences) {
   core::Tensor t = DeviceTensor({10, kWidth}), lse = DeviceTensor({10, kHeads});
-  EXPECT_EQ(AttentionForward(t.view(), t.view(), t.view(), {kHeads, kHeadDim, 4}, t.view(),
-                             lse.view())
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      AttentionForward(t.view(), t.view(), t.view(), {kHeads, kHeadDim, 4}, t.view(), lse.view())
+          .code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

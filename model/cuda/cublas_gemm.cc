@@ -58,10 +58,10 @@ absl::Status Gemm(const CublasHandle& handle, const core::TensorView& a, bool tr
   // Row-major X is column-major X^T, so compute c^T = op(b)^T op(a)^T in column-major terms.
   return CublasStatus(
       cublasSgemm(handle.get(), transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                  transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(n),
-                  static_cast<int>(m), static_cast<int>(k), &alpha, b.data<float>(),
-                  static_cast<int>(b.dim(1)), a.data<float>(), static_cast<int>(a.dim(1)), &beta,
-                  c.data<float>(), static_cast<int>(n)),
+                  transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
+                  static_cast<int>(k), &alpha, b.data<float>(), static_cast<int>(b.dim(1)),
+                  a.data<float>(), static_cast<int>(a.dim(1)), &beta, c.data<float>(),
+                  static_cast<int>(n)),
       "cublasSgemm");
 }
 

@@ -20,13 +20,12 @@ inline absl::Status CheckDeviceTensor(const core::TensorView& view, core::DType 
     return absl::InvalidArgumentError(absl::StrCat(what, ": not a CUDA tensor"));
   }
   if (view.dtype() != dtype) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": dtype ", core::Name(view.dtype()),
-                                                   ", expected ", core::Name(dtype)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": dtype ", core::Name(view.dtype()), ", expected ", core::Name(dtype)));
   }
   if (view.shape().dims() != dims) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": shape ", view.shape().ToString(),
-                                                   ", expected ",
-                                                   core::Shape(dims).ToString()));
+                                                   ", expected ", core::Shape(dims).ToString()));
   }
   return absl::OkStatus();
 }

@@ -1,8 +1,7 @@
-#include "model/cuda/elementwise_kernels.h"
-
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
 #include "model/cuda/device_check.h"
+#include "model/cuda/elementwise_kernels.h"
 
 namespace model::cuda {
 namespace {
@@ -44,7 +43,8 @@ __global__ void RmsNormBackwardInputKernel(const float* x, const float* g, const
                                            const float* dy, int64_t width, float* dx) {
   const int64_t base = blockIdx.x * width;
   float sum = 0;
-  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) sum += dy[base + i] * g[i] * x[base + i];
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
+    sum += dy[base + i] * g[i] * x[base + i];
   const float mean_ux = BlockSum(sum) / static_cast<float>(width);
   const float r = inv_rms[blockIdx.x];
   for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
@@ -93,8 +93,8 @@ __global__ void SwiGluForwardKernel(const float* gate, const float* up, int64_t 
   }
 }
 
-__global__ void SwiGluBackwardKernel(const float* gate, const float* up, const float* dh,
-                                     int64_t n, float* d_gate, float* d_up) {
+__global__ void SwiGluBackwardKernel(const float* gate, const float* up, const float* dh, int64_t n,
+                                     float* d_gate, float* d_up) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     const float g = gate[i];
@@ -121,9 +121,8 @@ absl::Status RmsNormForward(const TensorView& x, const TensorView& g, float eps,
   RETURN_IF_ERROR(CheckDeviceTensor(y, DType::kF32, {tokens, width}, "RmsNormForward y"));
   RETURN_IF_ERROR(CheckDeviceTensor(inv_rms, DType::kF32, {tokens}, "RmsNormForward inv_rms"));
   if (tokens == 0) return absl::OkStatus();
-  RmsNormForwardKernel<<<tokens, kThreads, 0, stream>>>(x.data<float>(), g.data<float>(), eps,
-                                                        width, y.data<float>(),
-                                                        inv_rms.data<float>());
+  RmsNormForwardKernel<<<tokens, kThreads, 0, stream>>>(
+      x.data<float>(), g.data<float>(), eps, width, y.data<float>(), inv_rms.data<float>());
   RETURN_IF_CUDA_ERROR(cudaGetLastError());
   return absl::OkStatus();
 }
@@ -161,8 +160,7 @@ absl::Status RmsNormBackwardWeight(const TensorView& x, const TensorView& inv_rm
   RETURN_IF_ERROR(CheckDeviceTensor(x, DType::kF32, {tokens, width}, "RmsNormBackwardWeight x"));
   RETURN_IF_ERROR(
       CheckDeviceTensor(inv_rms, DType::kF32, {tokens}, "RmsNormBackwardWeight inv_rms"));
-  RETURN_IF_ERROR(
-      CheckDeviceTensor(dy, DType::kF32, {tokens, width}, "RmsNormBackwardWeight dy"));
+  RETURN_IF_ERROR(CheckDeviceTensor(dy, DType::kF32, {tokens, width}, "RmsNormBackwardWeight dy"));
   RETURN_IF_ERROR(CheckDeviceTensor(dg, DType::kF32, {width}, "RmsNormBackwardWeight dg"));
   if (width == 0) return absl::OkStatus();
   RmsNormBackwardWeightKernel<<<(width + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
@@ -195,15 +193,14 @@ absl::Status SwiGluForward(const TensorView& gate, const TensorView& up, const T
   RETURN_IF_ERROR(CheckDeviceTensor(h, DType::kF32, dims, "SwiGluForward h"));
   const int64_t n = gate.num_elements();
   if (n == 0) return absl::OkStatus();
-  SwiGluForwardKernel<<<GridFor(n), kThreads, 0, stream>>>(gate.data<float>(), up.data<float>(),
-                                                           n, h.data<float>());
+  SwiGluForwardKernel<<<GridFor(n), kThreads, 0, stream>>>(gate.data<float>(), up.data<float>(), n,
+                                                           h.data<float>());
   RETURN_IF_CUDA_ERROR(cudaGetLastError());
   return absl::OkStatus();
 }
 
 absl::Status SwiGluBackward(const TensorView& gate, const TensorView& up, const TensorView& dh,
-                            const TensorView& d_gate, const TensorView& d_up,
-                            cudaStream_t stream) {
+                            const TensorView& d_gate, const TensorView& d_up, cudaStream_t stream) {
   const std::vector<int64_t>& dims = gate.shape().dims();
   RETURN_IF_ERROR(CheckDeviceTensor(gate, DType::kF32, dims, "SwiGluBackward gate"));
   RETURN_IF_ERROR(CheckDeviceTensor(up, DType::kF32, dims, "SwiGluBackward up"));

@@ -52,8 +52,8 @@ void BM_CublasSgemm(benchmark::State& state) {
     if (!Check(state, Gemm(*handle, a.view(), false, b.view(), true, 1, 0, c.view()))) return;
     cudaDeviceSynchronize();
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n * state.iterations() / 1e9,
-                                                 benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * n * n * n * state.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_CublasSgemm)->Arg(1024)->Arg(4096)->UseRealTime();
 
@@ -62,13 +62,15 @@ void BM_AttentionForwardBackward(benchmark::State& state) {
   const int64_t tokens = 4 * shape.seq_len;
   const int64_t width = shape.num_heads * shape.head_dim;
   core::Tensor q = RandomDevice(state, tokens, width, 1), k = RandomDevice(state, tokens, width, 2);
-  core::Tensor v = RandomDevice(state, tokens, width, 3), d_o = RandomDevice(state, tokens, width, 4);
+  core::Tensor v = RandomDevice(state, tokens, width, 3),
+               d_o = RandomDevice(state, tokens, width, 4);
   core::Tensor o = EmptyDevice(state, {tokens, width}), dq = EmptyDevice(state, {tokens, width});
   core::Tensor dk = EmptyDevice(state, {tokens, width}), dv = EmptyDevice(state, {tokens, width});
   core::Tensor lse = EmptyDevice(state, {tokens, shape.num_heads});
   core::Tensor delta = EmptyDevice(state, {tokens, shape.num_heads});
   for (auto _ : state) {
-    if (!Check(state, AttentionForward(q.view(), k.view(), v.view(), shape, o.view(), lse.view())) ||
+    if (!Check(state,
+               AttentionForward(q.view(), k.view(), v.view(), shape, o.view(), lse.view())) ||
         !Check(state, AttentionBackward(q.view(), k.view(), v.view(), d_o.view(), lse.view(), shape,
                                         delta.view(), dq.view(), dk.view(), dv.view()))) {
       return;
@@ -101,8 +103,8 @@ void BM_RoutePermuteCombine(benchmark::State& state) {
   absl::StatusOr<core::Tensor> chosen_host = core::ToHost(experts.view());
   if (!Check(state, chosen_host.status())) return;
   const int32_t* chosen = chosen_host->data<int32_t>();
-  const DispatchPlan plan = PlanDispatch(std::vector<int32_t>(chosen, chosen + tokens * kTopK),
-                                         kTopK, kExperts);
+  const DispatchPlan plan =
+      PlanDispatch(std::vector<int32_t>(chosen, chosen + tokens * kTopK), kTopK, kExperts);
   std::vector<int32_t> slots(plan.slots.begin(), plan.slots.end()), row_of_slot(slots.size());
   for (size_t r = 0; r < slots.size(); ++r) row_of_slot[slots[r]] = static_cast<int32_t>(r);
   const core::Shape index_shape({tokens * kTopK});
@@ -115,8 +117,8 @@ void BM_RoutePermuteCombine(benchmark::State& state) {
     if (!Check(state, Route(logits.view(), bias_view, options, scores.view(), experts.view(),
                             weights.view())) ||
         !Check(state, PermuteRows(x.view(), d_slots->view(), kTopK, rows.view())) ||
-        !Check(state, CombineRows(rows.view(), weights.view(), d_inverse->view(), kTopK,
-                                  out.view()))) {
+        !Check(state,
+               CombineRows(rows.view(), weights.view(), d_inverse->view(), kTopK, out.view()))) {
       return;
     }
     cudaDeviceSynchronize();

@@ -1,9 +1,8 @@
-#include "model/cuda/routing_kernels.h"
-
 #include "absl/strings/str_cat.h"
 #include "core/cuda_status.h"
 #include "core/status_macros.h"
 #include "model/cuda/device_check.h"
+#include "model/cuda/routing_kernels.h"
 
 namespace model::cuda {
 namespace {
@@ -17,8 +16,7 @@ constexpr int kMaxExperts = 256;
 // One thread per token. Repeated arg-max with strict '>' over ascending indices gives the lower
 // index on ties, as the CPU gate's stable sort does.
 __global__ void RouteKernel(const float* logits, const float* bias, int64_t tokens, int experts,
-                            RouteOptions options, float* scores, int32_t* chosen,
-                            float* weights) {
+                            RouteOptions options, float* scores, int32_t* chosen, float* weights) {
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (t >= tokens) return;
   float* s = scores + t * experts;
@@ -137,22 +135,21 @@ __global__ void CombineRowsBackwardKernel(const float* dy, const float* rows, co
 
 absl::Status RequireRank2(const TensorView& v, const char* what) {
   if (v.shape().rank() == 2) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(what, ": rank 2 needed, got ",
-                                                 v.shape().ToString()));
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, ": rank 2 needed, got ", v.shape().ToString()));
 }
 
 }  // namespace
 
 absl::Status Route(const TensorView& logits, const TensorView& bias, const RouteOptions& options,
-                   const TensorView& scores, const TensorView& experts,
-                   const TensorView& weights, cudaStream_t stream) {
+                   const TensorView& scores, const TensorView& experts, const TensorView& weights,
+                   cudaStream_t stream) {
   RETURN_IF_ERROR(RequireRank2(logits, "Route logits"));
   const int64_t tokens = logits.dim(0);
   const int64_t num_experts = logits.dim(1);
   if (num_experts < 1 || num_experts > kMaxExperts || options.num_groups < 1 ||
-      options.num_groups > 32 || num_experts % options.num_groups != 0 ||
-      options.topk_groups < 1 || options.topk_groups > options.num_groups ||
-      options.top_k < 1 || options.top_k > 32 ||
+      options.num_groups > 32 || num_experts % options.num_groups != 0 || options.topk_groups < 1 ||
+      options.topk_groups > options.num_groups || options.top_k < 1 || options.top_k > 32 ||
       options.topk_groups * (num_experts / options.num_groups) < options.top_k) {
     return absl::InvalidArgumentError(absl::StrCat(
         "Route: unsupported options for ", num_experts, " experts (at most ", kMaxExperts,
@@ -161,8 +158,10 @@ absl::Status Route(const TensorView& logits, const TensorView& bias, const Route
   RETURN_IF_ERROR(CheckDeviceTensor(logits, DType::kF32, {tokens, num_experts}, "Route logits"));
   RETURN_IF_ERROR(CheckDeviceTensor(bias, DType::kF32, {num_experts}, "Route bias"));
   RETURN_IF_ERROR(CheckDeviceTensor(scores, DType::kF32, {tokens, num_experts}, "Route scores"));
-  RETURN_IF_ERROR(CheckDeviceTensor(experts, DType::kI32, {tokens, options.top_k}, "Route experts"));
-  RETURN_IF_ERROR(CheckDeviceTensor(weights, DType::kF32, {tokens, options.top_k}, "Route weights"));
+  RETURN_IF_ERROR(
+      CheckDeviceTensor(experts, DType::kI32, {tokens, options.top_k}, "Route experts"));
+  RETURN_IF_ERROR(
+      CheckDeviceTensor(weights, DType::kF32, {tokens, options.top_k}, "Route weights"));
   if (tokens == 0) return absl::OkStatus();
   RouteKernel<<<(tokens + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
       logits.data<float>(), bias.data<float>(), tokens, static_cast<int>(num_experts), options,
@@ -181,7 +180,8 @@ absl::Status RouteBackward(const TensorView& scores, const TensorView& experts,
   const int64_t top_k = experts.dim(1);
   RETURN_IF_ERROR(
       CheckDeviceTensor(scores, DType::kF32, {tokens, num_experts}, "RouteBackward scores"));
-  RETURN_IF_ERROR(CheckDeviceTensor(experts, DType::kI32, {tokens, top_k}, "RouteBackward experts"));
+  RETURN_IF_ERROR(
+      CheckDeviceTensor(experts, DType::kI32, {tokens, top_k}, "RouteBackward experts"));
   RETURN_IF_ERROR(
       CheckDeviceTensor(d_weights, DType::kF32, {tokens, top_k}, "RouteBackward d_weights"));
   RETURN_IF_ERROR(
@@ -189,8 +189,7 @@ absl::Status RouteBackward(const TensorView& scores, const TensorView& experts,
   if (tokens == 0) return absl::OkStatus();
   RouteBackwardKernel<<<(tokens + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
       scores.data<float>(), experts.data<int32_t>(), d_weights.data<float>(), tokens,
-      static_cast<int>(num_experts), static_cast<int>(top_k), route_scale,
-      d_logits.data<float>());
+      static_cast<int>(num_experts), static_cast<int>(top_k), route_scale, d_logits.data<float>());
   RETURN_IF_CUDA_ERROR(cudaGetLastError());
   return absl::OkStatus();
 }
@@ -225,7 +224,8 @@ absl::Status CombineRows(const TensorView& rows, const TensorView& weights,
       CheckDeviceTensor(rows, DType::kF32, {tokens * top_k, width}, "CombineRows rows"));
   const bool weighted = weights.num_elements() > 0;
   if (weighted) {
-    RETURN_IF_ERROR(CheckDeviceTensor(weights, DType::kF32, {tokens, top_k}, "CombineRows weights"));
+    RETURN_IF_ERROR(
+        CheckDeviceTensor(weights, DType::kF32, {tokens, top_k}, "CombineRows weights"));
   }
   RETURN_IF_ERROR(
       CheckDeviceTensor(row_of_slot, DType::kI32, {tokens * top_k}, "CombineRows row_of_slot"));
@@ -253,10 +253,9 @@ absl::Status CombineRowsBackward(const TensorView& dy, const TensorView& rows,
       CheckDeviceTensor(weights, DType::kF32, {tokens, top_k}, "CombineRowsBackward weights"));
   RETURN_IF_ERROR(
       CheckDeviceTensor(row_of_slot, DType::kI32, {n}, "CombineRowsBackward row_of_slot"));
+  RETURN_IF_ERROR(CheckDeviceTensor(d_rows, DType::kF32, {n, width}, "CombineRowsBackward d_rows"));
   RETURN_IF_ERROR(
-      CheckDeviceTensor(d_rows, DType::kF32, {n, width}, "CombineRowsBackward d_rows"));
-  RETURN_IF_ERROR(CheckDeviceTensor(d_weights, DType::kF32, {tokens, top_k},
-                                    "CombineRowsBackward d_weights"));
+      CheckDeviceTensor(d_weights, DType::kF32, {tokens, top_k}, "CombineRowsBackward d_weights"));
   if (n == 0) return absl::OkStatus();
   CombineRowsBackwardKernel<<<n, kThreads, 0, stream>>>(
       dy.data<float>(), rows.data<float>(), weights.data<float>(), row_of_slot.data<int32_t>(),

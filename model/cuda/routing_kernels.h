@@ -54,8 +54,7 @@ absl::Status CombineRows(const core::TensorView& rows, const core::TensorView& w
 absl::Status CombineRowsBackward(const core::TensorView& dy, const core::TensorView& rows,
                                  const core::TensorView& weights,
                                  const core::TensorView& row_of_slot, int top_k,
-                                 const core::TensorView& d_rows,
-                                 const core::TensorView& d_weights,
+                                 const core::TensorView& d_rows, const core::TensorView& d_weights,
                                  cudaStream_t stream = nullptr);
 
 }  // namespace model::cuda

@@ -47,9 +47,9 @@ TEST(RoutingKernelsTest, RouteMatchesTheCpuGate) {
   core::Tensor experts = DeviceTensor({kTokens, kTopK}, core::DType::kI32);
   core::Tensor weights = DeviceTensor({kTokens, kTopK});
   const RouteOptions options{kTopK, 8, 3, 2.5f};
-  ASSERT_TRUE(Route(d_logits.view(), d_bias.view(), options, scores.view(), experts.view(),
-                    weights.view())
-                  .ok());
+  ASSERT_TRUE(
+      Route(d_logits.view(), d_bias.view(), options, scores.view(), experts.view(), weights.view())
+          .ok());
   EXPECT_EQ(ToHostInts(experts.view()), expected.experts);
   EXPECT_TRUE(ToHostMatrix(weights.view(), kTokens, kTopK).isApprox(expected.weights, 1e-5f));
   EXPECT_TRUE(ToHostMatrix(scores.view(), kTokens, kExperts).isApprox(ctx.scores, 1e-6f));
@@ -104,11 +104,10 @@ TEST(RoutingKernelsTest, PermuteAndCombineMatchCpu) {
   core::Tensor unweighted = DeviceTensor({kTokens, kWidth});
   core::Tensor d_rows = DeviceTensor({n, kWidth}), d_weights = DeviceTensor({kTokens, kTopK});
   ASSERT_TRUE(PermuteRows(d_x.view(), d_slots.view(), kTopK, rows.view()).ok());
+  ASSERT_TRUE(CombineRows(d_rows_in.view(), d_w.view(), d_inverse.view(), kTopK, out.view()).ok());
   ASSERT_TRUE(
-      CombineRows(d_rows_in.view(), d_w.view(), d_inverse.view(), kTopK, out.view()).ok());
-  ASSERT_TRUE(CombineRows(d_rows_in.view(), core::TensorView(), d_inverse.view(), kTopK,
-                          unweighted.view())
-                  .ok());
+      CombineRows(d_rows_in.view(), core::TensorView(), d_inverse.view(), kTopK, unweighted.view())
+          .ok());
   ASSERT_TRUE(CombineRowsBackward(d_dy.view(), d_rows_in.view(), d_w.view(), d_inverse.view(),
                                   kTopK, d_rows.view(), d_weights.view())
                   .ok());

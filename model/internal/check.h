@@ -9,13 +9,13 @@
 #include "absl/strings/str_cat.h"
 
 // MODEL_CHECK(cond, pieces...) prints "file:line: check failed: cond: pieces" and aborts if !cond.
-#define MODEL_CHECK(cond, ...)                                                             \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::cerr << __FILE__ << ":" << __LINE__ << ": check failed: " #cond ": "            \
-                << ::absl::StrCat(__VA_ARGS__) << std::endl;                               \
-      std::abort();                                                                        \
-    }                                                                                      \
+#define MODEL_CHECK(cond, ...)                                                  \
+  do {                                                                          \
+    if (!(cond)) {                                                              \
+      std::cerr << __FILE__ << ":" << __LINE__ << ": check failed: " #cond ": " \
+                << ::absl::StrCat(__VA_ARGS__) << std::endl;                    \
+      std::abort();                                                             \
+    }                                                                           \
   } while (false)
 
 #endif  // MODEL_INTERNAL_CHECK_H_

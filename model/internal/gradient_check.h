@@ -22,8 +22,7 @@ void ExpectGradientMatches(const std::function<double()>& loss, Matrix<double>* 
 
 // ExpectGradientMatches for every trainable parameter's value against its grad.
 void ExpectParamGradientsMatch(const std::function<double()>& loss,
-                               const std::vector<Param<double>*>& params,
-                               double tolerance = 1e-6);
+                               const std::vector<Param<double>*>& params, double tolerance = 1e-6);
 
 // The sum of a (*) b: a scalar loss whose gradient with respect to a is b.
 inline double Dot(const Matrix<double>& a, const Matrix<double>& b) {

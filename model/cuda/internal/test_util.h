@@ -24,9 +24,9 @@ inline core::Tensor ToDeviceTensor(const Matrix<float>& m, bool as_vector = fals
 
 // A device copy of integer indices.
 inline core::Tensor ToDeviceTensor(const std::vector<int32_t>& v) {
-  absl::StatusOr<core::Tensor> t = core::ToDevice(core::TensorView(
-      const_cast<int32_t*>(v.data()), core::DType::kI32,
-      core::Shape({static_cast<int64_t>(v.size())})));
+  absl::StatusOr<core::Tensor> t =
+      core::ToDevice(core::TensorView(const_cast<int32_t*>(v.data()), core::DType::kI32,
+                                      core::Shape({static_cast<int64_t>(v.size())})));
   EXPECT_TRUE(t.ok()) << t.status();
   return std::move(t).value();
 }
