@@ -27,6 +27,7 @@ CublasHandle& CublasHandle::operator=(CublasHandle&& other) noexcept {
   if (this != &other) {
     if (handle_ != nullptr) cublasDestroy(handle_);
     handle_ = other.handle_;
+    stream_ = other.stream_;
     other.handle_ = nullptr;
   }
   return *this;
@@ -37,7 +38,9 @@ CublasHandle::~CublasHandle() {
 }
 
 absl::Status CublasHandle::SetStream(cudaStream_t stream) {
-  return CublasStatus(cublasSetStream(handle_, stream), "cublasSetStream");
+  RETURN_IF_ERROR(CublasStatus(cublasSetStream(handle_, stream), "cublasSetStream"));
+  stream_ = stream;
+  return absl::OkStatus();
 }
 
 absl::Status Gemm(const CublasHandle& handle, const core::TensorView& a, bool transpose_a,

@@ -23,19 +23,23 @@ class CublasHandle {
  public:
   // UNAVAILABLE without a usable GPU; INTERNAL for other cuBLAS failures.
   static absl::StatusOr<CublasHandle> Create();
-  CublasHandle(CublasHandle&& other) noexcept : handle_(other.handle_) { other.handle_ = nullptr; }
+  CublasHandle(CublasHandle&& other) noexcept : handle_(other.handle_), stream_(other.stream_) {
+    other.handle_ = nullptr;
+  }
   CublasHandle& operator=(CublasHandle&& other) noexcept;
   CublasHandle(const CublasHandle&) = delete;
   CublasHandle& operator=(const CublasHandle&) = delete;
   ~CublasHandle();
 
   cublasHandle_t get() const { return handle_; }
-  // Later calls with this handle run on `stream`.
+  // Later calls with this handle run on `stream` (initially the default stream).
   absl::Status SetStream(cudaStream_t stream);
+  cudaStream_t stream() const { return stream_; }
 
  private:
   explicit CublasHandle(cublasHandle_t handle) : handle_(handle) {}
   cublasHandle_t handle_ = nullptr;
+  cudaStream_t stream_ = nullptr;
 };
 
 // c = alpha * op(a) op(b) + beta * c for row-major f32 device matrices, op(x) = x^T if the flag
