@@ -29,8 +29,11 @@ absl::StatusOr<core::Tensor> Empty(int64_t rows, int64_t cols) {
 
 }  // namespace
 
-absl::StatusOr<MlpLayer> MlpLayer::Create(Mlp<float>& mlp, const CublasHandle* handle) {
-  const std::vector<Param<float>*> params = mlp.Params();  // gate, up, down
+absl::StatusOr<MlpLayer> MlpLayer::Create(const std::vector<Param<float>*>& params,
+                                          const CublasHandle* handle) {
+  if (params.size() != 3) {
+    return absl::InvalidArgumentError("MlpLayer::Create: needs the gate, up and down weights");
+  }
   MlpLayer layer(handle);
   ASSIGN_OR_RETURN(layer.w_gate_, core::ToDevice(HostView(params[0]->value)));
   ASSIGN_OR_RETURN(layer.w_up_, core::ToDevice(HostView(params[1]->value)));
@@ -91,8 +94,10 @@ absl::Status MlpLayer::BackwardWeight(Context* ctx) {
   return absl::OkStatus();
 }
 
-absl::Status MlpLayer::CopyGradsTo(Mlp<float>& mlp) const {
-  const std::vector<Param<float>*> params = mlp.Params();
+absl::Status MlpLayer::CopyGradsTo(const std::vector<Param<float>*>& params) const {
+  if (params.size() != 3) {
+    return absl::InvalidArgumentError("MlpLayer::CopyGradsTo: needs the gate, up and down weights");
+  }
   const core::Tensor* grads[3] = {&g_gate_, &g_up_, &g_down_};
   for (int i = 0; i < 3; ++i) {
     ASSIGN_OR_RETURN(core::Tensor host, core::ToHost(grads[i]->view()));

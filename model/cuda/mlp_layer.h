@@ -4,6 +4,8 @@
 #ifndef MODEL_CUDA_MLP_LAYER_H_
 #define MODEL_CUDA_MLP_LAYER_H_
 
+#include <vector>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/tensor.h"
@@ -25,9 +27,11 @@ class MlpLayer {
     core::Tensor d_gate, d_up;  // [tokens, intermediate]
   };
 
-  // Copies the gate, up and down weights of `mlp` to the device, with zero gradients. `handle`
-  // is borrowed and must outlive the layer.
-  static absl::StatusOr<MlpLayer> Create(Mlp<float>& mlp, const CublasHandle* handle);
+  // Copies the gate, up and down weights (as Mlp::Params() lists them) to the device, with zero
+  // gradients. INVALID_ARGUMENT unless there are three. `handle` is borrowed and must outlive the
+  // layer.
+  static absl::StatusOr<MlpLayer> Create(const std::vector<Param<float>*>& params,
+                                         const CublasHandle* handle);
 
   // x [tokens, hidden] (device) -> y [tokens, hidden].
   absl::StatusOr<core::Tensor> Forward(const core::TensorView& x, Context* ctx) const;
@@ -36,8 +40,8 @@ class MlpLayer {
   // Accumulates the three weight gradients of ctx's micro-batch; frees ctx.
   absl::Status BackwardWeight(Context* ctx);
 
-  // Copies the device gradients into mlp's grads (gate, up, down), replacing them.
-  absl::Status CopyGradsTo(Mlp<float>& mlp) const;
+  // Copies the device gradients into the grads of `params` (gate, up, down), replacing them.
+  absl::Status CopyGradsTo(const std::vector<Param<float>*>& params) const;
 
  private:
   explicit MlpLayer(const CublasHandle* handle) : handle_(handle) {}

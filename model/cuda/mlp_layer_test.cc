@@ -17,7 +17,7 @@ TEST(MlpLayerTest, MatchesTheCpuMlp) {
   InitParams(mlp.Params(), 0.1, 1);
   absl::StatusOr<CublasHandle> handle = CublasHandle::Create();
   ASSERT_TRUE(handle.ok()) << handle.status();
-  absl::StatusOr<MlpLayer> layer = MlpLayer::Create(mlp, &*handle);
+  absl::StatusOr<MlpLayer> layer = MlpLayer::Create(mlp.Params(), &*handle);
   ASSERT_TRUE(layer.ok()) << layer.status();
 
   const Matrix<float> x[2] = {RandomMatrix<float>(70, kHidden, 2),
@@ -47,7 +47,7 @@ TEST(MlpLayerTest, MatchesTheCpuMlp) {
   }
   const std::vector<Matrix<float>> expected = {mlp.Params()[0]->grad, mlp.Params()[1]->grad,
                                                mlp.Params()[2]->grad};
-  ASSERT_TRUE(layer->CopyGradsTo(mlp).ok());
+  ASSERT_TRUE(layer->CopyGradsTo(mlp.Params()).ok());
   for (int i = 0; i < 3; ++i) {
     EXPECT_TRUE(mlp.Params()[i]->grad.isApprox(expected[i], 1e-4f)) << mlp.Params()[i]->name;
   }
