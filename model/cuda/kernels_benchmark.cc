@@ -3,6 +3,9 @@
 // BM_CublasSgemm/<n>: an n x n x n f32 GEMM (GFLOP/s). BM_AttentionForwardBackward/<seq>/<heads>:
 // causal attention of 4 sequences, head width 128. BM_RoutePermuteCombine/<tokens>: DeepSeek-V3
 // routing of 256 experts (8 groups, 4 kept, top-8) of hidden 7168 rows, then permute and combine.
+// BM_MoeBlock/<tokens>/<hidden>/<experts>: forward + backward (input and weight) of one MoE block
+// (top-8 of `experts`, 8 groups, 4 kept, one shared expert, expert width hidden / 2), GEMM
+// GFLOP/s counted as in //model:moe_benchmark.
 // Each iteration synchronises the device; times are wall times.
 #include <cuda_runtime_api.h>
 
@@ -13,6 +16,7 @@
 #include "core/cuda_memory.h"
 #include "model/cuda/attention_kernels.h"
 #include "model/cuda/cublas_gemm.h"
+#include "model/cuda/moe_layer.h"
 #include "model/cuda/routing_kernels.h"
 #include "model/init.h"
 #include "model/token_permute.h"
@@ -127,6 +131,47 @@ void BM_RoutePermuteCombine(benchmark::State& state) {
                                                   benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_RoutePermuteCombine)->Arg(4096)->Arg(16384)->UseRealTime();
+
+void BM_MoeBlock(benchmark::State& state) {
+  const int64_t tokens = state.range(0);
+  const int64_t hidden = state.range(1);
+  const int64_t experts = state.range(2);
+  MoeConfig config;
+  config.set_num_routed_experts(static_cast<int>(experts));
+  config.set_num_shared_experts(1);
+  config.set_top_k(8);
+  config.set_num_groups(8);
+  config.set_topk_groups(4);
+  config.set_route_scale(2.5f);
+  config.set_expert_intermediate_size(static_cast<int>(hidden / 2));
+  Moe<float> moe("moe.", hidden, config);
+  InitParams(moe.Params(), 0.02, 1);
+  absl::StatusOr<CublasHandle> handle = CublasHandle::Create();
+  if (!Check(state, handle.status())) return;
+  absl::StatusOr<MoeLayer> layer = MoeLayer::Create(moe, config, &*handle);
+  if (!Check(state, layer.status())) return;
+  core::Tensor x = RandomDevice(state, tokens, hidden, 2);
+  for (auto _ : state) {
+    MoeLayer::Context ctx;
+    core::Tensor dy = RandomDevice(state, tokens, hidden, 3);
+    absl::StatusOr<core::Tensor> y = layer->Forward(x.view(), &ctx);
+    if (!Check(state, y.status())) return;
+    absl::StatusOr<core::Tensor> dx = layer->BackwardInput(std::move(dy), &ctx);
+    if (!Check(state, dx.status()) || !Check(state, layer->BackwardWeight(&ctx))) return;
+    cudaDeviceSynchronize();
+  }
+  const double forward_flops =
+      tokens * (2.0 * hidden * experts + (config.top_k() + 1) * 6.0 * hidden * (hidden / 2));
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(tokens * state.iterations()),
+                                                  benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(3.0 * forward_flops * state.iterations() / 1e9,
+                                                 benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_MoeBlock)
+    ->Args({4096, 1024, 64})
+    ->Args({16384, 2048, 64})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace model::cuda
