@@ -6,6 +6,7 @@
 
 #include "gtest/gtest.h"
 #include "model/init.h"
+#include "model/internal/ep_emulation.h"
 #include "model/internal/gradient_check.h"
 
 namespace model {
@@ -96,67 +97,11 @@ TEST_P(MoeGradientTest, DeferredBackwardWeightIsExact) {
 INSTANTIATE_TEST_SUITE_P(SharedExperts, MoeGradientTest, ::testing::Values(0, 1));
 
 // Expert parallelism over 2 and 4 ranks gives the outputs and gradients of one rank. The ranks run
-// in turn in this thread; the all-to-alls between the phases are done here by moving rows between
-// the ranks' buffers exactly as comm's AllToAll moves them.
-
-using Rows = std::vector<Matrix<double>>;          // per rank
-using Counts = std::vector<std::vector<int64_t>>;  // per rank
-
-// The rows of every matrix in `parts`, stacked in order.
-Matrix<double> Stack(const std::vector<Matrix<double>>& parts, int64_t width) {
-  int64_t total = 0;
-  for (const Matrix<double>& p : parts) total += p.rows();
-  Matrix<double> out(total, width);
-  int64_t at = 0;
-  for (const Matrix<double>& p : parts) {
-    out.middleRows(at, p.rows()) = p;
-    at += p.rows();
-  }
-  return out;
-}
-
-// Dispatch direction: rank s holds rows in expert order with expert_counts[s]; rank d receives,
-// source-major, the rows for its experts, and sets recv_counts[d][s * L + l].
-Rows Dispatch(const Rows& send, const Counts& expert_counts, int ranks, Counts* recv_counts) {
-  const int64_t local = static_cast<int64_t>(expert_counts[0].size()) / ranks;
-  Rows recv(ranks);
-  recv_counts->assign(ranks, {});
-  for (int d = 0; d < ranks; ++d) {
-    std::vector<Matrix<double>> parts;
-    for (int s = 0; s < ranks; ++s) {
-      const std::vector<int64_t> per_rank = RowsPerRank(expert_counts[s], ranks);
-      int64_t begin = 0;
-      for (int p = 0; p < d; ++p) begin += per_rank[p];
-      parts.push_back(send[s].middleRows(begin, per_rank[d]));
-      for (int64_t l = 0; l < local; ++l) {
-        (*recv_counts)[d].push_back(expert_counts[s][d * local + l]);
-      }
-    }
-    recv[d] = Stack(parts, send[0].cols());
-  }
-  return recv;
-}
-
-// Combine direction: rank d returns to each source s the rows it received from s; rank s gets
-// them back in its expert order.
-Rows Return(const Rows& send, const Counts& recv_counts, int ranks) {
-  const int64_t local = static_cast<int64_t>(recv_counts[0].size()) / ranks;
-  Rows back(ranks);
-  for (int s = 0; s < ranks; ++s) {
-    std::vector<Matrix<double>> parts;
-    for (int d = 0; d < ranks; ++d) {
-      int64_t begin = 0;
-      int64_t count = 0;
-      for (int64_t i = 0; i < ranks * local; ++i) {
-        if (i < s * local) begin += recv_counts[d][i];
-        if (i / local == s) count += recv_counts[d][i];
-      }
-      parts.push_back(send[d].middleRows(begin, count));
-    }
-    back[s] = Stack(parts, send[0].cols());
-  }
-  return back;
-}
+// in turn in this thread; internal/ep_emulation moves the rows between them as AllToAll would.
+using testing::EmulateDispatch;
+using testing::EmulateReturn;
+using testing::EpCounts;
+using testing::EpRows;
 
 class MoeEpTest : public ::testing::TestWithParam<int> {};
 
@@ -176,8 +121,8 @@ TEST_P(MoeEpTest, MatchesOneRank) {
 
   std::vector<std::unique_ptr<Moe<double>>> moe;
   std::vector<Moe<double>::Context> c(ranks);
-  Rows send(ranks);
-  Counts expert_counts(ranks), recv_counts;
+  EpRows send(ranks);
+  EpCounts expert_counts(ranks), recv_counts;
   for (int r = 0; r < ranks; ++r) {
     moe.push_back(std::make_unique<Moe<double>>("m.", kHidden, TestConfig(1), r, ranks));
     InitParams(moe[r]->Params(), 0.5, 1);  // by name: the same weights as `whole`
@@ -186,23 +131,23 @@ TEST_P(MoeEpTest, MatchesOneRank) {
     send[r] = std::move(d.rows);
     expert_counts[r] = std::move(d.expert_counts);
   }
-  const Rows received = Dispatch(send, expert_counts, ranks, &recv_counts);
-  Rows expert_out(ranks);
+  const EpRows received = EmulateDispatch(send, expert_counts, ranks, &recv_counts);
+  EpRows expert_out(ranks);
   for (int r = 0; r < ranks; ++r) {
     expert_out[r] = moe[r]->ForwardExperts(received[r], recv_counts[r], &c[r]);
   }
-  const Rows returned = Return(expert_out, recv_counts, ranks);
-  Rows d_rows(ranks);
+  const EpRows returned = EmulateReturn(expert_out, recv_counts, ranks);
+  EpRows d_rows(ranks);
   for (int r = 0; r < ranks; ++r) {
     const Matrix<double> y = moe[r]->ForwardCombine(returned[r], &c[r]);
     EXPECT_TRUE(y.isApprox(y_ref.middleRows(r * kTokensPerRank, kTokensPerRank), 1e-13)) << r;
     d_rows[r] = moe[r]->BackwardCombine(dy.middleRows(r * kTokensPerRank, kTokensPerRank), &c[r]);
   }
-  Counts unused;
-  const Rows d_received = Dispatch(d_rows, expert_counts, ranks, &unused);
-  Rows dx_rows(ranks);
+  EpCounts unused;
+  const EpRows d_received = EmulateDispatch(d_rows, expert_counts, ranks, &unused);
+  EpRows dx_rows(ranks);
   for (int r = 0; r < ranks; ++r) dx_rows[r] = moe[r]->BackwardExperts(d_received[r], &c[r]);
-  const Rows dx_returned = Return(dx_rows, recv_counts, ranks);
+  const EpRows dx_returned = EmulateReturn(dx_rows, recv_counts, ranks);
   for (int r = 0; r < ranks; ++r) {
     const Matrix<double> dx = moe[r]->BackwardDispatch(dx_returned[r], &c[r]);
     EXPECT_TRUE(dx.isApprox(dx_ref.middleRows(r * kTokensPerRank, kTokensPerRank), 1e-13)) << r;
