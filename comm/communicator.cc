@@ -1,12 +1,11 @@
 #include "comm/communicator.h"
 
-#include <cstdlib>
-#include <iostream>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "core/check.h"
 
 ABSL_FLAG(absl::Duration, comm_timeout, absl::Seconds(60),
           "Longest a blocking communication call may wait before it fails with "
@@ -34,22 +33,14 @@ absl::Status ValidateCommFlags() {
 
 Communicator::Communicator(int rank, int size)
     : rank_(rank), size_(size), timeout_(absl::GetFlag(FLAGS_comm_timeout)) {
-  if (size <= 0 || rank < 0 || rank >= size) {
-    std::cerr << "Communicator: rank " << rank << " out of range for size " << size << "\n";
-    std::abort();
-  }
-  if (const absl::Status flags = ValidateCommFlags(); !flags.ok()) {
-    std::cerr << "Communicator: " << flags.message() << "\n";
-    std::abort();
-  }
+  CHECK(size > 0 && rank >= 0 && rank < size, "Communicator: rank ", rank, " for size ", size);
+  const absl::Status flags = ValidateCommFlags();
+  CHECK(flags.ok(), "Communicator: ", flags.message());
 }
 
 void Communicator::set_timeout(absl::Duration timeout) {
-  if (timeout <= absl::ZeroDuration()) {
-    std::cerr << "Communicator::set_timeout: timeout must be positive, got "
-              << absl::FormatDuration(timeout) << "\n";
-    std::abort();
-  }
+  CHECK(timeout > absl::ZeroDuration(), "Communicator::set_timeout: timeout ",
+        absl::FormatDuration(timeout));
   timeout_ = timeout;
 }
 

@@ -1,9 +1,7 @@
 #include "comm/local_communicator.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
-#include <iostream>
 #include <thread>
 #include <utility>
 
@@ -11,6 +9,7 @@
 #include "comm/internal/local_world.h"
 #include "comm/internal/reduce.h"
 #include "core/status_macros.h"
+#include "core/check.h"
 
 namespace comm {
 namespace {
@@ -182,10 +181,7 @@ class LocalCommunicator : public Communicator {
 }  // namespace
 
 std::vector<std::unique_ptr<Communicator>> CreateLocalGroup(int size) {
-  if (size < 1) {
-    std::cerr << "CreateLocalGroup: size must be >= 1, got " << size << "\n";
-    std::abort();
-  }
+  CHECK(size >= 1, "CreateLocalGroup: size = ", size);
   auto world = std::make_shared<LocalWorld>(size);
   std::vector<std::unique_ptr<Communicator>> group;
   for (int r = 0; r < size; ++r) group.push_back(std::make_unique<LocalCommunicator>(world, r));

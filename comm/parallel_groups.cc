@@ -1,7 +1,5 @@
 #include "comm/parallel_groups.h"
 
-#include <cstdlib>
-#include <iostream>
 #include <string>
 #include <vector>
 
@@ -9,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "core/status_macros.h"
+#include "core/check.h"
 
 namespace comm {
 
@@ -41,22 +40,17 @@ absl::Status ValidateParallelLayout(const ParallelLayout& layout, int world_size
 }
 
 ParallelCoordinates CoordinatesOf(const ParallelLayout& layout, int rank) {
-  if (rank < 0 || rank >= layout.size()) {
-    std::cerr << "CoordinatesOf: rank " << rank << " outside a layout of " << layout.size() << "\n";
-    std::abort();
-  }
+  CHECK(rank >= 0 && rank < layout.size(), "CoordinatesOf: rank ", rank, " outside a layout of ",
+        layout.size());
   return ParallelCoordinates{.pp = rank / (layout.ep * layout.dp),
                              .ep = rank % layout.ep,
                              .dp = rank / layout.ep % layout.dp};
 }
 
 int RankOf(const ParallelLayout& layout, const ParallelCoordinates& c) {
-  if (c.pp < 0 || c.pp >= layout.pp || c.ep < 0 || c.ep >= layout.ep || c.dp < 0 ||
-      c.dp >= layout.dp) {
-    std::cerr << "RankOf: coordinates (" << c.pp << ", " << c.ep << ", " << c.dp
-              << ") outside the layout\n";
-    std::abort();
-  }
+  CHECK(c.pp >= 0 && c.pp < layout.pp && c.ep >= 0 && c.ep < layout.ep && c.dp >= 0 &&
+            c.dp < layout.dp,
+        "RankOf: coordinates (", c.pp, ", ", c.ep, ", ", c.dp, ") outside the layout");
   return (c.pp * layout.dp + c.dp) * layout.ep + c.ep;
 }
 

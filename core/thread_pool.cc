@@ -1,17 +1,13 @@
 #include "core/thread_pool.h"
+#include "core/check.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <iostream>
 #include <utility>
 
 namespace core {
 
 ThreadPool::ThreadPool(int num_threads) {
-  if (num_threads < 1) {
-    std::cerr << "ThreadPool: num_threads must be >= 1, got " << num_threads << std::endl;
-    std::abort();
-  }
+  CHECK(num_threads >= 1, "ThreadPool: num_threads = ", num_threads);
   workers_.reserve(num_threads);
   for (int i = 0; i < num_threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }

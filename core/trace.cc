@@ -1,11 +1,10 @@
 #include "core/trace.h"
 
-#include <cstdlib>
 #include <fstream>
-#include <iostream>
 #include <utility>
 
 #include "nlohmann/json.hpp"
+#include "core/check.h"
 
 namespace core {
 
@@ -17,10 +16,7 @@ double TraceRecorder::NowMicros() const {
 }
 
 void TraceRecorder::AddComplete(TraceEvent event) {
-  if (event.dur_us < 0) {
-    std::cerr << "TraceRecorder: negative duration for " << event.name << std::endl;
-    std::abort();
-  }
+  CHECK(event.dur_us >= 0, "TraceRecorder: negative duration for ", event.name);
   absl::MutexLock lock(&mu_);
   events_.push_back(std::move(event));
 }

@@ -1,14 +1,13 @@
 #include "dualpipe/render_svg.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
+#include "core/check.h"
 
 namespace dualpipe {
 namespace {
@@ -90,10 +89,7 @@ void AppendLegend(std::string& out, double y) {
 
 std::string RenderSvg(const Simulation& simulation, const OpCosts& costs, absl::string_view title,
                       double pixels_per_unit) {
-  if (!(pixels_per_unit > 0)) {
-    std::fprintf(stderr, "RenderSvg: pixels_per_unit must be > 0, got %g\n", pixels_per_unit);
-    std::abort();
-  }
+  CHECK(pixels_per_unit > 0, "RenderSvg: pixels_per_unit = ", pixels_per_unit);
   const int num_ranks = static_cast<int>(simulation.timeline.size());
   const double width = kLabelWidth + simulation.makespan * pixels_per_unit + 20;
   const double height = kTitleHeight + num_ranks * kRowHeight + kLegendHeight;

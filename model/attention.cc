@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "model/internal/check.h"
+#include "core/check.h"
 #include "model/rope.h"
 
 namespace model {
@@ -25,7 +25,7 @@ std::vector<Param<T>*> Attention<T>::Params() {
 
 template <typename T>
 Matrix<T> Attention<T>::Forward(const Matrix<T>& x, int64_t seq_len, Context* ctx) const {
-  MODEL_CHECK(seq_len > 0 && x.rows() % seq_len == 0, "Attention: ", x.rows(),
+  CHECK(seq_len > 0 && x.rows() % seq_len == 0, "Attention: ", x.rows(),
               " tokens are not whole sequences of ", seq_len);
   Matrix<T> q = q_proj_.Forward(x, &ctx->q_proj);
   Matrix<T> k = k_proj_.Forward(x, &ctx->k_proj);

@@ -1,17 +1,17 @@
 #include "model/cross_entropy.h"
 
-#include "model/internal/check.h"
+#include "core/check.h"
 
 namespace model {
 
 template <typename T>
 T CrossEntropy(const Matrix<T>& logits, const std::vector<int32_t>& targets, Matrix<T>* dlogits,
                T loss_scale) {
-  MODEL_CHECK(static_cast<int64_t>(targets.size()) == logits.rows(),
+  CHECK(static_cast<int64_t>(targets.size()) == logits.rows(),
               "CrossEntropy: ", targets.size(), " targets for ", logits.rows(), " rows");
   int64_t counted = 0;
   for (int32_t target : targets) {
-    MODEL_CHECK(target == kIgnoreTarget || (target >= 0 && target < logits.cols()),
+    CHECK(target == kIgnoreTarget || (target >= 0 && target < logits.cols()),
                 "CrossEntropy: target ", target, " outside vocabulary ", logits.cols());
     counted += target != kIgnoreTarget;
   }

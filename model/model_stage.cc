@@ -4,14 +4,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/cross_entropy.h"
-#include "model/internal/check.h"
+#include "core/check.h"
 
 namespace model {
 
 template <typename T>
 ModelStage<T>::ModelStage(const ModelConfig& config, const StageRange& range)
     : config_(config), range_(range) {
-  MODEL_CHECK(0 <= range.begin_layer && range.begin_layer <= range.end_layer &&
+  CHECK(0 <= range.begin_layer && range.begin_layer <= range.end_layer &&
                   range.end_layer <= config.num_layers(),
               "ModelStage: layers [", range.begin_layer, ", ", range.end_layer, ") of ",
               config.num_layers());
@@ -83,11 +83,11 @@ absl::Status ModelStage<T>::Validate(const MicroBatch& batch) const {
 template <typename T>
 Matrix<T> ModelStage<T>::Forward(const MicroBatch& batch, const Matrix<T>& x, Context* ctx) const {
   const absl::Status valid = Validate(batch);
-  MODEL_CHECK(valid.ok(), valid.ToString());
+  CHECK(valid.ok(), valid.ToString());
   ctx->num_tokens = static_cast<int64_t>(batch.tokens.size());
   ctx->loss_scale = batch.loss_scale;
   Matrix<T> h = embedding_ != nullptr ? embedding_->Forward(batch.tokens, &ctx->embedding) : x;
-  MODEL_CHECK(h.rows() == ctx->num_tokens && h.cols() == config_.hidden_size(),
+  CHECK(h.rows() == ctx->num_tokens && h.cols() == config_.hidden_size(),
               "ModelStage: input of ", h.rows(), "x", h.cols(), " for ", ctx->num_tokens,
               " tokens");
   ctx->blocks.resize(blocks_.size());
@@ -129,7 +129,7 @@ std::pair<Matrix<T>, Matrix<T>> ModelStage<T>::OverlappedForwardBackward(const M
                                                                          Context* f_ctx,
                                                                          Matrix<T> b_dy,
                                                                          Context* b_ctx) const {
-  MODEL_CHECK(f_ctx != b_ctx, "OverlappedForwardBackward: one context for both micro-batches");
+  CHECK(f_ctx != b_ctx, "OverlappedForwardBackward: one context for both micro-batches");
   Matrix<T> dx;
   std::thread backward([&] { dx = BackwardInput(std::move(b_dy), b_ctx); });
   Matrix<T> y = Forward(f_batch, f_x, f_ctx);
