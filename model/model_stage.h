@@ -115,6 +115,7 @@ class ModelStage {
       const MicroBatch& f_batch, const Matrix<T>& f_x, Context* f_ctx, comm::Communicator& f_ep,
       Matrix<T> b_dy, Context* b_ctx, comm::Communicator& b_ep) const;
 
+  const ModelConfig& config() const { return config_; }
   const StageRange& range() const { return range_; }
   int ep_rank() const { return ep_rank_; }
   int ep_size() const { return ep_size_; }

@@ -12,32 +12,16 @@
 #include "model/config.h"
 #include "model/expert_exchange.h"
 #include "model/init.h"
+#include "model/internal/test_model.h"
 #include "model/model_stage.h"
 
 namespace model {
 namespace {
 
-constexpr int64_t kTokens = 8;
+using testing::TestBatch;
+using testing::TestConfig;
 
-ModelConfig TestConfig(const std::string& name) {
-  absl::StatusOr<ModelConfig> config = LoadConfig("model/testdata/" + name + ".textproto");
-  EXPECT_TRUE(config.ok()) << config.status();
-  return *config;
-}
-
-// Two sequences of 4 tokens.
-MicroBatch TestBatch(int seed) {
-  MicroBatch batch;
-  batch.seq_len = 4;
-  Rng rng(seed);
-  for (int64_t t = 0; t < kTokens; ++t) {
-    batch.tokens.push_back(static_cast<int32_t>(rng.Next() % 32));
-  }
-  for (int64_t t = 0; t < kTokens; ++t) {
-    batch.targets.push_back(t % 4 == 3 ? kIgnoreTarget : batch.tokens[t + 1]);
-  }
-  return batch;
-}
+constexpr int64_t kTokens = 8;  // per TestBatch
 
 // Both layers and the head, fed hidden states, so that BackwardInput returns an input gradient.
 const StageRange kRange{0, 2, false, true};
