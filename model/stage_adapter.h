@@ -27,7 +27,9 @@ namespace model {
 
 // The EP group's communicators for a stage built with ep_size > 1: forward micro-batches'
 // all-to-alls go over `forward`, backward ones over `backward`, so that those of an overlapped
-// pair run concurrently. Both null for a stage without expert parallelism.
+// pair run concurrently. Both null for a stage without expert parallelism. A rank's two stages
+// (DualPipe) may share one pair: an overlapped pair always uses one stage's forward communicator
+// and the other's backward one.
 struct EpComms {
   comm::Communicator* forward = nullptr;
   comm::Communicator* backward = nullptr;
