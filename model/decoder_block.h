@@ -73,6 +73,10 @@ class DecoderBlock {
 
   // The norms, the attention and the FFN's parameters, in that order (owned by this layer).
   std::vector<Param<T>*> Params();
+  // MoE layers: this rank's routed experts' parameters (see Moe::ExpertParams); empty otherwise.
+  std::vector<Param<T>*> ExpertParams() {
+    return moe_ != nullptr ? moe_->ExpertParams() : std::vector<Param<T>*>();
+  }
 
  private:
   // x -> h = x + attention(norm(x)), and its backward: dh -> dx (dh includes the residual path).

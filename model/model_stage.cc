@@ -1,27 +1,29 @@
 #include "model/model_stage.h"
 
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "model/cross_entropy.h"
 #include "core/check.h"
+#include "model/cross_entropy.h"
 
 namespace model {
 
 template <typename T>
-ModelStage<T>::ModelStage(const ModelConfig& config, const StageRange& range)
-    : config_(config), range_(range) {
+ModelStage<T>::ModelStage(const ModelConfig& config, const StageRange& range, int ep_rank,
+                          int ep_size)
+    : config_(config), range_(range), ep_rank_(ep_rank), ep_size_(ep_size) {
   CHECK(0 <= range.begin_layer && range.begin_layer <= range.end_layer &&
-                  range.end_layer <= config.num_layers(),
-              "ModelStage: layers [", range.begin_layer, ", ", range.end_layer, ") of ",
-              config.num_layers());
+            range.end_layer <= config.num_layers(),
+        "ModelStage: layers [", range.begin_layer, ", ", range.end_layer, ") of ",
+        config.num_layers());
   if (range.has_embedding) {
     embedding_ = std::make_unique<Embedding<T>>("model.embed_tokens.weight", config.vocab_size(),
                                                 config.hidden_size());
   }
   blocks_.reserve(range.end_layer - range.begin_layer);
   for (int layer = range.begin_layer; layer < range.end_layer; ++layer) {
-    blocks_.emplace_back(config, layer);
+    blocks_.emplace_back(config, layer, ep_rank, ep_size);
   }
   if (range.has_head) {
     norm_ = std::make_unique<RmsNorm<T>>("model.norm.weight", config.hidden_size(),
@@ -41,6 +43,19 @@ std::vector<Param<T>*> ModelStage<T>::Params() {
   if (head_ != nullptr) {
     params.push_back(norm_->Params()[0]);
     params.push_back(&head_->weight());
+  }
+  return params;
+}
+
+template <typename T>
+std::vector<Param<T>*> ModelStage<T>::ReplicatedParams() {
+  std::set<Param<T>*> experts;
+  for (DecoderBlock<T>& block : blocks_) {
+    for (Param<T>* p : block.ExpertParams()) experts.insert(p);
+  }
+  std::vector<Param<T>*> params;
+  for (Param<T>* p : Params()) {
+    if (experts.count(p) == 0) params.push_back(p);
   }
   return params;
 }
@@ -81,22 +96,22 @@ absl::Status ModelStage<T>::Validate(const MicroBatch& batch) const {
 }
 
 template <typename T>
-Matrix<T> ModelStage<T>::Forward(const MicroBatch& batch, const Matrix<T>& x, Context* ctx) const {
+Matrix<T> ModelStage<T>::ForwardBegin(const MicroBatch& batch, const Matrix<T>& x,
+                                      Context* ctx) const {
   const absl::Status valid = Validate(batch);
   CHECK(valid.ok(), valid.ToString());
   ctx->num_tokens = static_cast<int64_t>(batch.tokens.size());
   ctx->loss_scale = batch.loss_scale;
   Matrix<T> h = embedding_ != nullptr ? embedding_->Forward(batch.tokens, &ctx->embedding) : x;
-  CHECK(h.rows() == ctx->num_tokens && h.cols() == config_.hidden_size(),
-              "ModelStage: input of ", h.rows(), "x", h.cols(), " for ", ctx->num_tokens,
-              " tokens");
+  CHECK(h.rows() == ctx->num_tokens && h.cols() == config_.hidden_size(), "ModelStage: input of ",
+        h.rows(), "x", h.cols(), " for ", ctx->num_tokens, " tokens");
   ctx->blocks.resize(blocks_.size());
   ctx->aux_loss = 0;
-  const BatchInfo info{batch.seq_len, batch.loss_scale};
-  for (size_t i = 0; i < blocks_.size(); ++i) {
-    h = blocks_[i].Forward(h, info, &ctx->blocks[i]);
-    ctx->aux_loss += blocks_[i].AuxLoss(ctx->blocks[i]);
-  }
+  return h;
+}
+
+template <typename T>
+Matrix<T> ModelStage<T>::ForwardEnd(const MicroBatch& batch, Matrix<T> h, Context* ctx) const {
   if (head_ == nullptr) return h;
   ctx->targets = batch.targets;
   const Matrix<T> logits = head_->Forward(norm_->Forward(h, &ctx->norm), &ctx->head);
@@ -106,21 +121,41 @@ Matrix<T> ModelStage<T>::Forward(const MicroBatch& batch, const Matrix<T>& x, Co
 }
 
 template <typename T>
-Matrix<T> ModelStage<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
-  if (head_ != nullptr) {
-    // Recomputes the logits from the saved head input rather than keeping [tokens, vocab] alive
-    // between the passes.
-    Matrix<T> d_logits;
-    const Matrix<T> logits = ctx->head.x * head_->weight().value.transpose();
-    CrossEntropy<T>(logits, ctx->targets, &d_logits, static_cast<T>(ctx->loss_scale));
-    dy = norm_->BackwardInput(head_->BackwardInput(std::move(d_logits), &ctx->head), &ctx->norm);
+Matrix<T> ModelStage<T>::Forward(const MicroBatch& batch, const Matrix<T>& x, Context* ctx) const {
+  Matrix<T> h = ForwardBegin(batch, x, ctx);
+  const BatchInfo info{batch.seq_len, batch.loss_scale};
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    h = blocks_[i].Forward(h, info, &ctx->blocks[i]);
+    ctx->aux_loss += blocks_[i].AuxLoss(ctx->blocks[i]);
   }
-  for (size_t i = blocks_.size(); i-- > 0;) {
-    dy = blocks_[i].BackwardInput(std::move(dy), &ctx->blocks[i]);
-  }
+  return ForwardEnd(batch, std::move(h), ctx);
+}
+
+template <typename T>
+Matrix<T> ModelStage<T>::BackwardBegin(Matrix<T> dy, Context* ctx) const {
+  if (head_ == nullptr) return dy;
+  // Recomputes the logits from the saved head input rather than keeping [tokens, vocab] alive
+  // between the passes.
+  Matrix<T> d_logits;
+  const Matrix<T> logits = ctx->head.x * head_->weight().value.transpose();
+  CrossEntropy<T>(logits, ctx->targets, &d_logits, static_cast<T>(ctx->loss_scale));
+  return norm_->BackwardInput(head_->BackwardInput(std::move(d_logits), &ctx->head), &ctx->norm);
+}
+
+template <typename T>
+Matrix<T> ModelStage<T>::BackwardEnd(Matrix<T> dy, Context* ctx) const {
   if (embedding_ == nullptr) return dy;
   embedding_->BackwardInput(std::move(dy), &ctx->embedding);
   return Matrix<T>();
+}
+
+template <typename T>
+Matrix<T> ModelStage<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
+  dy = BackwardBegin(std::move(dy), ctx);
+  for (size_t i = blocks_.size(); i-- > 0;) {
+    dy = blocks_[i].BackwardInput(std::move(dy), &ctx->blocks[i]);
+  }
+  return BackwardEnd(std::move(dy), ctx);
 }
 
 template <typename T>

@@ -7,6 +7,13 @@
 //   const Matrix<float> loss = model.Forward(batch, Matrix<float>(), &ctx);   // [1, 1]
 //   model.BackwardInput(Matrix<float>(), &ctx);
 //   model.BackwardWeight(&ctx);   // may be deferred: contexts are independent
+//
+// Expert parallelism: a stage built with (ep_rank, ep_size) holds 1 / ep_size of every MoE layer's
+// routed experts; its Forward / BackwardInput / OverlappedForwardBackward overloads that take a
+// comm::Communicator run each MoE layer as phases with the all-to-alls of model/expert_exchange.h
+// between them. Each rank of the EP group runs its own micro-batch; the group makes every call in
+// the same order. After BackwardWeight, AllReduceGradients(ep, ReplicatedParams()) sums the
+// gradients of the weights every rank holds; routed experts' gradients stay local.
 #ifndef MODEL_MODEL_STAGE_H_
 #define MODEL_MODEL_STAGE_H_
 
@@ -16,6 +23,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "comm/communicator.h"
 #include "model/config.pb.h"
 #include "model/cross_entropy.h"
 #include "model/decoder_block.h"
@@ -64,8 +73,9 @@ class ModelStage {
     typename Linear<T>::Context head;
   };
 
-  // `config` must have passed ValidateConfig; CHECKs 0 <= begin_layer <= end_layer <= num_layers.
-  ModelStage(const ModelConfig& config, const StageRange& range);
+  // `config` must have passed ValidateConfig; CHECKs 0 <= begin_layer <= end_layer <= num_layers,
+  // and for MoE layers 0 <= ep_rank < ep_size with ep_size dividing the routed experts.
+  ModelStage(const ModelConfig& config, const StageRange& range, int ep_rank = 0, int ep_size = 1);
 
   // OK if `batch` suits this stage: seq_len in [1, max_seq_len] and dividing the token count,
   // token ids (first stage) and targets (last stage) in range. INVALID_ARGUMENT otherwise.
@@ -92,15 +102,45 @@ class ModelStage {
                                                             const Matrix<T>& f_x, Context* f_ctx,
                                                             Matrix<T> b_dy, Context* b_ctx) const;
 
+  // Expert-parallel versions of the three calls above, for T = float only (comm has no f64; other
+  // scalars do not link). `ep` is this stage's EP group: CHECKs that its rank and size are the
+  // constructor's ep_rank and ep_size, and (overlapped) that f_ep and b_ep differ: the two
+  // micro-batches' all-to-alls run concurrently, one on each communicator, so that one's
+  // communication overlaps the other's compute. Every rank of the group makes the same sequence
+  // of calls. Returns what the calls above return, or the communicator's error. A stage with
+  // ep_size > 1 must use these: the calls above CHECK-fail on its MoE layers.
+  absl::StatusOr<Matrix<T>> Forward(const MicroBatch& batch, const Matrix<T>& x, Context* ctx,
+                                    comm::Communicator& ep) const;
+  absl::StatusOr<Matrix<T>> BackwardInput(Matrix<T> dy, Context* ctx, comm::Communicator& ep) const;
+  absl::StatusOr<std::pair<Matrix<T>, Matrix<T>>> OverlappedForwardBackward(
+      const MicroBatch& f_batch, const Matrix<T>& f_x, Context* f_ctx, comm::Communicator& f_ep,
+      Matrix<T> b_dy, Context* b_ctx, comm::Communicator& b_ep) const;
+
+  const ModelConfig& config() const { return config_; }
   const StageRange& range() const { return range_; }
+  int ep_rank() const { return ep_rank_; }
+  int ep_size() const { return ep_size_; }
   // The stage's blocks, layer begin_layer first.
   std::vector<DecoderBlock<T>>& blocks() { return blocks_; }
   // Every parameter: embedding, blocks in order, final norm, head.
   std::vector<Param<T>*> Params();
+  // Params() less this rank's routed experts: the weights every rank of the EP group holds.
+  std::vector<Param<T>*> ReplicatedParams();
 
  private:
+  // The parts of Forward and BackwardInput around the blocks. ForwardBegin: validation and the
+  // embedding, returns the first block's input; ForwardEnd: the head and loss, returns Forward's
+  // result. BackwardBegin: the head's backward, returns the last block's output gradient;
+  // BackwardEnd: the embedding's, returns BackwardInput's result.
+  Matrix<T> ForwardBegin(const MicroBatch& batch, const Matrix<T>& x, Context* ctx) const;
+  Matrix<T> ForwardEnd(const MicroBatch& batch, Matrix<T> h, Context* ctx) const;
+  Matrix<T> BackwardBegin(Matrix<T> dy, Context* ctx) const;
+  Matrix<T> BackwardEnd(Matrix<T> dy, Context* ctx) const;
+
   ModelConfig config_;
   StageRange range_;
+  int ep_rank_;
+  int ep_size_;
   std::unique_ptr<Embedding<T>> embedding_;  // first stage only
   std::vector<DecoderBlock<T>> blocks_;
   std::unique_ptr<RmsNorm<T>> norm_;  // last stage only

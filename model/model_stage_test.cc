@@ -8,30 +8,15 @@
 #include "model/cross_entropy.h"
 #include "model/init.h"
 #include "model/internal/gradient_check.h"
+#include "model/internal/test_model.h"
 
 namespace model {
 namespace {
 
-// testdata/<name>.textproto.
-ModelConfig TestConfig(const std::string& name) {
-  absl::StatusOr<ModelConfig> config = LoadConfig("model/testdata/" + name + ".textproto");
-  EXPECT_TRUE(config.ok()) << config.status();
-  return *config;
-}
+using testing::TestBatch;
+using testing::TestConfig;
 
 ModelConfig TinyConfig() { return TestConfig("tiny"); }
-
-// Two sequences of 4 tokens; the last target of each sequence is ignored.
-MicroBatch TestBatch(int seed) {
-  MicroBatch batch;
-  batch.seq_len = 4;
-  Rng rng(seed);
-  for (int t = 0; t < 8; ++t) batch.tokens.push_back(static_cast<int32_t>(rng.Next() % 32));
-  for (int t = 0; t < 8; ++t) {
-    batch.targets.push_back(t % 4 == 3 ? kIgnoreTarget : batch.tokens[t + 1]);
-  }
-  return batch;
-}
 
 // The whole model's loss: cross-entropy plus the MoE balance losses.
 double Loss(const ModelStage<double>& model, const MicroBatch& batch) {

@@ -16,7 +16,8 @@
 // those counts (recv_counts[source * L + l]) to ForwardExperts. The combine all-to-all returns
 // ForwardExperts' output rows, in the same layout, to their sources, which then hold them in
 // their own expert order again. The backward all-to-alls move gradients the same two ways.
-// Forward/BackwardInput below run the phases back to back when ep_size == 1.
+// model/expert_exchange.h does these moves over a comm::Communicator. Forward/BackwardInput
+// below run the phases back to back when ep_size == 1.
 #ifndef MODEL_MOE_H_
 #define MODEL_MOE_H_
 
@@ -62,6 +63,7 @@ class Moe {
     std::vector<int64_t> loads;  // tokens routed to each expert (all experts) by this forward
     T aux_loss = 0;              // the gate's sequence-wise balance loss (0 when disabled)
     // Rows received by this rank's experts.
+    std::vector<int64_t> recv_counts;               // ForwardExperts' recv_counts
     std::vector<int64_t> order;                     // expert-major position -> received row
     std::vector<int64_t> local_offsets;             // [L + 1] into `order`
     std::vector<typename Mlp<T>::Context> experts;  // one per local expert
@@ -105,6 +107,8 @@ class Moe {
   int ep_size() const { return ep_size_; }
   // The gate (weight and bias), the shared experts, then the local routed experts.
   std::vector<Param<T>*> Params();
+  // The local routed experts' parameters (the tail of Params()).
+  std::vector<Param<T>*> ExpertParams();
 
  private:
   int ep_size_;

@@ -1,12 +1,9 @@
 #include "model/moe.h"
 
-#include <map>
-#include <memory>
 #include <string>
 
 #include "gtest/gtest.h"
 #include "model/init.h"
-#include "model/internal/ep_emulation.h"
 #include "model/internal/gradient_check.h"
 
 namespace model {
@@ -96,85 +93,8 @@ TEST_P(MoeGradientTest, DeferredBackwardWeightIsExact) {
 // Without and with a shared expert.
 INSTANTIATE_TEST_SUITE_P(SharedExperts, MoeGradientTest, ::testing::Values(0, 1));
 
-// Expert parallelism over 2 and 4 ranks gives the outputs and gradients of one rank. The ranks run
-// in turn in this thread; internal/ep_emulation moves the rows between them as AllToAll would.
-using testing::EmulateDispatch;
-using testing::EmulateReturn;
-using testing::EpCounts;
-using testing::EpRows;
-
-class MoeEpTest : public ::testing::TestWithParam<int> {};
-
-TEST_P(MoeEpTest, MatchesOneRank) {
-  const int ranks = GetParam();
-  constexpr int64_t kHidden = 6;
-  constexpr int64_t kTokensPerRank = 5;
-  const Matrix<double> x = RandomMatrix<double>(ranks * kTokensPerRank, kHidden, 2);
-  const Matrix<double> dy = RandomMatrix<double>(ranks * kTokensPerRank, kHidden, 3);
-
-  Moe<double> whole("m.", kHidden, TestConfig(1));
-  InitParams(whole.Params(), 0.5, 1);
-  Moe<double>::Context ctx;
-  const Matrix<double> y_ref = whole.Forward(x, {kTokensPerRank}, &ctx);
-  const Matrix<double> dx_ref = whole.BackwardInput(dy, &ctx);
-  whole.BackwardWeight(&ctx);
-
-  std::vector<std::unique_ptr<Moe<double>>> moe;
-  std::vector<Moe<double>::Context> c(ranks);
-  EpRows send(ranks);
-  EpCounts expert_counts(ranks), recv_counts;
-  for (int r = 0; r < ranks; ++r) {
-    moe.push_back(std::make_unique<Moe<double>>("m.", kHidden, TestConfig(1), r, ranks));
-    InitParams(moe[r]->Params(), 0.5, 1);  // by name: the same weights as `whole`
-    ExpertRows<double> d = moe[r]->ForwardDispatch(x.middleRows(r * kTokensPerRank, kTokensPerRank),
-                                                   {kTokensPerRank}, &c[r]);
-    send[r] = std::move(d.rows);
-    expert_counts[r] = std::move(d.expert_counts);
-  }
-  const EpRows received = EmulateDispatch(send, expert_counts, ranks, &recv_counts);
-  EpRows expert_out(ranks);
-  for (int r = 0; r < ranks; ++r) {
-    expert_out[r] = moe[r]->ForwardExperts(received[r], recv_counts[r], &c[r]);
-  }
-  const EpRows returned = EmulateReturn(expert_out, recv_counts, ranks);
-  EpRows d_rows(ranks);
-  for (int r = 0; r < ranks; ++r) {
-    const Matrix<double> y = moe[r]->ForwardCombine(returned[r], &c[r]);
-    EXPECT_TRUE(y.isApprox(y_ref.middleRows(r * kTokensPerRank, kTokensPerRank), 1e-13)) << r;
-    d_rows[r] = moe[r]->BackwardCombine(dy.middleRows(r * kTokensPerRank, kTokensPerRank), &c[r]);
-  }
-  EpCounts unused;
-  const EpRows d_received = EmulateDispatch(d_rows, expert_counts, ranks, &unused);
-  EpRows dx_rows(ranks);
-  for (int r = 0; r < ranks; ++r) dx_rows[r] = moe[r]->BackwardExperts(d_received[r], &c[r]);
-  const EpRows dx_returned = EmulateReturn(dx_rows, recv_counts, ranks);
-  for (int r = 0; r < ranks; ++r) {
-    const Matrix<double> dx = moe[r]->BackwardDispatch(dx_returned[r], &c[r]);
-    EXPECT_TRUE(dx.isApprox(dx_ref.middleRows(r * kTokensPerRank, kTokensPerRank), 1e-13)) << r;
-    moe[r]->BackwardWeight(&c[r]);
-  }
-
-  // Routed experts live on one rank each; replicated weights' gradients sum over the ranks (the
-  // data-parallel all-reduce).
-  std::map<std::string, Matrix<double>> grads;
-  for (int r = 0; r < ranks; ++r) {
-    EXPECT_EQ(moe[r]->num_local_experts(), 8 / ranks);
-    for (Param<double>* p : moe[r]->Params()) {
-      if (!p->trainable()) continue;
-      auto [it, inserted] = grads.emplace(p->name, p->grad);
-      if (!inserted) it->second += p->grad;
-    }
-  }
-  for (Param<double>* p : whole.Params()) {
-    if (!p->trainable()) continue;
-    ASSERT_EQ(grads.count(p->name), 1u) << p->name;
-    EXPECT_TRUE(grads[p->name].isApprox(p->grad, 1e-12)) << p->name;
-  }
-}
-
-INSTANTIATE_TEST_SUITE_P(Ranks, MoeEpTest, ::testing::Values(2, 4));
-
-TEST(MoeEpTest, RowsPerRankSumsEachRanksExperts) {
+// Expert parallelism over real ranks is tested in expert_exchange_test.cc.
+TEST(MoeTest, RowsPerRankSumsEachRanksExperts) {
   EXPECT_EQ(RowsPerRank({1, 2, 3, 4, 5, 6}, 3), (std::vector<int64_t>{3, 7, 11}));
 }
 
