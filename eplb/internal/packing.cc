@@ -12,9 +12,6 @@
 namespace eplb::internal {
 namespace {
 
-// Up to this many packs a linear scan finds the lightest pack faster than a heap.
-constexpr int kMaxScannedPacks = 16;
-
 // RefineBySwaps stops once the heaviest pack is within this fraction of the mean.
 constexpr double kBalancedEnough = 1e-3;
 
@@ -27,26 +24,59 @@ uint64_t PackKey(float weight, int index) {
 // The weight of a PackKey.
 float KeyWeight(uint64_t key) { return std::bit_cast<float>(static_cast<uint32_t>(key >> 32)); }
 
-}  // namespace
+// Below this many keys std::sort beats the radix sort, whose passes cost 256 buckets each.
+constexpr size_t kMinRadixSortKeys = 128;
 
-Packing BalancedPacking(std::span<const float> weights, int num_packs) {
+// Sorts `keys` ascending by their upper 32 bits, stably: an LSD radix sort, 8 bits a pass, that
+// skips the passes whose byte is the same in every key. When the lower 32 bits ascend in input
+// order, the result is exactly the ascending sort of the whole keys.
+void SortByUpperHalf(std::vector<uint64_t>& keys) {
+  const size_t n = keys.size();
+  uint32_t counts[4][256] = {};
+  for (const uint64_t key : keys) {
+    for (int d = 0; d < 4; ++d) ++counts[d][(key >> (32 + 8 * d)) & 0xff];
+  }
+  std::vector<uint64_t> buffer(n);
+  for (int d = 0; d < 4; ++d) {
+    const int shift = 32 + 8 * d;
+    uint32_t* count = counts[d];
+    if (count[(keys[0] >> shift) & 0xff] == n) continue;
+    uint32_t offset = 0;
+    for (int b = 0; b < 256; ++b) offset += std::exchange(count[b], offset);
+    for (const uint64_t key : keys) buffer[count[(key >> shift) & 0xff]++] = key;
+    keys.swap(buffer);
+  }
+}
+
+// Sorts `keys`, whose lower 32 bits ascend in input order, ascending.
+void SortIndexedKeys(std::vector<uint64_t>& keys) {
+  if (keys.size() < kMinRadixSortKeys) {
+    std::sort(keys.begin(), keys.end());
+  } else {
+    SortByUpperHalf(keys);
+  }
+}
+
+// The HeaviestFirst key of item `index` of weight `weight`: keys ascend heaviest first, equal
+// weights in index order. Weights are non-negative, so their bit patterns order like their values.
+uint64_t SortKey(float weight, int index) {
+  return (uint64_t{~std::bit_cast<uint32_t>(weight)} << 32) | static_cast<uint32_t>(index);
+}
+
+// The item of a SortKey.
+int KeyItem(uint64_t key) { return static_cast<int>(key & 0xffffffffu); }
+
+// BalancedPacking after its sort: `sorted` holds the SortKeys of all items of `weights`, ascending.
+Packing PackHeaviestFirst(std::span<const uint64_t> sorted, std::span<const float> weights,
+                          int num_packs) {
   const int n = static_cast<int>(weights.size());
-  assert(num_packs > 0 && n % num_packs == 0);
   const int per_pack = n / num_packs;
   Packing result{std::vector<int>(n), std::vector<int>(n, 0)};
   if (per_pack == 1) {
     std::iota(result.pack.begin(), result.pack.end(), 0);
     return result;
   }
-  // Heaviest first, equal weights in index order (the reference's stable descending sort), as
-  // one ascending sort of 64-bit keys: inverted order-preserving weight bits, then the index.
-  // Weights are non-negative, so their bit patterns already sort like their values.
-  std::vector<uint64_t> keys(n);
-  for (int i = 0; i < n; ++i) {
-    keys[i] = (uint64_t{~std::bit_cast<uint32_t>(weights[i])} << 32) | static_cast<uint32_t>(i);
-  }
-  std::sort(keys.begin(), keys.end());
-  const auto item_at = [&](int i) { return static_cast<int>(keys[i] & 0xffffffffu); };
+  const auto item_at = [&](int i) { return KeyItem(sorted[i]); };
   if (per_pack == 2 && weights[item_at(num_packs - 1)] > 0.0f) {
     // Pairs whose first num_packs items are all positive, in O(n) after the sort. Each of those
     // items finds an empty pack lighter than every used one, so item i goes to pack i. Then pack
@@ -66,73 +96,50 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs) {
     }
     return result;
   }
-  std::vector<int> pack_items(num_packs, 0);
-  if (num_packs <= kMaxScannedPacks) {
-    // Few packs: take the smallest key, with full packs keyed above every open one.
-    constexpr uint64_t kFull = ~uint64_t{0};
-    std::vector<uint64_t> open(num_packs);
-    for (int p = 0; p < num_packs; ++p) open[p] = PackKey(0.0f, p);
-    for (int i = 0; i < n; ++i) {
-      const int item = item_at(i);
-      const uint64_t top = *std::min_element(open.begin(), open.end());
-      const int best = static_cast<int>(top & 0xffffffffu);
-      result.pack[item] = best;
-      result.rank[item] = pack_items[best]++;
-      open[best] =
-          pack_items[best] < per_pack ? PackKey(KeyWeight(top) + weights[item], best) : kFull;
-    }
-    return result;
+  // A tournament tree over the packs: leaf p (at size + p) holds pack p's key, (weight, index)
+  // packed into 64 bits, or kFull once the pack is full (also for the padding leaves); each inner
+  // node holds the smaller key of its two children, so the root is the lightest pack with room,
+  // lowest index among equals, and taking it costs one walk up the tree.
+  constexpr uint64_t kFull = ~uint64_t{0};
+  const int size = static_cast<int>(std::bit_ceil(static_cast<unsigned>(num_packs)));
+  std::vector<uint64_t> tree(2 * size, kFull);
+  for (int p = 0; p < num_packs; ++p) tree[size + p] = PackKey(0.0f, p);
+  for (int node = size - 1; node > 0; --node) {
+    tree[node] = std::min(tree[2 * node], tree[2 * node + 1]);
   }
-  // Many packs: a min-heap over the packs with room, keyed by (pack weight, pack index) packed
-  // into 64 bits, whose top is the same pack the scan would pick.
-  std::vector<uint64_t> open(num_packs);
-  for (int p = 0; p < num_packs; ++p) open[p] = PackKey(0.0f, p);
+  std::vector<int> pack_items(num_packs, 0);
   for (int i = 0; i < n; ++i) {
     const int item = item_at(i);
-    std::pop_heap(open.begin(), open.end(), std::greater<uint64_t>());
-    const uint64_t top = open.back();
-    open.pop_back();
+    const uint64_t top = tree[1];
     const int best = static_cast<int>(top & 0xffffffffu);
     result.pack[item] = best;
     result.rank[item] = pack_items[best]++;
-    if (pack_items[best] < per_pack) {
-      open.push_back(PackKey(KeyWeight(top) + weights[item], best));
-      std::push_heap(open.begin(), open.end(), std::greater<uint64_t>());
-    }
+    int node = size + best;
+    tree[node] = pack_items[best] < per_pack ? PackKey(KeyWeight(top) + weights[item], best) : kFull;
+    for (; node > 1; node >>= 1) tree[node >> 1] = std::min(tree[node], tree[node ^ 1]);
   }
   return result;
 }
 
-Replication ReplicateExperts(std::span<const float> weights, int num_phy, int max_replicas) {
-  const int num_log = static_cast<int>(weights.size());
-  assert(num_log > 0 && num_phy >= num_log && max_replicas > 0);
+// Replica i < num_log is expert i; the rest unassigned.
+Replication OneReplicaEach(int num_log, int num_phy) {
   Replication result{std::vector<int>(num_phy), std::vector<int>(num_phy, 0),
                      std::vector<int>(num_log, 1)};
   std::iota(result.phy2log.begin(), result.phy2log.begin() + num_log, 0);
-  // Max-heap on (weight / count, -expert) packed into 64 bits: the top is the reference's first
-  // maximum. Experts at max_replicas leave the heap.
+  return result;
+}
+
+// DeepSeek's greedy replication from replica num_log on: `heap` is a max-heap of PackKey(weight /
+// count, ~expert) over the experts that may still get a replica, so its top is the reference's
+// first maximum. Experts leave it at max_replicas; when none is left, the cap is lifted.
+void AddReplicas(std::span<const float> weights, int max_replicas, std::vector<uint64_t>& heap,
+                 Replication& result) {
+  const int num_log = static_cast<int>(weights.size());
   const auto key = [&](int expert) {
     return PackKey(weights[expert] / static_cast<float>(result.logcnt[expert]), ~expert);
   };
-  // Without a cap, an expert lighter than the (extra + 1)-th heaviest never gets a replica: to be
-  // the maximum it would need all extra + 1 heavier experts to have had one already. So only the
-  // others enter the heap.
-  const int extra = num_phy - num_log;
-  std::vector<float> sorted;
-  float threshold = 0.0f;
-  if (max_replicas >= num_phy && extra > 0 && extra < num_log) {
-    sorted.assign(weights.begin(), weights.end());
-    std::nth_element(sorted.begin(), sorted.begin() + extra, sorted.end(), std::greater<float>());
-    threshold = sorted[extra];
-  }
-  std::vector<uint64_t> heap;
-  for (int e = 0; e < num_log; ++e) {
-    if (weights[e] >= threshold && result.logcnt[e] < max_replicas) heap.push_back(key(e));
-  }
-  std::make_heap(heap.begin(), heap.end());
-  for (int i = num_log; i < num_phy; ++i) {
+  for (int i = num_log; i < static_cast<int>(result.phy2log.size()); ++i) {
     if (heap.empty()) {
-      // Every expert is at the cap: lift it.
       max_replicas = std::numeric_limits<int>::max();
       for (int e = 0; e < num_log; ++e) heap.push_back(key(e));
       std::make_heap(heap.begin(), heap.end());
@@ -148,6 +155,84 @@ Replication ReplicateExperts(std::span<const float> weights, int num_phy, int ma
       heap.pop_back();
     }
   }
+}
+
+}  // namespace
+
+Packing BalancedPacking(std::span<const float> weights, int num_packs) {
+  const int n = static_cast<int>(weights.size());
+  assert(num_packs > 0 && n % num_packs == 0);
+  std::vector<uint64_t> keys(n);
+  for (int i = 0; i < n; ++i) keys[i] = SortKey(weights[i], i);
+  SortIndexedKeys(keys);
+  return PackHeaviestFirst(keys, weights, num_packs);
+}
+
+std::vector<int> HeaviestFirst(std::span<const float> weights) {
+  std::vector<uint64_t> keys(weights.size());
+  for (size_t i = 0; i < keys.size(); ++i) keys[i] = SortKey(weights[i], static_cast<int>(i));
+  SortIndexedKeys(keys);
+  std::vector<int> order(keys.size());
+  std::transform(keys.begin(), keys.end(), order.begin(), KeyItem);
+  return order;
+}
+
+Replication ReplicateExperts(std::span<const float> weights, int num_phy, int max_replicas) {
+  const int num_log = static_cast<int>(weights.size());
+  assert(num_log > 0 && num_phy >= num_log && max_replicas > 0);
+  Replication result = OneReplicaEach(num_log, num_phy);
+  std::vector<uint64_t> heap;
+  heap.reserve(num_log);
+  for (int e = 0; e < num_log; ++e) {
+    if (max_replicas > 1) heap.push_back(PackKey(weights[e], ~e));
+  }
+  std::make_heap(heap.begin(), heap.end());
+  AddReplicas(weights, max_replicas, heap, result);
+  return result;
+}
+
+ReplicatedPacking ReplicateAndPack(std::span<const float> weights, std::span<const int> order,
+                                   int num_phy, int num_packs) {
+  const int num_log = static_cast<int>(weights.size());
+  assert(num_log > 0 && num_phy >= num_log && num_packs > 0 && num_phy % num_packs == 0);
+  assert(order.size() == weights.size());
+  ReplicatedPacking result{OneReplicaEach(num_log, num_phy), {}};
+  Replication& rep = result.rep;
+  // An expert after the first extra + 1 in `order` never gets a replica: to be the first maximum
+  // it would need all extra + 1 experts before it (as heavy or heavier, lower index on ties) to
+  // have had one already. Those candidates, in order, are descending keys: already a max-heap.
+  const int extra = num_phy - num_log;
+  std::vector<uint64_t> heap(std::min(extra + 1, num_log));
+  for (size_t i = 0; i < heap.size(); ++i) heap[i] = PackKey(weights[order[i]], ~order[i]);
+  AddReplicas(weights, std::numeric_limits<int>::max(), heap, rep);
+
+  std::vector<float> replica_loads(num_phy);
+  for (int p = 0; p < num_phy; ++p) {
+    const int e = rep.phy2log[p];
+    replica_loads[p] = weights[e] / static_cast<float>(rep.logcnt[e]);
+  }
+  if (num_phy == num_packs) {
+    result.packing = PackHeaviestFirst({}, replica_loads, num_packs);
+    return result;
+  }
+  // The replicas sorted heaviest first: those of experts with one replica keep `order`; merge in
+  // those of the (at most extra) replicated experts, sorted on their own.
+  std::vector<uint64_t> split;
+  for (int p = 0; p < num_phy; ++p) {
+    if (rep.logcnt[rep.phy2log[p]] > 1) split.push_back(SortKey(replica_loads[p], p));
+  }
+  std::sort(split.begin(), split.end());
+  std::vector<uint64_t> sorted(num_phy);
+  auto out = sorted.begin();
+  auto next_split = split.begin();
+  for (const int e : order) {
+    if (rep.logcnt[e] > 1) continue;
+    const uint64_t key = SortKey(replica_loads[e], e);
+    while (next_split != split.end() && *next_split < key) *out++ = *next_split++;
+    *out++ = key;
+  }
+  std::copy(next_split, split.end(), out);
+  result.packing = PackHeaviestFirst(sorted, replica_loads, num_packs);
   return result;
 }
 

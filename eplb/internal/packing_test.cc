@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -177,6 +178,52 @@ TEST(ReplicateExperts, MatchesThePlainReference) {
         ASSERT_EQ(ReplicateExperts(weights, num_log + extra).phy2log,
                   ReferenceReplication(weights, num_log + extra))
             << num_log << " experts, " << extra << " extra";
+      }
+    }
+  }
+}
+
+TEST(HeaviestFirst, IsTheStableDescendingSort) {
+  std::mt19937 rng(13);
+  for (int n : {1, 7, 127, 128, 300}) {
+    for (bool ties : {false, true}) {
+      const std::vector<float> weights = RandomWeights(n, ties, rng);
+      std::vector<int> order(n);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int a, int b) { return weights[a] > weights[b]; });
+      ASSERT_EQ(HeaviestFirst(weights), order) << n << " items";
+    }
+  }
+}
+
+TEST(ReplicateAndPack, MatchesReplicationThenPacking) {
+  std::mt19937 rng(14);
+  for (int num_log : {1, 5, 64, 256}) {
+    for (int extra : {0, 1, 8, 32, 300}) {
+      const int num_phy = num_log + extra;
+      for (int num_packs : {1, 2, 3, 8, 144, num_phy}) {
+        if (num_phy % num_packs != 0) continue;
+        for (bool ties : {false, true}) {
+          const std::vector<float> weights = RandomWeights(num_log, ties, rng);
+          const ReplicatedPacking fast =
+              ReplicateAndPack(weights, HeaviestFirst(weights), num_phy, num_packs);
+          const Replication rep = ReplicateExperts(weights, num_phy);
+          std::vector<float> replica_loads(num_phy);
+          for (int p = 0; p < num_phy; ++p) {
+            const int e = rep.phy2log[p];
+            replica_loads[p] = weights[e] / static_cast<float>(rep.logcnt[e]);
+          }
+          const Packing packing = BalancedPacking(replica_loads, num_packs);
+          const std::string where = std::to_string(num_log) + " experts, " +
+                                    std::to_string(extra) + " extra, " +
+                                    std::to_string(num_packs) + " packs";
+          ASSERT_EQ(fast.rep.phy2log, rep.phy2log) << where;
+          ASSERT_EQ(fast.rep.rank, rep.rank) << where;
+          ASSERT_EQ(fast.rep.logcnt, rep.logcnt) << where;
+          ASSERT_EQ(fast.packing.pack, packing.pack) << where;
+          ASSERT_EQ(fast.packing.rank, packing.rank) << where;
+        }
       }
     }
   }
