@@ -157,6 +157,17 @@ void AddReplicas(std::span<const float> weights, int max_replicas, std::vector<u
   }
 }
 
+// An item of a pack in RefineBySwaps: (weight, item).
+using Member = std::pair<double, int>;
+
+// Restores the ascending order of `members` after members[at] changed.
+void Resettle(std::span<Member> members, int at) {
+  for (; at > 0 && members[at] < members[at - 1]; --at) std::swap(members[at], members[at - 1]);
+  for (; at + 1 < static_cast<int>(members.size()) && members[at + 1] < members[at]; ++at) {
+    std::swap(members[at], members[at + 1]);
+  }
+}
+
 }  // namespace
 
 Packing BalancedPacking(std::span<const float> weights, int num_packs) {
@@ -239,15 +250,21 @@ ReplicatedPacking ReplicateAndPack(std::span<const float> weights, std::span<con
 void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps,
                    Packing& packing) {
   const int n = static_cast<int>(weights.size());
-  // Each pack's (weight, item), lightest first.
-  using Member = std::pair<double, int>;
-  std::vector<std::vector<Member>> members(num_packs);
+  const int per_pack = n / num_packs;
+  // Each pack's (weight, item), lightest first, in one array: pack p's at [p * per_pack, ...).
+  std::vector<Member> members(n);
+  std::vector<int> filled(num_packs, 0);
   std::vector<double> load(num_packs, 0.0);
   for (int i = 0; i < n; ++i) {
-    members[packing.pack[i]].push_back({weights[i], i});
-    load[packing.pack[i]] += weights[i];
+    const int p = packing.pack[i];
+    assert(filled[p] < per_pack);
+    members[p * per_pack + filled[p]++] = {weights[i], i};
+    load[p] += weights[i];
   }
-  for (std::vector<Member>& items : members) std::sort(items.begin(), items.end());
+  const auto pack_members = [&](int p) {
+    return std::span<Member>(members).subspan(p * per_pack, per_pack);
+  };
+  for (int p = 0; p < num_packs; ++p) std::ranges::sort(pack_members(p));
   const double mean = std::accumulate(load.begin(), load.end(), 0.0) / num_packs;
   for (int swap = 0; swap < max_swaps; ++swap) {
     const int heavy = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
@@ -256,19 +273,18 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
     // the heavy pack to another with load gap g helps when 0 < delta < g and is best near g / 2,
     // so for each a only the two b around w_a - g / 2 matter. That point rises with w_a, so one
     // pointer walks each other pack once.
-    const std::vector<Member>& ours = members[heavy];
+    const std::span<const Member> ours = pack_members(heavy);
     double best_new_max = load[heavy];
     int best_pack = -1, best_a = -1, best_b = -1;
     for (int other = 0; other < num_packs; ++other) {
       const double gap = load[heavy] - load[other];
       if (other == heavy || gap <= 0.0) continue;
-      const std::vector<Member>& theirs = members[other];
-      const int size = static_cast<int>(theirs.size());
+      const std::span<const Member> theirs = pack_members(other);
       int at = 0;  // First b with w_b >= w_a - gap / 2.
-      for (int a = 0; a < static_cast<int>(ours.size()); ++a) {
+      for (int a = 0; a < per_pack; ++a) {
         const double w_a = ours[a].first;
-        while (at < size && theirs[at].first < w_a - gap / 2) ++at;
-        for (int b = std::max(at - 1, 0); b <= std::min(at, size - 1); ++b) {
+        while (at < per_pack && theirs[at].first < w_a - gap / 2) ++at;
+        for (int b = std::max(at - 1, 0); b <= std::min(at, per_pack - 1); ++b) {
           const double delta = w_a - theirs[b].first;
           if (delta <= 0.0 || delta >= gap) continue;
           const double new_max = std::max(load[heavy] - delta, load[other] + delta);
@@ -282,16 +298,16 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
       }
     }
     if (best_pack < 0) return;
-    Member& a = members[heavy][best_a];
-    Member& b = members[best_pack][best_b];
+    Member& a = pack_members(heavy)[best_a];
+    Member& b = pack_members(best_pack)[best_b];
     const double delta = a.first - b.first;
     load[heavy] -= delta;
     load[best_pack] += delta;
     std::swap(packing.pack[a.second], packing.pack[b.second]);
     std::swap(packing.rank[a.second], packing.rank[b.second]);
     std::swap(a, b);
-    std::sort(members[heavy].begin(), members[heavy].end());
-    std::sort(members[best_pack].begin(), members[best_pack].end());
+    Resettle(pack_members(heavy), best_a);
+    Resettle(pack_members(best_pack), best_b);
   }
 }
 
