@@ -15,6 +15,10 @@ namespace {
 // RefineBySwaps stops once the heaviest pack is within this fraction of the mean.
 constexpr double kBalancedEnough = 1e-3;
 
+// Relative margin, far above double rounding, by which RefineBySwaps' bound on a swap's result
+// must exceed the best result found before the swap is skipped.
+constexpr double kRoundingMargin = 1e-9;
+
 // (weight, index) as one integer that orders like the pair: for non-negative floats (and +inf)
 // the bit pattern orders like the value.
 uint64_t PackKey(float weight, int index) {
@@ -265,20 +269,27 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
     return std::span<Member>(members).subspan(p * per_pack, per_pack);
   };
   for (int p = 0; p < num_packs; ++p) std::ranges::sort(pack_members(p));
+  std::vector<int> by_load(num_packs);
+  std::iota(by_load.begin(), by_load.end(), 0);
   const double mean = std::accumulate(load.begin(), load.end(), 0.0) / num_packs;
   for (int swap = 0; swap < max_swaps; ++swap) {
     const int heavy = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
     if (load[heavy] <= mean * (1.0 + kBalancedEnough)) return;
-    // The swap that brings the heavy pack's load down the most: moving delta = w_a - w_b from
-    // the heavy pack to another with load gap g helps when 0 < delta < g and is best near g / 2,
-    // so for each a only the two b around w_a - g / 2 matter. That point rises with w_a, so one
-    // pointer walks each other pack once.
+    // The swap that brings the heavy pack's load down the most (the first in pack, a, b order
+    // among equals): moving delta = w_a - w_b from the heavy pack to another with load gap g
+    // helps when 0 < delta < g and is best near g / 2, so for each a only the two b around
+    // w_a - g / 2 matter. That point rises with w_a, so one pointer walks each other pack once.
+    // No swap with a pack takes the heavy one below the midpoint of their loads, so packs are
+    // visited lightest first and the walk stops at the first midpoint (less a margin far above
+    // rounding) beyond the best result found.
     const std::span<const Member> ours = pack_members(heavy);
+    std::ranges::sort(by_load, {}, [&](int p) { return load[p]; });
     double best_new_max = load[heavy];
     int best_pack = -1, best_a = -1, best_b = -1;
-    for (int other = 0; other < num_packs; ++other) {
+    for (const int other : by_load) {
       const double gap = load[heavy] - load[other];
       if (other == heavy || gap <= 0.0) continue;
+      if (load[other] + gap / 2 - kRoundingMargin * load[heavy] > best_new_max) break;
       const std::span<const Member> theirs = pack_members(other);
       int at = 0;  // First b with w_b >= w_a - gap / 2.
       for (int a = 0; a < per_pack; ++a) {
@@ -288,7 +299,8 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
           const double delta = w_a - theirs[b].first;
           if (delta <= 0.0 || delta >= gap) continue;
           const double new_max = std::max(load[heavy] - delta, load[other] + delta);
-          if (new_max < best_new_max) {
+          if (new_max < best_new_max ||
+              (new_max == best_new_max && best_pack >= 0 && other < best_pack)) {
             best_new_max = new_max;
             best_pack = other;
             best_a = a;
