@@ -57,21 +57,16 @@ void Refine(std::span<const float> node_loads, int gpus_per_node, NodePlan& plan
   RefineBySwaps(weights, gpus_per_node, /*max_swaps=*/static_cast<int>(weights.size()), plan.packing);
 }
 
-// Writes one node's replicas into `placement`: physical replica q of the node is its replica
-// pphy2phy[q], whose node-local expert maps back to a logical one through mlog2log.
+// Writes one node's replicas into `placement`: the node's replica p lands at its GPU's slot for
+// its rank, and its node-local expert maps back to a logical one through mlog2log.
 void EmitNode(const NodePlan& plan, int replicas_per_gpu, int node, int mlog_base,
               const std::vector<int>& mlog2log, LayerPlacement& placement) {
   const int replicas_per_node = static_cast<int>(plan.rep.phy2log.size());
-  std::vector<int> phy2pphy(replicas_per_node);
-  for (int p = 0; p < replicas_per_node; ++p) {
-    phy2pphy[p] = plan.packing.pack[p] * replicas_per_gpu + plan.packing.rank[p];
-  }
-  const std::vector<int> pphy2phy = InversePermutation(phy2pphy);
   const int phy_base = node * replicas_per_node;
-  for (int q = 0; q < replicas_per_node; ++q) {
-    const int p = pphy2phy[q];
-    placement.phy2log[phy_base + q] = mlog2log[mlog_base + plan.rep.phy2log[p]];
-    placement.phyrank[phy_base + q] = plan.rep.rank[p];
+  for (int p = 0; p < replicas_per_node; ++p) {
+    const int q = phy_base + plan.packing.pack[p] * replicas_per_gpu + plan.packing.rank[p];
+    placement.phy2log[q] = mlog2log[mlog_base + plan.rep.phy2log[p]];
+    placement.phyrank[q] = plan.rep.rank[p];
   }
 }
 

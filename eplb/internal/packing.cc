@@ -256,13 +256,14 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
   const int n = static_cast<int>(weights.size());
   const int per_pack = n / num_packs;
   // Each pack's (weight, item), lightest first, in one array: pack p's at [p * per_pack, ...).
+  // Placed by reversed rank first: BalancedPacking's ranks are heaviest first, so the sort that
+  // follows has little left to do.
   std::vector<Member> members(n);
-  std::vector<int> filled(num_packs, 0);
   std::vector<double> load(num_packs, 0.0);
   for (int i = 0; i < n; ++i) {
     const int p = packing.pack[i];
-    assert(filled[p] < per_pack);
-    members[p * per_pack + filled[p]++] = {weights[i], i};
+    assert(packing.rank[i] >= 0 && packing.rank[i] < per_pack);
+    members[p * per_pack + per_pack - 1 - packing.rank[i]] = {weights[i], i};
     load[p] += weights[i];
   }
   const auto pack_members = [&](int p) {
