@@ -28,6 +28,18 @@ uint64_t PackKey(float weight, int index) {
 // The weight of a PackKey.
 float KeyWeight(uint64_t key) { return std::bit_cast<float>(static_cast<uint32_t>(key >> 32)); }
 
+// The uses of per-thread scratch vectors; buffers of different uses may be live together.
+enum class Use { kSortBuffer, kSortKeys, kTree, kPackItems, kHeap, kReplicaLoads, kSplit, kSorted };
+
+// This thread's scratch vector for `use`, holding `size` copies of `fill`. Reused from call to
+// call, so the hot paths allocate only while a buffer grows; valid until the next call for `use`.
+template <typename T, Use use>
+std::vector<T>& Scratch(size_t size, T fill = T()) {
+  thread_local std::vector<T> buffer;
+  buffer.assign(size, fill);
+  return buffer;
+}
+
 // Below this many keys std::sort beats the radix sort, whose passes cost 256 buckets each.
 constexpr size_t kMinRadixSortKeys = 128;
 
@@ -40,7 +52,7 @@ void SortByUpperHalf(std::vector<uint64_t>& keys) {
   for (const uint64_t key : keys) {
     for (int d = 0; d < 4; ++d) ++counts[d][(key >> (32 + 8 * d)) & 0xff];
   }
-  std::vector<uint64_t> buffer(n);
+  std::vector<uint64_t>& buffer = Scratch<uint64_t, Use::kSortBuffer>(n);
   for (int d = 0; d < 4; ++d) {
     const int shift = 32 + 8 * d;
     uint32_t* count = counts[d];
@@ -106,12 +118,12 @@ Packing PackHeaviestFirst(std::span<const uint64_t> sorted, std::span<const floa
   // lowest index among equals, and taking it costs one walk up the tree.
   constexpr uint64_t kFull = ~uint64_t{0};
   const int size = static_cast<int>(std::bit_ceil(static_cast<unsigned>(num_packs)));
-  std::vector<uint64_t> tree(2 * size, kFull);
+  std::vector<uint64_t>& tree = Scratch<uint64_t, Use::kTree>(2 * size, kFull);
   for (int p = 0; p < num_packs; ++p) tree[size + p] = PackKey(0.0f, p);
   for (int node = size - 1; node > 0; --node) {
     tree[node] = std::min(tree[2 * node], tree[2 * node + 1]);
   }
-  std::vector<int> pack_items(num_packs, 0);
+  std::vector<int>& pack_items = Scratch<int, Use::kPackItems>(num_packs);
   for (int i = 0; i < n; ++i) {
     const int item = item_at(i);
     const uint64_t top = tree[1];
@@ -177,14 +189,14 @@ void Resettle(std::span<Member> members, int at) {
 Packing BalancedPacking(std::span<const float> weights, int num_packs) {
   const int n = static_cast<int>(weights.size());
   assert(num_packs > 0 && n % num_packs == 0);
-  std::vector<uint64_t> keys(n);
+  std::vector<uint64_t>& keys = Scratch<uint64_t, Use::kSortKeys>(n);
   for (int i = 0; i < n; ++i) keys[i] = SortKey(weights[i], i);
   SortIndexedKeys(keys);
   return PackHeaviestFirst(keys, weights, num_packs);
 }
 
 std::vector<int> HeaviestFirst(std::span<const float> weights) {
-  std::vector<uint64_t> keys(weights.size());
+  std::vector<uint64_t>& keys = Scratch<uint64_t, Use::kSortKeys>(weights.size());
   for (size_t i = 0; i < keys.size(); ++i) keys[i] = SortKey(weights[i], static_cast<int>(i));
   SortIndexedKeys(keys);
   std::vector<int> order(keys.size());
@@ -217,11 +229,11 @@ ReplicatedPacking ReplicateAndPack(std::span<const float> weights, std::span<con
   // it would need all extra + 1 experts before it (as heavy or heavier, lower index on ties) to
   // have had one already. Those candidates, in order, are descending keys: already a max-heap.
   const int extra = num_phy - num_log;
-  std::vector<uint64_t> heap(std::min(extra + 1, num_log));
+  std::vector<uint64_t>& heap = Scratch<uint64_t, Use::kHeap>(std::min(extra + 1, num_log));
   for (size_t i = 0; i < heap.size(); ++i) heap[i] = PackKey(weights[order[i]], ~order[i]);
   AddReplicas(weights, std::numeric_limits<int>::max(), heap, rep);
 
-  std::vector<float> replica_loads(num_phy);
+  std::vector<float>& replica_loads = Scratch<float, Use::kReplicaLoads>(num_phy);
   for (int p = 0; p < num_phy; ++p) {
     const int e = rep.phy2log[p];
     replica_loads[p] = weights[e] / static_cast<float>(rep.logcnt[e]);
@@ -232,12 +244,12 @@ ReplicatedPacking ReplicateAndPack(std::span<const float> weights, std::span<con
   }
   // The replicas sorted heaviest first: those of experts with one replica keep `order`; merge in
   // those of the (at most extra) replicated experts, sorted on their own.
-  std::vector<uint64_t> split;
+  std::vector<uint64_t>& split = Scratch<uint64_t, Use::kSplit>(0);
   for (int p = 0; p < num_phy; ++p) {
     if (rep.logcnt[rep.phy2log[p]] > 1) split.push_back(SortKey(replica_loads[p], p));
   }
   std::sort(split.begin(), split.end());
-  std::vector<uint64_t> sorted(num_phy);
+  std::vector<uint64_t>& sorted = Scratch<uint64_t, Use::kSorted>(num_phy);
   auto out = sorted.begin();
   auto next_split = split.begin();
   for (const int e : order) {
