@@ -18,8 +18,8 @@ NodePlan PlanNode(std::span<const float> node_loads, std::span<const int> node_o
 }
 
 // PlanNode with at most max_replicas_per_expert replicas of an expert while some has fewer.
-NodePlan PlanCappedNode(std::span<const float> node_loads, int replicas_per_node,
-                        int gpus_per_node, int max_replicas_per_expert) {
+NodePlan PlanCappedNode(std::span<const float> node_loads, int replicas_per_node, int gpus_per_node,
+                        int max_replicas_per_expert) {
   NodePlan plan{ReplicateExperts(node_loads, replicas_per_node, max_replicas_per_expert), {}};
   std::vector<float> replica_loads(replicas_per_node);
   for (int p = 0; p < replicas_per_node; ++p) {
@@ -54,7 +54,8 @@ double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int g
 void Refine(std::span<const float> node_loads, int gpus_per_node, NodePlan& plan) {
   const std::vector<double> weights = ReplicaLoads(node_loads, plan.rep);
   if (static_cast<int>(weights.size()) <= 2 * gpus_per_node) return;
-  RefineBySwaps(weights, gpus_per_node, /*max_swaps=*/static_cast<int>(weights.size()), plan.packing);
+  RefineBySwaps(weights, gpus_per_node, /*max_swaps=*/static_cast<int>(weights.size()),
+                plan.packing);
 }
 
 // Writes one node's replicas into `placement`: the node's replica p lands at its GPU's slot for
@@ -124,10 +125,10 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
   std::vector<int> mlogcnt(num_experts);
   std::vector<NodePlan> plans;
   for (int node = 0; node < shape.num_nodes; ++node) {
-    NodePlan plan =
-        PlanNode(node_loads(node),
-                 std::span<const int>(node_order).subspan(node * experts_per_node, experts_per_node),
-                 replicas_per_node, gpus_per_node);
+    NodePlan plan = PlanNode(
+        node_loads(node),
+        std::span<const int>(node_order).subspan(node * experts_per_node, experts_per_node),
+        replicas_per_node, gpus_per_node);
     std::copy(plan.rep.logcnt.begin(), plan.rep.logcnt.end(),
               mlogcnt.begin() + node * experts_per_node);
     EmitNode(plan, replicas_per_gpu, node, node * experts_per_node, mlog2log, result);

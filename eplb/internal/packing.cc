@@ -29,7 +29,17 @@ uint64_t PackKey(float weight, int index) {
 float KeyWeight(uint64_t key) { return std::bit_cast<float>(static_cast<uint32_t>(key >> 32)); }
 
 // The uses of per-thread scratch vectors; buffers of different uses may be live together.
-enum class Use { kSortBuffer, kSortKeys, kTree, kPackItems, kHeap, kReplicaLoads, kSplit, kSorted };
+enum class Use {
+  kBucketStarts,
+  kSortBuffer,
+  kSortKeys,
+  kTree,
+  kPackItems,
+  kHeap,
+  kReplicaLoads,
+  kSplit,
+  kSorted
+};
 
 // This thread's scratch vector for `use`, holding `size` copies of `fill`. Reused from call to
 // call, so the hot paths allocate only while a buffer grows; valid until the next call for `use`.
@@ -40,37 +50,53 @@ std::vector<T>& Scratch(size_t size, T fill = T()) {
   return buffer;
 }
 
-// Below this many keys std::sort beats the radix sort, whose passes cost 256 buckets each.
-constexpr size_t kMinRadixSortKeys = 128;
+// Below this many keys std::sort beats SortKeys' bucketing.
+constexpr size_t kMinBucketSortKeys = 64;
 
-// Sorts `keys` ascending by their upper 32 bits, stably: an LSD radix sort, 8 bits a pass, that
-// skips the passes whose byte is the same in every key. When the lower 32 bits ascend in input
-// order, the result is exactly the ascending sort of the whole keys.
-void SortByUpperHalf(std::vector<uint64_t>& keys) {
+// SortKeys falls back to std::sort when a bucket holds more keys than this.
+constexpr uint32_t kMaxBucketKeys = 32;
+
+// Sorts `keys` (distinct) ascending. From kMinBucketSortKeys keys on: one counting pass into about
+// 4n buckets by the upper 32 bits, coarsened by a shift (so bucket order is key order), then an
+// insertion sort that only has to order each bucket; std::sort when a bucket is large.
+void SortKeys(std::vector<uint64_t>& keys) {
   const size_t n = keys.size();
-  uint32_t counts[4][256] = {};
-  for (const uint64_t key : keys) {
-    for (int d = 0; d < 4; ++d) ++counts[d][(key >> (32 + 8 * d)) & 0xff];
-  }
-  std::vector<uint64_t>& buffer = Scratch<uint64_t, Use::kSortBuffer>(n);
-  for (int d = 0; d < 4; ++d) {
-    const int shift = 32 + 8 * d;
-    uint32_t* count = counts[d];
-    if (count[(keys[0] >> shift) & 0xff] == n) continue;
-    uint32_t offset = 0;
-    for (int b = 0; b < 256; ++b) offset += std::exchange(count[b], offset);
-    for (const uint64_t key : keys) buffer[count[(key >> shift) & 0xff]++] = key;
-    keys.swap(buffer);
-  }
-}
-
-// Sorts `keys`, whose lower 32 bits ascend in input order, ascending.
-void SortIndexedKeys(std::vector<uint64_t>& keys) {
-  if (keys.size() < kMinRadixSortKeys) {
+  if (n < kMinBucketSortKeys) {
     std::sort(keys.begin(), keys.end());
-  } else {
-    SortByUpperHalf(keys);
+    return;
   }
+  uint32_t lo = std::numeric_limits<uint32_t>::max(), hi = 0;
+  for (const uint64_t key : keys) {
+    lo = std::min(lo, static_cast<uint32_t>(key >> 32));
+    hi = std::max(hi, static_cast<uint32_t>(key >> 32));
+  }
+  const uint32_t num_buckets = 4 * std::bit_ceil(static_cast<uint32_t>(n));
+  int shift = 0;
+  while (((hi - lo) >> shift) >= num_buckets) ++shift;
+  const auto bucket = [&](uint64_t key) {
+    return (static_cast<uint32_t>(key >> 32) - lo) >> shift;
+  };
+  // start[b + 1] counts bucket b, then becomes where bucket b + 1 starts.
+  std::vector<uint32_t>& start = Scratch<uint32_t, Use::kBucketStarts>(num_buckets + 1);
+  for (const uint64_t key : keys) ++start[bucket(key) + 1];
+  uint32_t largest = 0;
+  for (uint32_t b = 1; b <= num_buckets; ++b) {
+    largest = std::max(largest, start[b]);
+    start[b] += start[b - 1];
+  }
+  if (largest > kMaxBucketKeys) {
+    std::sort(keys.begin(), keys.end());
+    return;
+  }
+  std::vector<uint64_t>& sorted = Scratch<uint64_t, Use::kSortBuffer>(n);
+  for (const uint64_t key : keys) sorted[start[bucket(key)]++] = key;
+  for (size_t i = 1; i < n; ++i) {
+    const uint64_t key = sorted[i];
+    size_t j = i;
+    for (; j > 0 && sorted[j - 1] > key; --j) sorted[j] = sorted[j - 1];
+    sorted[j] = key;
+  }
+  keys.swap(sorted);
 }
 
 // The HeaviestFirst key of item `index` of weight `weight`: keys ascend heaviest first, equal
@@ -131,7 +157,8 @@ Packing PackHeaviestFirst(std::span<const uint64_t> sorted, std::span<const floa
     result.pack[item] = best;
     result.rank[item] = pack_items[best]++;
     int node = size + best;
-    tree[node] = pack_items[best] < per_pack ? PackKey(KeyWeight(top) + weights[item], best) : kFull;
+    tree[node] =
+        pack_items[best] < per_pack ? PackKey(KeyWeight(top) + weights[item], best) : kFull;
     for (; node > 1; node >>= 1) tree[node >> 1] = std::min(tree[node], tree[node ^ 1]);
   }
   return result;
@@ -191,14 +218,14 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs) {
   assert(num_packs > 0 && n % num_packs == 0);
   std::vector<uint64_t>& keys = Scratch<uint64_t, Use::kSortKeys>(n);
   for (int i = 0; i < n; ++i) keys[i] = SortKey(weights[i], i);
-  SortIndexedKeys(keys);
+  SortKeys(keys);
   return PackHeaviestFirst(keys, weights, num_packs);
 }
 
 std::vector<int> HeaviestFirst(std::span<const float> weights) {
   std::vector<uint64_t>& keys = Scratch<uint64_t, Use::kSortKeys>(weights.size());
   for (size_t i = 0; i < keys.size(); ++i) keys[i] = SortKey(weights[i], static_cast<int>(i));
-  SortIndexedKeys(keys);
+  SortKeys(keys);
   std::vector<int> order(keys.size());
   std::transform(keys.begin(), keys.end(), order.begin(), KeyItem);
   return order;

@@ -52,7 +52,8 @@ struct ReplicatedPacking {
 // (weight / count in float32) into num_packs, with the same result, faster: given
 // order = HeaviestFirst(weights), only the first num_phy - num_log + 1 experts in it enter the
 // replication heap, and the replicas are sorted by merging rather than from scratch.
-// Preconditions: those of ReplicateExperts and BalancedPacking, and order == HeaviestFirst(weights).
+// Preconditions: those of ReplicateExperts and BalancedPacking;
+// order == HeaviestFirst(weights).
 ReplicatedPacking ReplicateAndPack(std::span<const float> weights, std::span<const int> order,
                                    int num_phy, int num_packs);
 

@@ -234,14 +234,21 @@ TEST(ReplicateExperts, MatchesThePlainReference) {
 
 TEST(HeaviestFirst, IsTheStableDescendingSort) {
   std::mt19937 rng(13);
-  for (int n : {1, 7, 127, 128, 300}) {
-    for (bool ties : {false, true}) {
-      const std::vector<float> weights = RandomWeights(n, ties, rng);
+  for (int n : {1, 7, 63, 64, 72, 127, 128, 300, 2000}) {
+    // Spread-out weights, many ties, and a cluster (one bucket when the range is coarsened) with
+    // an outlier and zeros.
+    for (int kind = 0; kind < 3; ++kind) {
+      std::vector<float> weights = RandomWeights(n, kind == 1, rng);
+      if (kind == 2) {
+        for (float& w : weights) w = 1000.0f + static_cast<float>(rng() % 1000) / 1024.0f;
+        weights[rng() % n] = 1e30f;
+        weights[rng() % n] = 0.0f;
+      }
       std::vector<int> order(n);
       std::iota(order.begin(), order.end(), 0);
       std::stable_sort(order.begin(), order.end(),
                        [&](int a, int b) { return weights[a] > weights[b]; });
-      ASSERT_EQ(HeaviestFirst(weights), order) << n << " items";
+      ASSERT_EQ(HeaviestFirst(weights), order) << n << " items of kind " << kind;
     }
   }
 }
@@ -264,9 +271,8 @@ TEST(ReplicateAndPack, MatchesReplicationThenPacking) {
             replica_loads[p] = weights[e] / static_cast<float>(rep.logcnt[e]);
           }
           const Packing packing = BalancedPacking(replica_loads, num_packs);
-          const std::string where = std::to_string(num_log) + " experts, " +
-                                    std::to_string(extra) + " extra, " +
-                                    std::to_string(num_packs) + " packs";
+          const std::string where = std::to_string(num_log) + " experts, " + std::to_string(extra) +
+                                    " extra, " + std::to_string(num_packs) + " packs";
           ASSERT_EQ(fast.rep.phy2log, rep.phy2log) << where;
           ASSERT_EQ(fast.rep.rank, rep.rank) << where;
           ASSERT_EQ(fast.rep.logcnt, rep.logcnt) << where;
