@@ -124,6 +124,7 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
                         std::vector<int>(num_experts)};
   std::vector<int> mlogcnt(num_experts);
   std::vector<NodePlan> plans;
+  if (improved != nullptr) plans.reserve(shape.num_nodes);
   for (int node = 0; node < shape.num_nodes; ++node) {
     NodePlan plan = PlanNode(
         node_loads(node),
@@ -154,12 +155,13 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
     const int node =
         static_cast<int>(std::max_element(node_max.begin(), node_max.end()) - node_max.begin());
     if (done[node]) break;
-    done[node] = true;
-    NodePlan best = plans[node];
+    done[node] = true;  // So its plan is not needed again.
+    const std::vector<int>& counts = plans[node].rep.logcnt;
+    const bool over_cap = *std::max_element(counts.begin(), counts.end()) > gpus_per_node;
+    NodePlan best = std::move(plans[node]);
     Refine(node_loads(node), gpus_per_node, best);
     double best_max = MaxGpuLoad(node_loads(node), best, gpus_per_node);
-    const std::vector<int>& counts = plans[node].rep.logcnt;
-    if (*std::max_element(counts.begin(), counts.end()) > gpus_per_node) {
+    if (over_cap) {
       NodePlan capped =
           PlanCappedNode(node_loads(node), replicas_per_node, gpus_per_node, gpus_per_node);
       Refine(node_loads(node), gpus_per_node, capped);
