@@ -9,7 +9,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
-#include "eplb/balancedness.h"
 #include "eplb/internal/hierarchical.h"
 
 namespace eplb {
@@ -70,9 +69,19 @@ absl::Status Validate(const Matrix<double>& loads, int num_replicas, int num_gro
   return absl::OkStatus();
 }
 
+// The heaviest GPU's load under `layer`, summed as GpuLoads does.
 double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer, int num_gpus) {
-  const std::vector<double> gpu_loads = GpuLoads(loads, layer.phy2log, layer.logcnt, num_gpus);
-  return *std::max_element(gpu_loads.begin(), gpu_loads.end());
+  const int per_gpu = static_cast<int>(layer.phy2log.size()) / num_gpus;
+  double max_load = 0.0;
+  for (int gpu = 0; gpu < num_gpus; ++gpu) {
+    double gpu_load = 0.0;
+    for (int p = gpu * per_gpu; p < (gpu + 1) * per_gpu; ++p) {
+      const int e = layer.phy2log[p];
+      gpu_load += loads[e] / layer.logcnt[e];
+    }
+    max_load = std::max(max_load, gpu_load);
+  }
+  return max_load;
 }
 
 // Our policy for one layer: the best of DeepSeek's placement, its improvement by PlaceNodes, and,

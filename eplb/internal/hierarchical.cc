@@ -1,32 +1,32 @@
 #include "eplb/internal/hierarchical.h"
 
 #include <algorithm>
-#include <limits>
 #include <utility>
 #include <vector>
 
 namespace eplb::internal {
 namespace {
 
-// No cap on replicas per expert: DeepSeek's replication.
-constexpr int kUncapped = std::numeric_limits<int>::max();
-
 // One node's replication of its experts and packing of the replicas onto its GPUs.
-struct NodePlan {
-  Replication rep;
-  Packing gpus;
-};
+using NodePlan = ReplicatedPacking;
 
-// Steps 2 and 3 of the reference for one node, whose expert loads are node_loads.
-NodePlan PlanNode(std::span<const float> node_loads, int replicas_per_node, int gpus_per_node,
-                  int max_replicas_per_expert) {
+// Steps 2 and 3 of the reference for one node, whose expert loads are node_loads and
+// node_order = HeaviestFirst(node_loads).
+NodePlan PlanNode(std::span<const float> node_loads, std::span<const int> node_order,
+                  int replicas_per_node, int gpus_per_node) {
+  return ReplicateAndPack(node_loads, node_order, replicas_per_node, gpus_per_node);
+}
+
+// PlanNode with at most max_replicas_per_expert replicas of an expert while some has fewer.
+NodePlan PlanCappedNode(std::span<const float> node_loads, int replicas_per_node, int gpus_per_node,
+                        int max_replicas_per_expert) {
   NodePlan plan{ReplicateExperts(node_loads, replicas_per_node, max_replicas_per_expert), {}};
   std::vector<float> replica_loads(replicas_per_node);
   for (int p = 0; p < replicas_per_node; ++p) {
     const int k = plan.rep.phy2log[p];
     replica_loads[p] = node_loads[k] / static_cast<float>(plan.rep.logcnt[k]);
   }
-  plan.gpus = BalancedPacking(replica_loads, gpus_per_node);
+  plan.packing = BalancedPacking(replica_loads, gpus_per_node);
   return plan;
 }
 
@@ -44,7 +44,7 @@ double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int g
   const std::vector<double> replica_loads = ReplicaLoads(node_loads, plan.rep);
   std::vector<double> gpu_loads(gpus_per_node, 0.0);
   for (size_t p = 0; p < replica_loads.size(); ++p) {
-    gpu_loads[plan.gpus.pack[p]] += replica_loads[p];
+    gpu_loads[plan.packing.pack[p]] += replica_loads[p];
   }
   return *std::max_element(gpu_loads.begin(), gpu_loads.end());
 }
@@ -54,24 +54,20 @@ double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int g
 void Refine(std::span<const float> node_loads, int gpus_per_node, NodePlan& plan) {
   const std::vector<double> weights = ReplicaLoads(node_loads, plan.rep);
   if (static_cast<int>(weights.size()) <= 2 * gpus_per_node) return;
-  RefineBySwaps(weights, gpus_per_node, /*max_swaps=*/static_cast<int>(weights.size()), plan.gpus);
+  RefineBySwaps(weights, gpus_per_node, /*max_swaps=*/static_cast<int>(weights.size()),
+                plan.packing);
 }
 
-// Writes one node's replicas into `placement`: physical replica q of the node is its replica
-// pphy2phy[q], whose node-local expert maps back to a logical one through mlog2log.
+// Writes one node's replicas into `placement`: the node's replica p lands at its GPU's slot for
+// its rank, and its node-local expert maps back to a logical one through mlog2log.
 void EmitNode(const NodePlan& plan, int replicas_per_gpu, int node, int mlog_base,
               const std::vector<int>& mlog2log, LayerPlacement& placement) {
   const int replicas_per_node = static_cast<int>(plan.rep.phy2log.size());
-  std::vector<int> phy2pphy(replicas_per_node);
-  for (int p = 0; p < replicas_per_node; ++p) {
-    phy2pphy[p] = plan.gpus.pack[p] * replicas_per_gpu + plan.gpus.rank[p];
-  }
-  const std::vector<int> pphy2phy = InversePermutation(phy2pphy);
   const int phy_base = node * replicas_per_node;
-  for (int q = 0; q < replicas_per_node; ++q) {
-    const int p = pphy2phy[q];
-    placement.phy2log[phy_base + q] = mlog2log[mlog_base + plan.rep.phy2log[p]];
-    placement.phyrank[phy_base + q] = plan.rep.rank[p];
+  for (int p = 0; p < replicas_per_node; ++p) {
+    const int q = phy_base + plan.packing.pack[p] * replicas_per_gpu + plan.packing.rank[p];
+    placement.phy2log[q] = mlog2log[mlog_base + plan.rep.phy2log[p]];
+    placement.phyrank[q] = plan.rep.rank[p];
   }
 }
 
@@ -115,13 +111,25 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
   const auto node_loads = [&](int node) {
     return std::span<const float>(mlog_loads).subspan(node * experts_per_node, experts_per_node);
   };
+  // Each node's experts heaviest first (node-local indices), from one sort of the layer's: equal
+  // loads stay in node-major order, which inside a node is node-local order.
+  std::vector<int> node_order(num_experts);  // Node n's at [n * experts_per_node, ...).
+  std::vector<int> filled(shape.num_nodes, 0);
+  for (const int m : HeaviestFirst(mlog_loads)) {
+    const int node = m / experts_per_node;
+    node_order[node * experts_per_node + filled[node]++] = m - node * experts_per_node;
+  }
 
   LayerPlacement result{std::vector<int>(shape.num_replicas), std::vector<int>(shape.num_replicas),
                         std::vector<int>(num_experts)};
   std::vector<int> mlogcnt(num_experts);
   std::vector<NodePlan> plans;
+  if (improved != nullptr) plans.reserve(shape.num_nodes);
   for (int node = 0; node < shape.num_nodes; ++node) {
-    NodePlan plan = PlanNode(node_loads(node), replicas_per_node, gpus_per_node, kUncapped);
+    NodePlan plan = PlanNode(
+        node_loads(node),
+        std::span<const int>(node_order).subspan(node * experts_per_node, experts_per_node),
+        replicas_per_node, gpus_per_node);
     std::copy(plan.rep.logcnt.begin(), plan.rep.logcnt.end(),
               mlogcnt.begin() + node * experts_per_node);
     EmitNode(plan, replicas_per_gpu, node, node * experts_per_node, mlog2log, result);
@@ -147,13 +155,15 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
     const int node =
         static_cast<int>(std::max_element(node_max.begin(), node_max.end()) - node_max.begin());
     if (done[node]) break;
-    done[node] = true;
-    NodePlan best = plans[node];
+    done[node] = true;  // So its plan is not needed again.
+    const std::vector<int>& counts = plans[node].rep.logcnt;
+    const bool over_cap = *std::max_element(counts.begin(), counts.end()) > gpus_per_node;
+    NodePlan best = std::move(plans[node]);
     Refine(node_loads(node), gpus_per_node, best);
     double best_max = MaxGpuLoad(node_loads(node), best, gpus_per_node);
-    const std::vector<int>& counts = plans[node].rep.logcnt;
-    if (*std::max_element(counts.begin(), counts.end()) > gpus_per_node) {
-      NodePlan capped = PlanNode(node_loads(node), replicas_per_node, gpus_per_node, gpus_per_node);
+    if (over_cap) {
+      NodePlan capped =
+          PlanCappedNode(node_loads(node), replicas_per_node, gpus_per_node, gpus_per_node);
       Refine(node_loads(node), gpus_per_node, capped);
       const double capped_max = MaxGpuLoad(node_loads(node), capped, gpus_per_node);
       if (capped_max < best_max) {

@@ -12,11 +12,12 @@
 namespace eplb::internal {
 namespace {
 
-// Up to this many packs a linear scan finds the lightest pack faster than a heap.
-constexpr int kMaxScannedPacks = 16;
-
 // RefineBySwaps stops once the heaviest pack is within this fraction of the mean.
 constexpr double kBalancedEnough = 1e-3;
+
+// Relative margin, far above double rounding, by which RefineBySwaps' bound on a swap's result
+// must exceed the best result found before the swap is skipped.
+constexpr double kRoundingMargin = 1e-9;
 
 // (weight, index) as one integer that orders like the pair: for non-negative floats (and +inf)
 // the bit pattern orders like the value.
@@ -27,26 +28,97 @@ uint64_t PackKey(float weight, int index) {
 // The weight of a PackKey.
 float KeyWeight(uint64_t key) { return std::bit_cast<float>(static_cast<uint32_t>(key >> 32)); }
 
-}  // namespace
+// The uses of per-thread scratch vectors; buffers of different uses may be live together.
+enum class Use {
+  kBucketStarts,
+  kSortBuffer,
+  kSortKeys,
+  kTree,
+  kPackItems,
+  kHeap,
+  kReplicaLoads,
+  kSplit,
+  kSorted
+};
 
-Packing BalancedPacking(std::span<const float> weights, int num_packs) {
+// This thread's scratch vector for `use`, holding `size` copies of `fill`. Reused from call to
+// call, so the hot paths allocate only while a buffer grows; valid until the next call for `use`.
+template <typename T, Use use>
+std::vector<T>& Scratch(size_t size, T fill = T()) {
+  thread_local std::vector<T> buffer;
+  buffer.assign(size, fill);
+  return buffer;
+}
+
+// Below this many keys std::sort beats SortKeys' bucketing.
+constexpr size_t kMinBucketSortKeys = 64;
+
+// SortKeys falls back to std::sort when a bucket holds more keys than this.
+constexpr uint32_t kMaxBucketKeys = 32;
+
+// Sorts `keys` (distinct) ascending. From kMinBucketSortKeys keys on: one counting pass into about
+// 4n buckets by the upper 32 bits, coarsened by a shift (so bucket order is key order), then an
+// insertion sort that only has to order each bucket; std::sort when a bucket is large.
+void SortKeys(std::vector<uint64_t>& keys) {
+  const size_t n = keys.size();
+  if (n < kMinBucketSortKeys) {
+    std::sort(keys.begin(), keys.end());
+    return;
+  }
+  uint32_t lo = std::numeric_limits<uint32_t>::max(), hi = 0;
+  for (const uint64_t key : keys) {
+    lo = std::min(lo, static_cast<uint32_t>(key >> 32));
+    hi = std::max(hi, static_cast<uint32_t>(key >> 32));
+  }
+  const uint32_t num_buckets = 4 * std::bit_ceil(static_cast<uint32_t>(n));
+  int shift = 0;
+  while (((hi - lo) >> shift) >= num_buckets) ++shift;
+  const auto bucket = [&](uint64_t key) {
+    return (static_cast<uint32_t>(key >> 32) - lo) >> shift;
+  };
+  // start[b + 1] counts bucket b, then becomes where bucket b + 1 starts.
+  std::vector<uint32_t>& start = Scratch<uint32_t, Use::kBucketStarts>(num_buckets + 1);
+  for (const uint64_t key : keys) ++start[bucket(key) + 1];
+  uint32_t largest = 0;
+  for (uint32_t b = 1; b <= num_buckets; ++b) {
+    largest = std::max(largest, start[b]);
+    start[b] += start[b - 1];
+  }
+  if (largest > kMaxBucketKeys) {
+    std::sort(keys.begin(), keys.end());
+    return;
+  }
+  std::vector<uint64_t>& sorted = Scratch<uint64_t, Use::kSortBuffer>(n);
+  for (const uint64_t key : keys) sorted[start[bucket(key)]++] = key;
+  for (size_t i = 1; i < n; ++i) {
+    const uint64_t key = sorted[i];
+    size_t j = i;
+    for (; j > 0 && sorted[j - 1] > key; --j) sorted[j] = sorted[j - 1];
+    sorted[j] = key;
+  }
+  keys.swap(sorted);
+}
+
+// The HeaviestFirst key of item `index` of weight `weight`: keys ascend heaviest first, equal
+// weights in index order. Weights are non-negative, so their bit patterns order like their values.
+uint64_t SortKey(float weight, int index) {
+  return (uint64_t{~std::bit_cast<uint32_t>(weight)} << 32) | static_cast<uint32_t>(index);
+}
+
+// The item of a SortKey.
+int KeyItem(uint64_t key) { return static_cast<int>(key & 0xffffffffu); }
+
+// BalancedPacking after its sort: `sorted` holds the SortKeys of all items of `weights`, ascending.
+Packing PackHeaviestFirst(std::span<const uint64_t> sorted, std::span<const float> weights,
+                          int num_packs) {
   const int n = static_cast<int>(weights.size());
-  assert(num_packs > 0 && n % num_packs == 0);
   const int per_pack = n / num_packs;
   Packing result{std::vector<int>(n), std::vector<int>(n, 0)};
   if (per_pack == 1) {
     std::iota(result.pack.begin(), result.pack.end(), 0);
     return result;
   }
-  // Heaviest first, equal weights in index order (the reference's stable descending sort), as
-  // one ascending sort of 64-bit keys: inverted order-preserving weight bits, then the index.
-  // Weights are non-negative, so their bit patterns already sort like their values.
-  std::vector<uint64_t> keys(n);
-  for (int i = 0; i < n; ++i) {
-    keys[i] = (uint64_t{~std::bit_cast<uint32_t>(weights[i])} << 32) | static_cast<uint32_t>(i);
-  }
-  std::sort(keys.begin(), keys.end());
-  const auto item_at = [&](int i) { return static_cast<int>(keys[i] & 0xffffffffu); };
+  const auto item_at = [&](int i) { return KeyItem(sorted[i]); };
   if (per_pack == 2 && weights[item_at(num_packs - 1)] > 0.0f) {
     // Pairs whose first num_packs items are all positive, in O(n) after the sort. Each of those
     // items finds an empty pack lighter than every used one, so item i goes to pack i. Then pack
@@ -66,73 +138,51 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs) {
     }
     return result;
   }
-  std::vector<int> pack_items(num_packs, 0);
-  if (num_packs <= kMaxScannedPacks) {
-    // Few packs: take the smallest key, with full packs keyed above every open one.
-    constexpr uint64_t kFull = ~uint64_t{0};
-    std::vector<uint64_t> open(num_packs);
-    for (int p = 0; p < num_packs; ++p) open[p] = PackKey(0.0f, p);
-    for (int i = 0; i < n; ++i) {
-      const int item = item_at(i);
-      const uint64_t top = *std::min_element(open.begin(), open.end());
-      const int best = static_cast<int>(top & 0xffffffffu);
-      result.pack[item] = best;
-      result.rank[item] = pack_items[best]++;
-      open[best] =
-          pack_items[best] < per_pack ? PackKey(KeyWeight(top) + weights[item], best) : kFull;
-    }
-    return result;
+  // A tournament tree over the packs: leaf p (at size + p) holds pack p's key, (weight, index)
+  // packed into 64 bits, or kFull once the pack is full (also for the padding leaves); each inner
+  // node holds the smaller key of its two children, so the root is the lightest pack with room,
+  // lowest index among equals, and taking it costs one walk up the tree.
+  constexpr uint64_t kFull = ~uint64_t{0};
+  const int size = static_cast<int>(std::bit_ceil(static_cast<unsigned>(num_packs)));
+  std::vector<uint64_t>& tree = Scratch<uint64_t, Use::kTree>(2 * size, kFull);
+  for (int p = 0; p < num_packs; ++p) tree[size + p] = PackKey(0.0f, p);
+  for (int node = size - 1; node > 0; --node) {
+    tree[node] = std::min(tree[2 * node], tree[2 * node + 1]);
   }
-  // Many packs: a min-heap over the packs with room, keyed by (pack weight, pack index) packed
-  // into 64 bits, whose top is the same pack the scan would pick.
-  std::vector<uint64_t> open(num_packs);
-  for (int p = 0; p < num_packs; ++p) open[p] = PackKey(0.0f, p);
+  std::vector<int>& pack_items = Scratch<int, Use::kPackItems>(num_packs);
   for (int i = 0; i < n; ++i) {
     const int item = item_at(i);
-    std::pop_heap(open.begin(), open.end(), std::greater<uint64_t>());
-    const uint64_t top = open.back();
-    open.pop_back();
+    const uint64_t top = tree[1];
     const int best = static_cast<int>(top & 0xffffffffu);
     result.pack[item] = best;
     result.rank[item] = pack_items[best]++;
-    if (pack_items[best] < per_pack) {
-      open.push_back(PackKey(KeyWeight(top) + weights[item], best));
-      std::push_heap(open.begin(), open.end(), std::greater<uint64_t>());
-    }
+    int node = size + best;
+    tree[node] =
+        pack_items[best] < per_pack ? PackKey(KeyWeight(top) + weights[item], best) : kFull;
+    for (; node > 1; node >>= 1) tree[node >> 1] = std::min(tree[node], tree[node ^ 1]);
   }
   return result;
 }
 
-Replication ReplicateExperts(std::span<const float> weights, int num_phy, int max_replicas) {
-  const int num_log = static_cast<int>(weights.size());
-  assert(num_log > 0 && num_phy >= num_log && max_replicas > 0);
+// Replica i < num_log is expert i; the rest unassigned.
+Replication OneReplicaEach(int num_log, int num_phy) {
   Replication result{std::vector<int>(num_phy), std::vector<int>(num_phy, 0),
                      std::vector<int>(num_log, 1)};
   std::iota(result.phy2log.begin(), result.phy2log.begin() + num_log, 0);
-  // Max-heap on (weight / count, -expert) packed into 64 bits: the top is the reference's first
-  // maximum. Experts at max_replicas leave the heap.
+  return result;
+}
+
+// DeepSeek's greedy replication from replica num_log on: `heap` is a max-heap of PackKey(weight /
+// count, ~expert) over the experts that may still get a replica, so its top is the reference's
+// first maximum. Experts leave it at max_replicas; when none is left, the cap is lifted.
+void AddReplicas(std::span<const float> weights, int max_replicas, std::vector<uint64_t>& heap,
+                 Replication& result) {
+  const int num_log = static_cast<int>(weights.size());
   const auto key = [&](int expert) {
     return PackKey(weights[expert] / static_cast<float>(result.logcnt[expert]), ~expert);
   };
-  // Without a cap, an expert lighter than the (extra + 1)-th heaviest never gets a replica: to be
-  // the maximum it would need all extra + 1 heavier experts to have had one already. So only the
-  // others enter the heap.
-  const int extra = num_phy - num_log;
-  std::vector<float> sorted;
-  float threshold = 0.0f;
-  if (max_replicas >= num_phy && extra > 0 && extra < num_log) {
-    sorted.assign(weights.begin(), weights.end());
-    std::nth_element(sorted.begin(), sorted.begin() + extra, sorted.end(), std::greater<float>());
-    threshold = sorted[extra];
-  }
-  std::vector<uint64_t> heap;
-  for (int e = 0; e < num_log; ++e) {
-    if (weights[e] >= threshold && result.logcnt[e] < max_replicas) heap.push_back(key(e));
-  }
-  std::make_heap(heap.begin(), heap.end());
-  for (int i = num_log; i < num_phy; ++i) {
+  for (int i = num_log; i < static_cast<int>(result.phy2log.size()); ++i) {
     if (heap.empty()) {
-      // Every expert is at the cap: lift it.
       max_replicas = std::numeric_limits<int>::max();
       for (int e = 0; e < num_log; ++e) heap.push_back(key(e));
       std::make_heap(heap.begin(), heap.end());
@@ -148,46 +198,149 @@ Replication ReplicateExperts(std::span<const float> weights, int num_phy, int ma
       heap.pop_back();
     }
   }
+}
+
+// An item of a pack in RefineBySwaps: (weight, item).
+using Member = std::pair<double, int>;
+
+// Restores the ascending order of `members` after members[at] changed.
+void Resettle(std::span<Member> members, int at) {
+  for (; at > 0 && members[at] < members[at - 1]; --at) std::swap(members[at], members[at - 1]);
+  for (; at + 1 < static_cast<int>(members.size()) && members[at + 1] < members[at]; ++at) {
+    std::swap(members[at], members[at + 1]);
+  }
+}
+
+}  // namespace
+
+Packing BalancedPacking(std::span<const float> weights, int num_packs) {
+  const int n = static_cast<int>(weights.size());
+  assert(num_packs > 0 && n % num_packs == 0);
+  std::vector<uint64_t>& keys = Scratch<uint64_t, Use::kSortKeys>(n);
+  for (int i = 0; i < n; ++i) keys[i] = SortKey(weights[i], i);
+  SortKeys(keys);
+  return PackHeaviestFirst(keys, weights, num_packs);
+}
+
+std::vector<int> HeaviestFirst(std::span<const float> weights) {
+  std::vector<uint64_t>& keys = Scratch<uint64_t, Use::kSortKeys>(weights.size());
+  for (size_t i = 0; i < keys.size(); ++i) keys[i] = SortKey(weights[i], static_cast<int>(i));
+  SortKeys(keys);
+  std::vector<int> order(keys.size());
+  std::transform(keys.begin(), keys.end(), order.begin(), KeyItem);
+  return order;
+}
+
+Replication ReplicateExperts(std::span<const float> weights, int num_phy, int max_replicas) {
+  const int num_log = static_cast<int>(weights.size());
+  assert(num_log > 0 && num_phy >= num_log && max_replicas > 0);
+  Replication result = OneReplicaEach(num_log, num_phy);
+  std::vector<uint64_t> heap;
+  heap.reserve(num_log);
+  for (int e = 0; e < num_log; ++e) {
+    if (max_replicas > 1) heap.push_back(PackKey(weights[e], ~e));
+  }
+  std::make_heap(heap.begin(), heap.end());
+  AddReplicas(weights, max_replicas, heap, result);
+  return result;
+}
+
+ReplicatedPacking ReplicateAndPack(std::span<const float> weights, std::span<const int> order,
+                                   int num_phy, int num_packs) {
+  const int num_log = static_cast<int>(weights.size());
+  assert(num_log > 0 && num_phy >= num_log && num_packs > 0 && num_phy % num_packs == 0);
+  assert(order.size() == weights.size());
+  ReplicatedPacking result{OneReplicaEach(num_log, num_phy), {}};
+  Replication& rep = result.rep;
+  // An expert after the first extra + 1 in `order` never gets a replica: to be the first maximum
+  // it would need all extra + 1 experts before it (as heavy or heavier, lower index on ties) to
+  // have had one already. Those candidates, in order, are descending keys: already a max-heap.
+  const int extra = num_phy - num_log;
+  std::vector<uint64_t>& heap = Scratch<uint64_t, Use::kHeap>(std::min(extra + 1, num_log));
+  for (size_t i = 0; i < heap.size(); ++i) heap[i] = PackKey(weights[order[i]], ~order[i]);
+  AddReplicas(weights, std::numeric_limits<int>::max(), heap, rep);
+
+  std::vector<float>& replica_loads = Scratch<float, Use::kReplicaLoads>(num_phy);
+  for (int p = 0; p < num_phy; ++p) {
+    const int e = rep.phy2log[p];
+    replica_loads[p] = weights[e] / static_cast<float>(rep.logcnt[e]);
+  }
+  if (num_phy == num_packs) {
+    result.packing = PackHeaviestFirst({}, replica_loads, num_packs);
+    return result;
+  }
+  // The replicas sorted heaviest first: those of experts with one replica keep `order`; merge in
+  // those of the (at most extra) replicated experts, sorted on their own.
+  std::vector<uint64_t>& split = Scratch<uint64_t, Use::kSplit>(0);
+  for (int p = 0; p < num_phy; ++p) {
+    if (rep.logcnt[rep.phy2log[p]] > 1) split.push_back(SortKey(replica_loads[p], p));
+  }
+  std::sort(split.begin(), split.end());
+  std::vector<uint64_t>& sorted = Scratch<uint64_t, Use::kSorted>(num_phy);
+  auto out = sorted.begin();
+  auto next_split = split.begin();
+  for (const int e : order) {
+    if (rep.logcnt[e] > 1) continue;
+    const uint64_t key = SortKey(replica_loads[e], e);
+    while (next_split != split.end() && *next_split < key) *out++ = *next_split++;
+    *out++ = key;
+  }
+  std::copy(next_split, split.end(), out);
+  result.packing = PackHeaviestFirst(sorted, replica_loads, num_packs);
   return result;
 }
 
 void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps,
                    Packing& packing) {
   const int n = static_cast<int>(weights.size());
-  // Each pack's (weight, item), lightest first.
-  using Member = std::pair<double, int>;
-  std::vector<std::vector<Member>> members(num_packs);
+  const int per_pack = n / num_packs;
+  // Each pack's (weight, item), lightest first, in one array: pack p's at [p * per_pack, ...).
+  // Placed by reversed rank first: BalancedPacking's ranks are heaviest first, so the sort that
+  // follows has little left to do.
+  std::vector<Member> members(n);
   std::vector<double> load(num_packs, 0.0);
   for (int i = 0; i < n; ++i) {
-    members[packing.pack[i]].push_back({weights[i], i});
-    load[packing.pack[i]] += weights[i];
+    const int p = packing.pack[i];
+    assert(packing.rank[i] >= 0 && packing.rank[i] < per_pack);
+    members[p * per_pack + per_pack - 1 - packing.rank[i]] = {weights[i], i};
+    load[p] += weights[i];
   }
-  for (std::vector<Member>& items : members) std::sort(items.begin(), items.end());
+  const auto pack_members = [&](int p) {
+    return std::span<Member>(members).subspan(p * per_pack, per_pack);
+  };
+  for (int p = 0; p < num_packs; ++p) std::ranges::sort(pack_members(p));
+  std::vector<int> by_load(num_packs);
+  std::iota(by_load.begin(), by_load.end(), 0);
   const double mean = std::accumulate(load.begin(), load.end(), 0.0) / num_packs;
   for (int swap = 0; swap < max_swaps; ++swap) {
     const int heavy = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
     if (load[heavy] <= mean * (1.0 + kBalancedEnough)) return;
-    // The swap that brings the heavy pack's load down the most: moving delta = w_a - w_b from
-    // the heavy pack to another with load gap g helps when 0 < delta < g and is best near g / 2,
-    // so for each a only the two b around w_a - g / 2 matter. That point rises with w_a, so one
-    // pointer walks each other pack once.
-    const std::vector<Member>& ours = members[heavy];
+    // The swap that brings the heavy pack's load down the most (the first in pack, a, b order
+    // among equals): moving delta = w_a - w_b from the heavy pack to another with load gap g
+    // helps when 0 < delta < g and is best near g / 2, so for each a only the two b around
+    // w_a - g / 2 matter. That point rises with w_a, so one pointer walks each other pack once.
+    // No swap with a pack takes the heavy one below the midpoint of their loads, so packs are
+    // visited lightest first and the walk stops at the first midpoint (less a margin far above
+    // rounding) beyond the best result found.
+    const std::span<const Member> ours = pack_members(heavy);
+    std::ranges::sort(by_load, {}, [&](int p) { return load[p]; });
     double best_new_max = load[heavy];
     int best_pack = -1, best_a = -1, best_b = -1;
-    for (int other = 0; other < num_packs; ++other) {
+    for (const int other : by_load) {
       const double gap = load[heavy] - load[other];
       if (other == heavy || gap <= 0.0) continue;
-      const std::vector<Member>& theirs = members[other];
-      const int size = static_cast<int>(theirs.size());
+      if (load[other] + gap / 2 - kRoundingMargin * load[heavy] > best_new_max) break;
+      const std::span<const Member> theirs = pack_members(other);
       int at = 0;  // First b with w_b >= w_a - gap / 2.
-      for (int a = 0; a < static_cast<int>(ours.size()); ++a) {
+      for (int a = 0; a < per_pack; ++a) {
         const double w_a = ours[a].first;
-        while (at < size && theirs[at].first < w_a - gap / 2) ++at;
-        for (int b = std::max(at - 1, 0); b <= std::min(at, size - 1); ++b) {
+        while (at < per_pack && theirs[at].first < w_a - gap / 2) ++at;
+        for (int b = std::max(at - 1, 0); b <= std::min(at, per_pack - 1); ++b) {
           const double delta = w_a - theirs[b].first;
           if (delta <= 0.0 || delta >= gap) continue;
           const double new_max = std::max(load[heavy] - delta, load[other] + delta);
-          if (new_max < best_new_max) {
+          if (new_max < best_new_max ||
+              (new_max == best_new_max && best_pack >= 0 && other < best_pack)) {
             best_new_max = new_max;
             best_pack = other;
             best_a = a;
@@ -197,16 +350,16 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
       }
     }
     if (best_pack < 0) return;
-    Member& a = members[heavy][best_a];
-    Member& b = members[best_pack][best_b];
+    Member& a = pack_members(heavy)[best_a];
+    Member& b = pack_members(best_pack)[best_b];
     const double delta = a.first - b.first;
     load[heavy] -= delta;
     load[best_pack] += delta;
     std::swap(packing.pack[a.second], packing.pack[b.second]);
     std::swap(packing.rank[a.second], packing.rank[b.second]);
     std::swap(a, b);
-    std::sort(members[heavy].begin(), members[heavy].end());
-    std::sort(members[best_pack].begin(), members[best_pack].end());
+    Resettle(pack_members(heavy), best_a);
+    Resettle(pack_members(best_pack), best_b);
   }
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -142,6 +143,55 @@ std::vector<int> ReferenceReplication(const std::vector<float>& weights, int num
   return phy2log;
 }
 
+// RefineBySwaps as first written: each pack's items in its own vector, fully re-sorted after
+// every swap, and every pair of items tried.
+void ReferenceRefine(const std::vector<double>& weights, int num_packs, int max_swaps,
+                     Packing& packing) {
+  using Member = std::pair<double, int>;
+  std::vector<std::vector<Member>> members(num_packs);
+  std::vector<double> load(num_packs, 0.0);
+  for (size_t i = 0; i < weights.size(); ++i) {
+    members[packing.pack[i]].push_back({weights[i], static_cast<int>(i)});
+    load[packing.pack[i]] += weights[i];
+  }
+  for (std::vector<Member>& items : members) std::sort(items.begin(), items.end());
+  const double mean = std::accumulate(load.begin(), load.end(), 0.0) / num_packs;
+  for (int swap = 0; swap < max_swaps; ++swap) {
+    const int heavy = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
+    if (load[heavy] <= mean * 1.001) return;
+    double best_new_max = load[heavy];
+    int best_pack = -1, best_a = -1, best_b = -1;
+    for (int other = 0; other < num_packs; ++other) {
+      const double gap = load[heavy] - load[other];
+      if (other == heavy || gap <= 0.0) continue;
+      for (size_t a = 0; a < members[heavy].size(); ++a) {
+        for (size_t b = 0; b < members[other].size(); ++b) {
+          const double delta = members[heavy][a].first - members[other][b].first;
+          if (delta <= 0.0 || delta >= gap) continue;
+          const double new_max = std::max(load[heavy] - delta, load[other] + delta);
+          if (new_max < best_new_max) {
+            best_new_max = new_max;
+            best_pack = other;
+            best_a = static_cast<int>(a);
+            best_b = static_cast<int>(b);
+          }
+        }
+      }
+    }
+    if (best_pack < 0) return;
+    Member& a = members[heavy][best_a];
+    Member& b = members[best_pack][best_b];
+    const double delta = a.first - b.first;
+    load[heavy] -= delta;
+    load[best_pack] += delta;
+    std::swap(packing.pack[a.second], packing.pack[b.second]);
+    std::swap(packing.rank[a.second], packing.rank[b.second]);
+    std::swap(a, b);
+    std::sort(members[heavy].begin(), members[heavy].end());
+    std::sort(members[best_pack].begin(), members[best_pack].end());
+  }
+}
+
 // Weights with many ties and zeros, or spread-out floats.
 std::vector<float> RandomWeights(int n, bool ties, std::mt19937& rng) {
   std::vector<float> weights(n);
@@ -177,6 +227,78 @@ TEST(ReplicateExperts, MatchesThePlainReference) {
         ASSERT_EQ(ReplicateExperts(weights, num_log + extra).phy2log,
                   ReferenceReplication(weights, num_log + extra))
             << num_log << " experts, " << extra << " extra";
+      }
+    }
+  }
+}
+
+TEST(HeaviestFirst, IsTheStableDescendingSort) {
+  std::mt19937 rng(13);
+  for (int n : {1, 7, 63, 64, 72, 127, 128, 300, 2000}) {
+    // Spread-out weights, many ties, and a cluster (one bucket when the range is coarsened) with
+    // an outlier and zeros.
+    for (int kind = 0; kind < 3; ++kind) {
+      std::vector<float> weights = RandomWeights(n, kind == 1, rng);
+      if (kind == 2) {
+        for (float& w : weights) w = 1000.0f + static_cast<float>(rng() % 1000) / 1024.0f;
+        weights[rng() % n] = 1e30f;
+        weights[rng() % n] = 0.0f;
+      }
+      std::vector<int> order(n);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int a, int b) { return weights[a] > weights[b]; });
+      ASSERT_EQ(HeaviestFirst(weights), order) << n << " items of kind " << kind;
+    }
+  }
+}
+
+TEST(ReplicateAndPack, MatchesReplicationThenPacking) {
+  std::mt19937 rng(14);
+  for (int num_log : {1, 5, 64, 256}) {
+    for (int extra : {0, 1, 8, 32, 300}) {
+      const int num_phy = num_log + extra;
+      for (int num_packs : {1, 2, 3, 8, 144, num_phy}) {
+        if (num_phy % num_packs != 0) continue;
+        for (bool ties : {false, true}) {
+          const std::vector<float> weights = RandomWeights(num_log, ties, rng);
+          const ReplicatedPacking fast =
+              ReplicateAndPack(weights, HeaviestFirst(weights), num_phy, num_packs);
+          const Replication rep = ReplicateExperts(weights, num_phy);
+          std::vector<float> replica_loads(num_phy);
+          for (int p = 0; p < num_phy; ++p) {
+            const int e = rep.phy2log[p];
+            replica_loads[p] = weights[e] / static_cast<float>(rep.logcnt[e]);
+          }
+          const Packing packing = BalancedPacking(replica_loads, num_packs);
+          const std::string where = std::to_string(num_log) + " experts, " + std::to_string(extra) +
+                                    " extra, " + std::to_string(num_packs) + " packs";
+          ASSERT_EQ(fast.rep.phy2log, rep.phy2log) << where;
+          ASSERT_EQ(fast.rep.rank, rep.rank) << where;
+          ASSERT_EQ(fast.rep.logcnt, rep.logcnt) << where;
+          ASSERT_EQ(fast.packing.pack, packing.pack) << where;
+          ASSERT_EQ(fast.packing.rank, packing.rank) << where;
+        }
+      }
+    }
+  }
+}
+
+TEST(RefineBySwaps, MatchesThePlainReference) {
+  std::mt19937 rng(15);
+  for (int num_packs : {2, 3, 8, 16}) {
+    for (int per_pack : {1, 2, 3, 9}) {
+      for (bool ties : {false, true}) {
+        for (int trial = 0; trial < 5; ++trial) {
+          const std::vector<float> weights32 = RandomWeights(num_packs * per_pack, ties, rng);
+          const std::vector<double> weights(weights32.begin(), weights32.end());
+          Packing fast = BalancedPacking(weights32, num_packs);
+          Packing plain = fast;
+          RefineBySwaps(weights, num_packs, static_cast<int>(weights.size()), fast);
+          ReferenceRefine(weights, num_packs, static_cast<int>(weights.size()), plain);
+          ASSERT_EQ(fast.pack, plain.pack) << num_packs << " packs of " << per_pack;
+          ASSERT_EQ(fast.rank, plain.rank) << num_packs << " packs of " << per_pack;
+        }
       }
     }
   }
