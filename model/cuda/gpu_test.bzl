@@ -2,7 +2,7 @@
 
     gpu_test(name = "foo_test", deps = [...])
 
-compiles foo_test.cc with gtest_main and the package's :test_util.
+compiles foo_test.cc with //core:gpu_test_main (skips all tests without a CUDA device) and the package's :test_util.
 """
 
 load("//tools/bazel:cuda.bzl", "GPU_ONLY")
@@ -16,6 +16,6 @@ def gpu_test(name, deps):
         target_compatible_with = GPU_ONLY,
         deps = deps + [
             ":test_util",
-            "//third_party:gtest_main",
+            "//core:gpu_test_main",
         ],
     )
