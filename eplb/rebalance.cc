@@ -94,6 +94,8 @@ LayerPlacement PlaceRefined(std::span<const float> loads32, std::span<const doub
   LayerPlacement best = internal::PlaceNodes(loads32, shape, groups, &candidate);
   double best_max = MaxGpuLoad(loads, best, shape.num_gpus);
   const auto consider = [&](LayerPlacement& placement) {
+    // The same replicas on the same GPUs carry the same loads: not strictly better.
+    if (placement.phy2log == best.phy2log) return;
     const double placement_max = MaxGpuLoad(loads, placement, shape.num_gpus);
     if (placement_max < best_max) {
       best = std::move(placement);

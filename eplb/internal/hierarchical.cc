@@ -30,9 +30,11 @@ NodePlan PlanCappedNode(std::span<const float> node_loads, int replicas_per_node
   return plan;
 }
 
-// The load each replica of `rep` carries, in double.
-std::vector<double> ReplicaLoads(std::span<const float> node_loads, const Replication& rep) {
-  std::vector<double> loads(rep.phy2log.size());
+// The load each replica of `rep` carries, in double, in a buffer of this thread that the next call
+// reuses.
+std::span<const double> ReplicaLoads(std::span<const float> node_loads, const Replication& rep) {
+  thread_local std::vector<double> loads;
+  loads.resize(rep.phy2log.size());
   for (size_t p = 0; p < loads.size(); ++p) {
     const int k = rep.phy2log[p];
     loads[p] = static_cast<double>(node_loads[k]) / rep.logcnt[k];
@@ -41,10 +43,11 @@ std::vector<double> ReplicaLoads(std::span<const float> node_loads, const Replic
 }
 
 double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int gpus_per_node) {
-  const std::vector<double> replica_loads = ReplicaLoads(node_loads, plan.rep);
-  std::vector<double> gpu_loads(gpus_per_node, 0.0);
-  for (size_t p = 0; p < replica_loads.size(); ++p) {
-    gpu_loads[plan.packing.pack[p]] += replica_loads[p];
+  thread_local std::vector<double> gpu_loads;
+  gpu_loads.assign(gpus_per_node, 0.0);
+  for (size_t p = 0; p < plan.rep.phy2log.size(); ++p) {
+    const int k = plan.rep.phy2log[p];
+    gpu_loads[plan.packing.pack[p]] += static_cast<double>(node_loads[k]) / plan.rep.logcnt[k];
   }
   return *std::max_element(gpu_loads.begin(), gpu_loads.end());
 }
@@ -52,9 +55,9 @@ double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int g
 // Swap-refines the GPU packing of `plan`. With two or fewer replicas per GPU the greedy packing
 // is already optimal (it pairs the i-th heaviest replica with the i-th lightest): nothing to do.
 void Refine(std::span<const float> node_loads, int gpus_per_node, NodePlan& plan) {
-  const std::vector<double> weights = ReplicaLoads(node_loads, plan.rep);
-  if (static_cast<int>(weights.size()) <= 2 * gpus_per_node) return;
-  RefineBySwaps(weights, gpus_per_node, /*max_swaps=*/static_cast<int>(weights.size()),
+  const int num_replicas = static_cast<int>(plan.rep.phy2log.size());
+  if (num_replicas <= 2 * gpus_per_node) return;
+  RefineBySwaps(ReplicaLoads(node_loads, plan.rep), gpus_per_node, /*max_swaps=*/num_replicas,
                 plan.packing);
 }
 

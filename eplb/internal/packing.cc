@@ -38,7 +38,10 @@ enum class Use {
   kHeap,
   kReplicaLoads,
   kSplit,
-  kSorted
+  kSorted,
+  kMembers,
+  kPackLoads,
+  kByLoad
 };
 
 // This thread's scratch vector for `use`, holding `size` copies of `fill`. Reused from call to
@@ -297,8 +300,8 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
   // Each pack's (weight, item), lightest first, in one array: pack p's at [p * per_pack, ...).
   // Placed by reversed rank first: BalancedPacking's ranks are heaviest first, so the sort that
   // follows has little left to do.
-  std::vector<Member> members(n);
-  std::vector<double> load(num_packs, 0.0);
+  std::vector<Member>& members = Scratch<Member, Use::kMembers>(n);
+  std::vector<double>& load = Scratch<double, Use::kPackLoads>(num_packs, 0.0);
   for (int i = 0; i < n; ++i) {
     const int p = packing.pack[i];
     assert(packing.rank[i] >= 0 && packing.rank[i] < per_pack);
@@ -309,7 +312,7 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
     return std::span<Member>(members).subspan(p * per_pack, per_pack);
   };
   for (int p = 0; p < num_packs; ++p) std::ranges::sort(pack_members(p));
-  std::vector<int> by_load(num_packs);
+  std::vector<int>& by_load = Scratch<int, Use::kByLoad>(num_packs);
   std::iota(by_load.begin(), by_load.end(), 0);
   const double mean = std::accumulate(load.begin(), load.end(), 0.0) / num_packs;
   for (int swap = 0; swap < max_swaps; ++swap) {
