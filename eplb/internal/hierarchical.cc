@@ -1,6 +1,8 @@
 #include "eplb/internal/hierarchical.h"
 
 #include <algorithm>
+#include <limits>
+#include <numeric>
 #include <utility>
 #include <vector>
 
@@ -9,6 +11,10 @@ namespace {
 
 // One node's replication of its experts and packing of the replicas onto its GPUs.
 using NodePlan = ReplicatedPacking;
+
+// Relative margin, far above double rounding, by which a lower bound must exceed a load before
+// the bound rules out reaching it.
+constexpr double kRoundingMargin = 1e-9;
 
 // Steps 2 and 3 of the reference for one node, whose expert loads are node_loads and
 // node_order = HeaviestFirst(node_loads).
@@ -50,6 +56,35 @@ double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int g
     gpu_loads[plan.packing.pack[p]] += static_cast<double>(node_loads[k]) / plan.rep.logcnt[k];
   }
   return *std::max_element(gpu_loads.begin(), gpu_loads.end());
+}
+
+// A lower bound on the heaviest GPU of any packing of `rep`'s replicas onto gpus_per_node GPUs of
+// equal replica counts, from the experts with more replicas than GPUs: one of k > gpus_per_node
+// replicas of an expert of load w shares a GPU with at least m - 1 others, m = ceil(k /
+// gpus_per_node), so that GPU carries at least m * w / k plus the lightest replicas that fill it.
+// 0 when no expert has more replicas than GPUs.
+double SharedGpuLowerBound(std::span<const float> node_loads, const Replication& rep,
+                           int gpus_per_node) {
+  const int per_gpu = static_cast<int>(rep.phy2log.size()) / gpus_per_node;
+  double shared = 0.0;
+  int shared_count = 0;
+  for (size_t k = 0; k < rep.logcnt.size(); ++k) {
+    const int count = rep.logcnt[k];
+    if (count <= gpus_per_node) continue;
+    const int m = std::min((count + gpus_per_node - 1) / gpus_per_node, per_gpu);
+    const double load = m * (static_cast<double>(node_loads[k]) / count);
+    if (load > shared) {
+      shared = load;
+      shared_count = m;
+    }
+  }
+  if (shared_count == 0) return 0.0;
+  thread_local std::vector<double> loads;
+  const std::span<const double> replica_loads = ReplicaLoads(node_loads, rep);
+  loads.assign(replica_loads.begin(), replica_loads.end());
+  const int fill = per_gpu - shared_count;
+  std::nth_element(loads.begin(), loads.begin() + fill, loads.end());
+  return std::accumulate(loads.begin(), loads.begin() + fill, shared);
 }
 
 // Swap-refines the GPU packing of `plan`. With two or fewer replicas per GPU the greedy packing
@@ -161,18 +196,26 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
     done[node] = true;  // So its plan is not needed again.
     const std::vector<int>& counts = plans[node].rep.logcnt;
     const bool over_cap = *std::max_element(counts.begin(), counts.end()) > gpus_per_node;
+    // The refined plan wins ties with the capped one. Refining is skipped when a lower bound on
+    // the plan's heaviest GPU (by more than rounding) shows that the capped plan wins anyway.
     NodePlan best = std::move(plans[node]);
-    Refine(node_loads(node), gpus_per_node, best);
-    double best_max = MaxGpuLoad(node_loads(node), best, gpus_per_node);
+    double best_max = node_max[node];
+    NodePlan capped;
+    double capped_max = std::numeric_limits<double>::infinity();
     if (over_cap) {
-      NodePlan capped =
-          PlanCappedNode(node_loads(node), replicas_per_node, gpus_per_node, gpus_per_node);
+      capped = PlanCappedNode(node_loads(node), replicas_per_node, gpus_per_node, gpus_per_node);
       Refine(node_loads(node), gpus_per_node, capped);
-      const double capped_max = MaxGpuLoad(node_loads(node), capped, gpus_per_node);
-      if (capped_max < best_max) {
-        best = std::move(capped);
-        best_max = capped_max;
-      }
+      capped_max = MaxGpuLoad(node_loads(node), capped, gpus_per_node);
+    }
+    if (!over_cap || SharedGpuLowerBound(node_loads(node), best.rep, gpus_per_node) *
+                             (1.0 - kRoundingMargin) <=
+                         capped_max) {
+      Refine(node_loads(node), gpus_per_node, best);
+      best_max = MaxGpuLoad(node_loads(node), best, gpus_per_node);
+    }
+    if (capped_max < best_max) {
+      best = std::move(capped);
+      best_max = capped_max;
     }
     if (best_max < node_max[node]) {
       node_max[node] = best_max;
