@@ -151,11 +151,17 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
   };
   // Each node's experts heaviest first (node-local indices), from one sort of the layer's: equal
   // loads stay in node-major order, which inside a node is node-local order.
+  // The node of each node-major index comes from a table, not a division per expert.
   std::vector<int> node_order(num_experts);  // Node n's at [n * experts_per_node, ...).
-  std::vector<int> filled(shape.num_nodes, 0);
+  std::vector<int> node_of(num_experts);
+  std::vector<int> next(shape.num_nodes);  // Where node n's next expert goes in node_order.
+  for (int node = 0; node < shape.num_nodes; ++node) {
+    next[node] = node * experts_per_node;
+    std::fill_n(node_of.begin() + next[node], experts_per_node, node);
+  }
   for (const int m : HeaviestFirst(mlog_loads)) {
-    const int node = m / experts_per_node;
-    node_order[node * experts_per_node + filled[node]++] = m - node * experts_per_node;
+    const int node = node_of[m];
+    node_order[next[node]++] = m - node * experts_per_node;
   }
 
   LayerPlacement result{std::vector<int>(shape.num_replicas), std::vector<int>(shape.num_replicas),
