@@ -17,23 +17,12 @@ using NodePlan = ReplicatedPacking;
 constexpr double kRoundingMargin = 1e-9;
 
 // Steps 2 and 3 of the reference for one node, whose expert loads are node_loads and
-// node_order = HeaviestFirst(node_loads).
+// node_order = HeaviestFirst(node_loads); with max_replicas, an expert gets at most that many
+// replicas while some has fewer.
 NodePlan PlanNode(std::span<const float> node_loads, std::span<const int> node_order,
-                  int replicas_per_node, int gpus_per_node) {
-  return ReplicateAndPack(node_loads, node_order, replicas_per_node, gpus_per_node);
-}
-
-// PlanNode with at most max_replicas_per_expert replicas of an expert while some has fewer.
-NodePlan PlanCappedNode(std::span<const float> node_loads, int replicas_per_node, int gpus_per_node,
-                        int max_replicas_per_expert) {
-  NodePlan plan{ReplicateExperts(node_loads, replicas_per_node, max_replicas_per_expert), {}};
-  std::vector<float> replica_loads(replicas_per_node);
-  for (int p = 0; p < replicas_per_node; ++p) {
-    const int k = plan.rep.phy2log[p];
-    replica_loads[p] = node_loads[k] / static_cast<float>(plan.rep.logcnt[k]);
-  }
-  plan.packing = BalancedPacking(replica_loads, gpus_per_node);
-  return plan;
+                  int replicas_per_node, int gpus_per_node,
+                  int max_replicas = std::numeric_limits<int>::max()) {
+  return ReplicateAndPack(node_loads, node_order, replicas_per_node, gpus_per_node, max_replicas);
 }
 
 // The load each replica of `rep` carries, in double, in a buffer of this thread that the next call
@@ -163,6 +152,9 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
     const int node = node_of[m];
     node_order[next[node]++] = m - node * experts_per_node;
   }
+  const auto order_of = [&](int node) {
+    return std::span<const int>(node_order).subspan(node * experts_per_node, experts_per_node);
+  };
 
   LayerPlacement result{std::vector<int>(shape.num_replicas), std::vector<int>(shape.num_replicas),
                         std::vector<int>(num_experts)};
@@ -170,10 +162,7 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
   std::vector<NodePlan> plans;
   if (improved != nullptr) plans.reserve(shape.num_nodes);
   for (int node = 0; node < shape.num_nodes; ++node) {
-    NodePlan plan = PlanNode(
-        node_loads(node),
-        std::span<const int>(node_order).subspan(node * experts_per_node, experts_per_node),
-        replicas_per_node, gpus_per_node);
+    NodePlan plan = PlanNode(node_loads(node), order_of(node), replicas_per_node, gpus_per_node);
     std::copy(plan.rep.logcnt.begin(), plan.rep.logcnt.end(),
               mlogcnt.begin() + node * experts_per_node);
     EmitNode(plan, replicas_per_gpu, node, node * experts_per_node, mlog2log, result);
@@ -209,7 +198,8 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
     NodePlan capped;
     double capped_max = std::numeric_limits<double>::infinity();
     if (over_cap) {
-      capped = PlanCappedNode(node_loads(node), replicas_per_node, gpus_per_node, gpus_per_node);
+      capped = PlanNode(node_loads(node), order_of(node), replicas_per_node, gpus_per_node,
+                        /*max_replicas=*/gpus_per_node);
       Refine(node_loads(node), gpus_per_node, capped);
       capped_max = MaxGpuLoad(node_loads(node), capped, gpus_per_node);
     }

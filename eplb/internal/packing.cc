@@ -249,19 +249,22 @@ Replication ReplicateExperts(std::span<const float> weights, int num_phy, int ma
 }
 
 ReplicatedPacking ReplicateAndPack(std::span<const float> weights, std::span<const int> order,
-                                   int num_phy, int num_packs) {
+                                   int num_phy, int num_packs, int max_replicas) {
   const int num_log = static_cast<int>(weights.size());
   assert(num_log > 0 && num_phy >= num_log && num_packs > 0 && num_phy % num_packs == 0);
-  assert(order.size() == weights.size());
+  assert(order.size() == weights.size() && max_replicas > 0);
   ReplicatedPacking result{OneReplicaEach(num_log, num_phy), {}};
   Replication& rep = result.rep;
   // An expert after the first extra + 1 in `order` never gets a replica: to be the first maximum
   // it would need all extra + 1 experts before it (as heavy or heavier, lower index on ties) to
-  // have had one already. Those candidates, in order, are descending keys: already a max-heap.
+  // have had one already, or to have left the heap at max_replicas after max_replicas - 1 of
+  // them. Those candidates, in order, are descending keys: already a max-heap. With
+  // max_replicas == 1 the heap starts empty, and AddReplicas lifts the cap for all experts.
   const int extra = num_phy - num_log;
-  std::vector<uint64_t>& heap = Scratch<uint64_t, Use::kHeap>(std::min(extra + 1, num_log));
+  std::vector<uint64_t>& heap =
+      Scratch<uint64_t, Use::kHeap>(max_replicas > 1 ? std::min(extra + 1, num_log) : 0);
   for (size_t i = 0; i < heap.size(); ++i) heap[i] = PackKey(weights[order[i]], ~order[i]);
-  AddReplicas(weights, std::numeric_limits<int>::max(), heap, rep);
+  AddReplicas(weights, max_replicas, heap, rep);
 
   std::vector<float>& replica_loads = Scratch<float, Use::kReplicaLoads>(num_phy);
   for (int p = 0; p < num_phy; ++p) {
