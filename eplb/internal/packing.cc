@@ -337,9 +337,14 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
       if (other == heavy || gap <= 0.0) continue;
       if (load[other] + gap / 2 - kRoundingMargin * load[heavy] > best_new_max) break;
       const std::span<const Member> theirs = pack_members(other);
+      // Only a with theirs[0] < w_a < theirs[last] + gap can have 0 < delta < gap.
+      const double lightest_b = theirs.front().first;
+      const double a_limit = theirs.back().first + gap;
       int at = 0;  // First b with w_b >= w_a - gap / 2.
       for (int a = 0; a < per_pack; ++a) {
         const double w_a = ours[a].first;
+        if (w_a <= lightest_b) continue;
+        if (w_a >= a_limit) break;
         while (at < per_pack && theirs[at].first < w_a - gap / 2) ++at;
         for (int b = std::max(at - 1, 0); b <= std::min(at, per_pack - 1); ++b) {
           const double delta = w_a - theirs[b].first;
