@@ -100,16 +100,17 @@ void EmitNode(const NodePlan& plan, int replicas_per_gpu, int node, int mlog_bas
 
 }  // namespace
 
-Packing PackGroups(std::span<const float> loads, const LayerShape& shape, bool refine) {
+Packing PackGroups(std::span<const float> loads, const LayerShape& shape, Packing* refined) {
   const int group_size = static_cast<int>(loads.size()) / shape.num_groups;
   std::vector<float> group_load(shape.num_groups, 0.0f);
   for (int g = 0; g < shape.num_groups; ++g) {
     for (int j = 0; j < group_size; ++j) group_load[g] += loads[g * group_size + j];
   }
   Packing groups = BalancedPacking(group_load, shape.num_nodes);
-  if (refine) {
+  if (refined != nullptr) {
+    *refined = groups;
     const std::vector<double> weights(group_load.begin(), group_load.end());
-    RefineBySwaps(weights, shape.num_nodes, /*max_swaps=*/shape.num_groups, groups);
+    RefineBySwaps(weights, shape.num_nodes, /*max_swaps=*/shape.num_groups, *refined);
   }
   return groups;
 }
