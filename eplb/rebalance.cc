@@ -69,17 +69,25 @@ absl::Status Validate(const Matrix<double>& loads, int num_replicas, int num_gro
   return absl::OkStatus();
 }
 
-// The load of each GPU under `layer`, summed as GpuLoads does.
+// The load of GPU `gpu` (replicas [gpu * per_gpu, ...)) under `layer`, summed as GpuLoads does.
+// The replica of an expert with one replica carries its load undivided: x / 1 is x, and a
+// division costs more than the test.
+double GpuLoad(std::span<const double> loads, const LayerPlacement& layer, int gpu, int per_gpu) {
+  double gpu_load = 0.0;
+  for (int p = gpu * per_gpu; p < (gpu + 1) * per_gpu; ++p) {
+    const int e = layer.phy2log[p];
+    const int count = layer.logcnt[e];
+    gpu_load += count == 1 ? loads[e] : loads[e] / count;
+  }
+  return gpu_load;
+}
+
+// The load of each GPU under `layer`.
 std::vector<double> LayerGpuLoads(std::span<const double> loads, const LayerPlacement& layer,
                                   int num_gpus) {
   const int per_gpu = static_cast<int>(layer.phy2log.size()) / num_gpus;
-  std::vector<double> gpu_loads(num_gpus, 0.0);
-  for (int gpu = 0; gpu < num_gpus; ++gpu) {
-    for (int p = gpu * per_gpu; p < (gpu + 1) * per_gpu; ++p) {
-      const int e = layer.phy2log[p];
-      gpu_loads[gpu] += loads[e] / layer.logcnt[e];
-    }
-  }
+  std::vector<double> gpu_loads(num_gpus);
+  for (int gpu = 0; gpu < num_gpus; ++gpu) gpu_loads[gpu] = GpuLoad(loads, layer, gpu, per_gpu);
   return gpu_loads;
 }
 
@@ -103,12 +111,7 @@ double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer, co
       continue;
     }
     for (int gpu = first_gpu; gpu < first_gpu + gpus_per_node; ++gpu) {
-      double gpu_load = 0.0;
-      for (int p = gpu * per_gpu; p < (gpu + 1) * per_gpu; ++p) {
-        const int e = layer.phy2log[p];
-        gpu_load += loads[e] / layer.logcnt[e];
-      }
-      max_load = std::max(max_load, gpu_load);
+      max_load = std::max(max_load, GpuLoad(loads, layer, gpu, per_gpu));
     }
   }
   return max_load;

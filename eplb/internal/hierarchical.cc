@@ -25,6 +25,12 @@ NodePlan PlanNode(std::span<const float> node_loads, std::span<const int> node_o
   return ReplicateAndPack(node_loads, node_order, replicas_per_node, gpus_per_node, max_replicas);
 }
 
+// The load a replica of an expert of load `load` with `count` replicas carries, in double. With one
+// replica, the load undivided: x / 1 is x, and a division costs more than the test.
+double ReplicaLoad(float load, int count) {
+  return count == 1 ? load : static_cast<double>(load) / count;
+}
+
 // The load each replica of `rep` carries, in double, in a buffer of this thread that the next call
 // reuses.
 std::span<const double> ReplicaLoads(std::span<const float> node_loads, const Replication& rep) {
@@ -32,7 +38,7 @@ std::span<const double> ReplicaLoads(std::span<const float> node_loads, const Re
   loads.resize(rep.phy2log.size());
   for (size_t p = 0; p < loads.size(); ++p) {
     const int k = rep.phy2log[p];
-    loads[p] = static_cast<double>(node_loads[k]) / rep.logcnt[k];
+    loads[p] = ReplicaLoad(node_loads[k], rep.logcnt[k]);
   }
   return loads;
 }
@@ -42,7 +48,7 @@ double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int g
   gpu_loads.assign(gpus_per_node, 0.0);
   for (size_t p = 0; p < plan.rep.phy2log.size(); ++p) {
     const int k = plan.rep.phy2log[p];
-    gpu_loads[plan.packing.pack[p]] += static_cast<double>(node_loads[k]) / plan.rep.logcnt[k];
+    gpu_loads[plan.packing.pack[p]] += ReplicaLoad(node_loads[k], plan.rep.logcnt[k]);
   }
   return *std::max_element(gpu_loads.begin(), gpu_loads.end());
 }
