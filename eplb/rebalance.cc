@@ -94,8 +94,9 @@ std::vector<double> LayerGpuLoads(std::span<const double> loads, const LayerPlac
 // The heaviest GPU's load under `layer`, given `base` and its GPU loads base_gpu_loads: a node
 // whose replicas are those of `base` has the same GPU loads (every replica of its experts is on
 // it), so only the other nodes are summed.
-double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer, const LayerShape& shape,
-                  const LayerPlacement& base, std::span<const double> base_gpu_loads) {
+double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer,
+                  const LayerShape& shape, const LayerPlacement& base,
+                  std::span<const double> base_gpu_loads) {
   const int per_gpu = shape.num_replicas / shape.num_gpus;
   const int gpus_per_node = shape.num_gpus / shape.num_nodes;
   const int per_node = per_gpu * gpus_per_node;

@@ -210,9 +210,9 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
       Refine(node_loads(node), gpus_per_node, capped);
       capped_max = MaxGpuLoad(node_loads(node), capped, gpus_per_node);
     }
-    if (!over_cap || SharedGpuLowerBound(node_loads(node), best.rep, gpus_per_node) *
-                             (1.0 - kRoundingMargin) <=
-                         capped_max) {
+    if (!over_cap ||
+        SharedGpuLowerBound(node_loads(node), best.rep, gpus_per_node) * (1.0 - kRoundingMargin) <=
+            capped_max) {
       Refine(node_loads(node), gpus_per_node, best);
       best_max = MaxGpuLoad(node_loads(node), best, gpus_per_node);
     }

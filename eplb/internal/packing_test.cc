@@ -298,8 +298,8 @@ TEST(ReplicateAndPack, WithACapMatchesCappedReplicationThenPacking) {
         for (bool ties : {false, true}) {
           const std::vector<float> weights = RandomWeights(num_log, ties, rng);
           const int num_packs = num_phy % 8 == 0 ? 8 : 1;
-          const ReplicatedPacking fast = ReplicateAndPack(weights, HeaviestFirst(weights), num_phy,
-                                                          num_packs, max_replicas);
+          const ReplicatedPacking fast =
+              ReplicateAndPack(weights, HeaviestFirst(weights), num_phy, num_packs, max_replicas);
           const Replication rep = ReplicateExperts(weights, num_phy, max_replicas);
           const Packing packing = PackReplicas(weights, rep, num_packs);
           const std::string where = std::to_string(num_log) + " experts, " + std::to_string(extra) +
