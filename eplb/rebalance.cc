@@ -69,17 +69,51 @@ absl::Status Validate(const Matrix<double>& loads, int num_replicas, int num_gro
   return absl::OkStatus();
 }
 
-// The heaviest GPU's load under `layer`, summed as GpuLoads does.
-double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer, int num_gpus) {
+// The load of GPU `gpu` (replicas [gpu * per_gpu, ...)) under `layer`, summed as GpuLoads does.
+// The replica of an expert with one replica carries its load undivided: x / 1 is x, and a
+// division costs more than the test.
+double GpuLoad(std::span<const double> loads, const LayerPlacement& layer, int gpu, int per_gpu) {
+  double gpu_load = 0.0;
+  for (int p = gpu * per_gpu; p < (gpu + 1) * per_gpu; ++p) {
+    const int e = layer.phy2log[p];
+    const int count = layer.logcnt[e];
+    gpu_load += count == 1 ? loads[e] : loads[e] / count;
+  }
+  return gpu_load;
+}
+
+// The load of each GPU under `layer`.
+std::vector<double> LayerGpuLoads(std::span<const double> loads, const LayerPlacement& layer,
+                                  int num_gpus) {
   const int per_gpu = static_cast<int>(layer.phy2log.size()) / num_gpus;
+  std::vector<double> gpu_loads(num_gpus);
+  for (int gpu = 0; gpu < num_gpus; ++gpu) gpu_loads[gpu] = GpuLoad(loads, layer, gpu, per_gpu);
+  return gpu_loads;
+}
+
+// The heaviest GPU's load under `layer`, given `base` and its GPU loads base_gpu_loads: a node
+// whose replicas are those of `base` has the same GPU loads (every replica of its experts is on
+// it), so only the other nodes are summed.
+double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer,
+                  const LayerShape& shape, const LayerPlacement& base,
+                  std::span<const double> base_gpu_loads) {
+  const int per_gpu = shape.num_replicas / shape.num_gpus;
+  const int gpus_per_node = shape.num_gpus / shape.num_nodes;
+  const int per_node = per_gpu * gpus_per_node;
   double max_load = 0.0;
-  for (int gpu = 0; gpu < num_gpus; ++gpu) {
-    double gpu_load = 0.0;
-    for (int p = gpu * per_gpu; p < (gpu + 1) * per_gpu; ++p) {
-      const int e = layer.phy2log[p];
-      gpu_load += loads[e] / layer.logcnt[e];
+  for (int node = 0; node < shape.num_nodes; ++node) {
+    const int first_gpu = node * gpus_per_node;
+    const auto replicas = [&](const LayerPlacement& placement) {
+      return std::span<const int>(placement.phy2log).subspan(node * per_node, per_node);
+    };
+    if (std::ranges::equal(replicas(layer), replicas(base))) {
+      const std::span<const double> node_loads = base_gpu_loads.subspan(first_gpu, gpus_per_node);
+      max_load = std::max(max_load, *std::max_element(node_loads.begin(), node_loads.end()));
+      continue;
     }
-    max_load = std::max(max_load, gpu_load);
+    for (int gpu = first_gpu; gpu < first_gpu + gpus_per_node; ++gpu) {
+      max_load = std::max(max_load, GpuLoad(loads, layer, gpu, per_gpu));
+    }
   }
   return max_load;
 }
@@ -89,24 +123,30 @@ double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer, in
 // DeepSeek's wins ties, so an improvement must strictly lower the maximum GPU load to be kept.
 LayerPlacement PlaceRefined(std::span<const float> loads32, std::span<const double> loads,
                             const LayerShape& shape) {
-  const internal::Packing groups = internal::PackGroups(loads32, shape, /*refine=*/false);
+  internal::Packing better_groups;
+  const internal::Packing groups = internal::PackGroups(loads32, shape, &better_groups);
   LayerPlacement candidate;
-  LayerPlacement best = internal::PlaceNodes(loads32, shape, groups, &candidate);
-  double best_max = MaxGpuLoad(loads, best, shape.num_gpus);
+  LayerPlacement deepseek = internal::PlaceNodes(loads32, shape, groups, &candidate);
+  const std::vector<double> deepseek_gpu_loads = LayerGpuLoads(loads, deepseek, shape.num_gpus);
+  const LayerPlacement* best = &deepseek;
+  double best_max = *std::max_element(deepseek_gpu_loads.begin(), deepseek_gpu_loads.end());
+  LayerPlacement kept;
   const auto consider = [&](LayerPlacement& placement) {
-    const double placement_max = MaxGpuLoad(loads, placement, shape.num_gpus);
+    // The same replicas on the same GPUs carry the same loads: not strictly better.
+    if (placement.phy2log == best->phy2log) return;
+    const double placement_max = MaxGpuLoad(loads, placement, shape, deepseek, deepseek_gpu_loads);
     if (placement_max < best_max) {
-      best = std::move(placement);
+      kept = std::move(placement);
+      best = &kept;
       best_max = placement_max;
     }
   };
   consider(candidate);
-  const internal::Packing better_groups = internal::PackGroups(loads32, shape, /*refine=*/true);
   if (better_groups.pack != groups.pack) {
     internal::PlaceNodes(loads32, shape, better_groups, &candidate);
     consider(candidate);
   }
-  return best;
+  return best == &deepseek ? std::move(deepseek) : std::move(kept);
 }
 
 }  // namespace
@@ -155,8 +195,9 @@ absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replica
                      [](double load) { return static_cast<float>(load) + 0.0f; });
       const LayerPlacement placed =
           policy == Policy::kDeepSeek
-              ? internal::PlaceNodes(
-                    loads32, shape, internal::PackGroups(loads32, shape, /*refine=*/false), nullptr)
+              ? internal::PlaceNodes(loads32, shape,
+                                     internal::PackGroups(loads32, shape, /*refined=*/nullptr),
+                                     nullptr)
               : PlaceRefined(loads32, row, shape);
       std::copy(placed.phy2log.begin(), placed.phy2log.end(), placement.phy2log.row(layer).begin());
       std::copy(placed.phyrank.begin(), placed.phyrank.end(), phyrank.row(layer).begin());

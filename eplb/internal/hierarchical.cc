@@ -1,6 +1,8 @@
 #include "eplb/internal/hierarchical.h"
 
 #include <algorithm>
+#include <limits>
+#include <numeric>
 #include <utility>
 #include <vector>
 
@@ -10,51 +12,82 @@ namespace {
 // One node's replication of its experts and packing of the replicas onto its GPUs.
 using NodePlan = ReplicatedPacking;
 
+// Relative margin, far above double rounding, by which a lower bound must exceed a load before
+// the bound rules out reaching it.
+constexpr double kRoundingMargin = 1e-9;
+
 // Steps 2 and 3 of the reference for one node, whose expert loads are node_loads and
-// node_order = HeaviestFirst(node_loads).
+// node_order = HeaviestFirst(node_loads); with max_replicas, an expert gets at most that many
+// replicas while some has fewer.
 NodePlan PlanNode(std::span<const float> node_loads, std::span<const int> node_order,
-                  int replicas_per_node, int gpus_per_node) {
-  return ReplicateAndPack(node_loads, node_order, replicas_per_node, gpus_per_node);
+                  int replicas_per_node, int gpus_per_node,
+                  int max_replicas = std::numeric_limits<int>::max()) {
+  return ReplicateAndPack(node_loads, node_order, replicas_per_node, gpus_per_node, max_replicas);
 }
 
-// PlanNode with at most max_replicas_per_expert replicas of an expert while some has fewer.
-NodePlan PlanCappedNode(std::span<const float> node_loads, int replicas_per_node, int gpus_per_node,
-                        int max_replicas_per_expert) {
-  NodePlan plan{ReplicateExperts(node_loads, replicas_per_node, max_replicas_per_expert), {}};
-  std::vector<float> replica_loads(replicas_per_node);
-  for (int p = 0; p < replicas_per_node; ++p) {
-    const int k = plan.rep.phy2log[p];
-    replica_loads[p] = node_loads[k] / static_cast<float>(plan.rep.logcnt[k]);
-  }
-  plan.packing = BalancedPacking(replica_loads, gpus_per_node);
-  return plan;
+// The load a replica of an expert of load `load` with `count` replicas carries, in double. With one
+// replica, the load undivided: x / 1 is x, and a division costs more than the test.
+double ReplicaLoad(float load, int count) {
+  return count == 1 ? load : static_cast<double>(load) / count;
 }
 
-// The load each replica of `rep` carries, in double.
-std::vector<double> ReplicaLoads(std::span<const float> node_loads, const Replication& rep) {
-  std::vector<double> loads(rep.phy2log.size());
+// The load each replica of `rep` carries, in double, in a buffer of this thread that the next call
+// reuses.
+std::span<const double> ReplicaLoads(std::span<const float> node_loads, const Replication& rep) {
+  thread_local std::vector<double> loads;
+  loads.resize(rep.phy2log.size());
   for (size_t p = 0; p < loads.size(); ++p) {
     const int k = rep.phy2log[p];
-    loads[p] = static_cast<double>(node_loads[k]) / rep.logcnt[k];
+    loads[p] = ReplicaLoad(node_loads[k], rep.logcnt[k]);
   }
   return loads;
 }
 
 double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int gpus_per_node) {
-  const std::vector<double> replica_loads = ReplicaLoads(node_loads, plan.rep);
-  std::vector<double> gpu_loads(gpus_per_node, 0.0);
-  for (size_t p = 0; p < replica_loads.size(); ++p) {
-    gpu_loads[plan.packing.pack[p]] += replica_loads[p];
+  thread_local std::vector<double> gpu_loads;
+  gpu_loads.assign(gpus_per_node, 0.0);
+  for (size_t p = 0; p < plan.rep.phy2log.size(); ++p) {
+    const int k = plan.rep.phy2log[p];
+    gpu_loads[plan.packing.pack[p]] += ReplicaLoad(node_loads[k], plan.rep.logcnt[k]);
   }
   return *std::max_element(gpu_loads.begin(), gpu_loads.end());
+}
+
+// A lower bound on the heaviest GPU of any packing of `rep`'s replicas onto gpus_per_node GPUs of
+// equal replica counts, from the experts with more replicas than GPUs: one of k > gpus_per_node
+// replicas of an expert of load w shares a GPU with at least m - 1 others, m = ceil(k /
+// gpus_per_node), so that GPU carries at least m * w / k plus the lightest replicas that fill it.
+// 0 when no expert has more replicas than GPUs.
+double SharedGpuLowerBound(std::span<const float> node_loads, const Replication& rep,
+                           int gpus_per_node) {
+  const int per_gpu = static_cast<int>(rep.phy2log.size()) / gpus_per_node;
+  double shared = 0.0;
+  int shared_count = 0;
+  for (size_t k = 0; k < rep.logcnt.size(); ++k) {
+    const int count = rep.logcnt[k];
+    if (count <= gpus_per_node) continue;
+    const int m = std::min((count + gpus_per_node - 1) / gpus_per_node, per_gpu);
+    const double load = m * (static_cast<double>(node_loads[k]) / count);
+    if (load > shared) {
+      shared = load;
+      shared_count = m;
+    }
+  }
+  if (shared_count == 0) return 0.0;
+  thread_local std::vector<double> loads;
+  const std::span<const double> replica_loads = ReplicaLoads(node_loads, rep);
+  loads.assign(replica_loads.begin(), replica_loads.end());
+  const int fill = per_gpu - shared_count;
+  std::nth_element(loads.begin(), loads.begin() + fill, loads.end());
+  return std::accumulate(loads.begin(), loads.begin() + fill, shared);
 }
 
 // Swap-refines the GPU packing of `plan`. With two or fewer replicas per GPU the greedy packing
 // is already optimal (it pairs the i-th heaviest replica with the i-th lightest): nothing to do.
 void Refine(std::span<const float> node_loads, int gpus_per_node, NodePlan& plan) {
-  const std::vector<double> weights = ReplicaLoads(node_loads, plan.rep);
-  if (static_cast<int>(weights.size()) <= 2 * gpus_per_node) return;
-  RefineBySwaps(weights, gpus_per_node, /*max_swaps=*/static_cast<int>(weights.size()),
+  const int num_replicas = static_cast<int>(plan.rep.phy2log.size());
+  if (num_replicas <= 2 * gpus_per_node) return;
+  RefineBySwaps(ReplicaLoads(node_loads, plan.rep), gpus_per_node, /*max_swaps=*/num_replicas,
                 plan.packing);
 }
 
@@ -73,16 +106,17 @@ void EmitNode(const NodePlan& plan, int replicas_per_gpu, int node, int mlog_bas
 
 }  // namespace
 
-Packing PackGroups(std::span<const float> loads, const LayerShape& shape, bool refine) {
+Packing PackGroups(std::span<const float> loads, const LayerShape& shape, Packing* refined) {
   const int group_size = static_cast<int>(loads.size()) / shape.num_groups;
   std::vector<float> group_load(shape.num_groups, 0.0f);
   for (int g = 0; g < shape.num_groups; ++g) {
     for (int j = 0; j < group_size; ++j) group_load[g] += loads[g * group_size + j];
   }
   Packing groups = BalancedPacking(group_load, shape.num_nodes);
-  if (refine) {
+  if (refined != nullptr) {
+    *refined = groups;
     const std::vector<double> weights(group_load.begin(), group_load.end());
-    RefineBySwaps(weights, shape.num_nodes, /*max_swaps=*/shape.num_groups, groups);
+    RefineBySwaps(weights, shape.num_nodes, /*max_swaps=*/shape.num_groups, *refined);
   }
   return groups;
 }
@@ -113,12 +147,21 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
   };
   // Each node's experts heaviest first (node-local indices), from one sort of the layer's: equal
   // loads stay in node-major order, which inside a node is node-local order.
+  // The node of each node-major index comes from a table, not a division per expert.
   std::vector<int> node_order(num_experts);  // Node n's at [n * experts_per_node, ...).
-  std::vector<int> filled(shape.num_nodes, 0);
-  for (const int m : HeaviestFirst(mlog_loads)) {
-    const int node = m / experts_per_node;
-    node_order[node * experts_per_node + filled[node]++] = m - node * experts_per_node;
+  std::vector<int> node_of(num_experts);
+  std::vector<int> next(shape.num_nodes);  // Where node n's next expert goes in node_order.
+  for (int node = 0; node < shape.num_nodes; ++node) {
+    next[node] = node * experts_per_node;
+    std::fill_n(node_of.begin() + next[node], experts_per_node, node);
   }
+  for (const int m : HeaviestFirst(mlog_loads)) {
+    const int node = node_of[m];
+    node_order[next[node]++] = m - node * experts_per_node;
+  }
+  const auto order_of = [&](int node) {
+    return std::span<const int>(node_order).subspan(node * experts_per_node, experts_per_node);
+  };
 
   LayerPlacement result{std::vector<int>(shape.num_replicas), std::vector<int>(shape.num_replicas),
                         std::vector<int>(num_experts)};
@@ -126,10 +169,7 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
   std::vector<NodePlan> plans;
   if (improved != nullptr) plans.reserve(shape.num_nodes);
   for (int node = 0; node < shape.num_nodes; ++node) {
-    NodePlan plan = PlanNode(
-        node_loads(node),
-        std::span<const int>(node_order).subspan(node * experts_per_node, experts_per_node),
-        replicas_per_node, gpus_per_node);
+    NodePlan plan = PlanNode(node_loads(node), order_of(node), replicas_per_node, gpus_per_node);
     std::copy(plan.rep.logcnt.begin(), plan.rep.logcnt.end(),
               mlogcnt.begin() + node * experts_per_node);
     EmitNode(plan, replicas_per_gpu, node, node * experts_per_node, mlog2log, result);
@@ -158,18 +198,27 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
     done[node] = true;  // So its plan is not needed again.
     const std::vector<int>& counts = plans[node].rep.logcnt;
     const bool over_cap = *std::max_element(counts.begin(), counts.end()) > gpus_per_node;
+    // The refined plan wins ties with the capped one. Refining is skipped when a lower bound on
+    // the plan's heaviest GPU (by more than rounding) shows that the capped plan wins anyway.
     NodePlan best = std::move(plans[node]);
-    Refine(node_loads(node), gpus_per_node, best);
-    double best_max = MaxGpuLoad(node_loads(node), best, gpus_per_node);
+    double best_max = node_max[node];
+    NodePlan capped;
+    double capped_max = std::numeric_limits<double>::infinity();
     if (over_cap) {
-      NodePlan capped =
-          PlanCappedNode(node_loads(node), replicas_per_node, gpus_per_node, gpus_per_node);
+      capped = PlanNode(node_loads(node), order_of(node), replicas_per_node, gpus_per_node,
+                        /*max_replicas=*/gpus_per_node);
       Refine(node_loads(node), gpus_per_node, capped);
-      const double capped_max = MaxGpuLoad(node_loads(node), capped, gpus_per_node);
-      if (capped_max < best_max) {
-        best = std::move(capped);
-        best_max = capped_max;
-      }
+      capped_max = MaxGpuLoad(node_loads(node), capped, gpus_per_node);
+    }
+    if (!over_cap ||
+        SharedGpuLowerBound(node_loads(node), best.rep, gpus_per_node) * (1.0 - kRoundingMargin) <=
+            capped_max) {
+      Refine(node_loads(node), gpus_per_node, best);
+      best_max = MaxGpuLoad(node_loads(node), best, gpus_per_node);
+    }
+    if (capped_max < best_max) {
+      best = std::move(capped);
+      best_max = capped_max;
     }
     if (best_max < node_max[node]) {
       node_max[node] = best_max;

@@ -27,13 +27,14 @@ struct LayerPlacement {
 };
 
 // Step 1: packs the expert groups (sums of group_size consecutive float32 loads) onto the nodes
-// with BalancedPacking, then, when `refine`, improves that by swaps (each group stays whole).
+// with BalancedPacking and returns that packing; when `refined` is not null, also stores there
+// that packing improved by swaps (each group stays whole).
 // Preconditions (validated by the caller): loads.size() % num_groups == 0,
 // num_groups % num_nodes == 0, loads finite and non-negative.
-Packing PackGroups(std::span<const float> loads, const LayerShape& shape, bool refine);
+Packing PackGroups(std::span<const float> loads, const LayerShape& shape, Packing* refined);
 
 // Steps 2 and 3 for the group packing `groups`: replicates each node's experts into its replicas
-// and packs them onto its GPUs, as the reference does; with PackGroups(..., false) the result is
+// and packs them onto its GPUs, as the reference does; with PackGroups's result the placement is
 // bit-identical to DeepSeek's. When `improved` is not null, also stores there our improvement of
 // it: nodes are taken heaviest GPU first, and each gets the best (lowest heaviest GPU) of its plan,
 // its plan with the GPU packing swap-refined, and, when an expert has more replicas than the node

@@ -38,7 +38,10 @@ enum class Use {
   kHeap,
   kReplicaLoads,
   kSplit,
-  kSorted
+  kSorted,
+  kMembers,
+  kPackLoads,
+  kByLoad
 };
 
 // This thread's scratch vector for `use`, holding `size` copies of `fill`. Reused from call to
@@ -246,19 +249,22 @@ Replication ReplicateExperts(std::span<const float> weights, int num_phy, int ma
 }
 
 ReplicatedPacking ReplicateAndPack(std::span<const float> weights, std::span<const int> order,
-                                   int num_phy, int num_packs) {
+                                   int num_phy, int num_packs, int max_replicas) {
   const int num_log = static_cast<int>(weights.size());
   assert(num_log > 0 && num_phy >= num_log && num_packs > 0 && num_phy % num_packs == 0);
-  assert(order.size() == weights.size());
+  assert(order.size() == weights.size() && max_replicas > 0);
   ReplicatedPacking result{OneReplicaEach(num_log, num_phy), {}};
   Replication& rep = result.rep;
   // An expert after the first extra + 1 in `order` never gets a replica: to be the first maximum
   // it would need all extra + 1 experts before it (as heavy or heavier, lower index on ties) to
-  // have had one already. Those candidates, in order, are descending keys: already a max-heap.
+  // have had one already, or to have left the heap at max_replicas after max_replicas - 1 of
+  // them. Those candidates, in order, are descending keys: already a max-heap. With
+  // max_replicas == 1 the heap starts empty, and AddReplicas lifts the cap for all experts.
   const int extra = num_phy - num_log;
-  std::vector<uint64_t>& heap = Scratch<uint64_t, Use::kHeap>(std::min(extra + 1, num_log));
+  std::vector<uint64_t>& heap =
+      Scratch<uint64_t, Use::kHeap>(max_replicas > 1 ? std::min(extra + 1, num_log) : 0);
   for (size_t i = 0; i < heap.size(); ++i) heap[i] = PackKey(weights[order[i]], ~order[i]);
-  AddReplicas(weights, std::numeric_limits<int>::max(), heap, rep);
+  AddReplicas(weights, max_replicas, heap, rep);
 
   std::vector<float>& replica_loads = Scratch<float, Use::kReplicaLoads>(num_phy);
   for (int p = 0; p < num_phy; ++p) {
@@ -297,8 +303,8 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
   // Each pack's (weight, item), lightest first, in one array: pack p's at [p * per_pack, ...).
   // Placed by reversed rank first: BalancedPacking's ranks are heaviest first, so the sort that
   // follows has little left to do.
-  std::vector<Member> members(n);
-  std::vector<double> load(num_packs, 0.0);
+  std::vector<Member>& members = Scratch<Member, Use::kMembers>(n);
+  std::vector<double>& load = Scratch<double, Use::kPackLoads>(num_packs, 0.0);
   for (int i = 0; i < n; ++i) {
     const int p = packing.pack[i];
     assert(packing.rank[i] >= 0 && packing.rank[i] < per_pack);
@@ -309,7 +315,7 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
     return std::span<Member>(members).subspan(p * per_pack, per_pack);
   };
   for (int p = 0; p < num_packs; ++p) std::ranges::sort(pack_members(p));
-  std::vector<int> by_load(num_packs);
+  std::vector<int>& by_load = Scratch<int, Use::kByLoad>(num_packs);
   std::iota(by_load.begin(), by_load.end(), 0);
   const double mean = std::accumulate(load.begin(), load.end(), 0.0) / num_packs;
   for (int swap = 0; swap < max_swaps; ++swap) {
@@ -331,9 +337,14 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
       if (other == heavy || gap <= 0.0) continue;
       if (load[other] + gap / 2 - kRoundingMargin * load[heavy] > best_new_max) break;
       const std::span<const Member> theirs = pack_members(other);
+      // Only a with theirs[0] < w_a < theirs[last] + gap can have 0 < delta < gap.
+      const double lightest_b = theirs.front().first;
+      const double a_limit = theirs.back().first + gap;
       int at = 0;  // First b with w_b >= w_a - gap / 2.
       for (int a = 0; a < per_pack; ++a) {
         const double w_a = ours[a].first;
+        if (w_a <= lightest_b) continue;
+        if (w_a >= a_limit) break;
         while (at < per_pack && theirs[at].first < w_a - gap / 2) ++at;
         for (int b = std::max(at - 1, 0); b <= std::min(at, per_pack - 1); ++b) {
           const double delta = w_a - theirs[b].first;

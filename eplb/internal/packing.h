@@ -48,14 +48,15 @@ struct ReplicatedPacking {
   Packing packing;  // Of the replicas (weight / count each) into the packs.
 };
 
-// ReplicateExperts(weights, num_phy) followed by BalancedPacking of the replicas' loads
-// (weight / count in float32) into num_packs, with the same result, faster: given
+// ReplicateExperts(weights, num_phy, max_replicas) followed by BalancedPacking of the replicas'
+// loads (weight / count in float32) into num_packs, with the same result, faster: given
 // order = HeaviestFirst(weights), only the first num_phy - num_log + 1 experts in it enter the
 // replication heap, and the replicas are sorted by merging rather than from scratch.
 // Preconditions: those of ReplicateExperts and BalancedPacking;
 // order == HeaviestFirst(weights).
 ReplicatedPacking ReplicateAndPack(std::span<const float> weights, std::span<const int> order,
-                                   int num_phy, int num_packs);
+                                   int num_phy, int num_packs,
+                                   int max_replicas = std::numeric_limits<int>::max());
 
 // Improves `packing` of `weights` (all packs hold the same number of items) by swapping items
 // between the heaviest pack and another one while that lowers the heaviest pack's load; stops when

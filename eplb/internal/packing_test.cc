@@ -253,6 +253,16 @@ TEST(HeaviestFirst, IsTheStableDescendingSort) {
   }
 }
 
+// BalancedPacking of the replicas of `rep` (weight / count in float32 each) into num_packs.
+Packing PackReplicas(std::span<const float> weights, const Replication& rep, int num_packs) {
+  std::vector<float> replica_loads(rep.phy2log.size());
+  for (size_t p = 0; p < replica_loads.size(); ++p) {
+    const int e = rep.phy2log[p];
+    replica_loads[p] = weights[e] / static_cast<float>(rep.logcnt[e]);
+  }
+  return BalancedPacking(replica_loads, num_packs);
+}
+
 TEST(ReplicateAndPack, MatchesReplicationThenPacking) {
   std::mt19937 rng(14);
   for (int num_log : {1, 5, 64, 256}) {
@@ -265,14 +275,35 @@ TEST(ReplicateAndPack, MatchesReplicationThenPacking) {
           const ReplicatedPacking fast =
               ReplicateAndPack(weights, HeaviestFirst(weights), num_phy, num_packs);
           const Replication rep = ReplicateExperts(weights, num_phy);
-          std::vector<float> replica_loads(num_phy);
-          for (int p = 0; p < num_phy; ++p) {
-            const int e = rep.phy2log[p];
-            replica_loads[p] = weights[e] / static_cast<float>(rep.logcnt[e]);
-          }
-          const Packing packing = BalancedPacking(replica_loads, num_packs);
+          const Packing packing = PackReplicas(weights, rep, num_packs);
           const std::string where = std::to_string(num_log) + " experts, " + std::to_string(extra) +
                                     " extra, " + std::to_string(num_packs) + " packs";
+          ASSERT_EQ(fast.rep.phy2log, rep.phy2log) << where;
+          ASSERT_EQ(fast.rep.rank, rep.rank) << where;
+          ASSERT_EQ(fast.rep.logcnt, rep.logcnt) << where;
+          ASSERT_EQ(fast.packing.pack, packing.pack) << where;
+          ASSERT_EQ(fast.packing.rank, packing.rank) << where;
+        }
+      }
+    }
+  }
+}
+
+TEST(ReplicateAndPack, WithACapMatchesCappedReplicationThenPacking) {
+  std::mt19937 rng(16);
+  for (int num_log : {1, 5, 64}) {
+    for (int extra : {1, 8, 32, 300}) {
+      const int num_phy = num_log + extra;
+      for (int max_replicas : {1, 2, 3, 8}) {
+        for (bool ties : {false, true}) {
+          const std::vector<float> weights = RandomWeights(num_log, ties, rng);
+          const int num_packs = num_phy % 8 == 0 ? 8 : 1;
+          const ReplicatedPacking fast =
+              ReplicateAndPack(weights, HeaviestFirst(weights), num_phy, num_packs, max_replicas);
+          const Replication rep = ReplicateExperts(weights, num_phy, max_replicas);
+          const Packing packing = PackReplicas(weights, rep, num_packs);
+          const std::string where = std::to_string(num_log) + " experts, " + std::to_string(extra) +
+                                    " extra, cap " + std::to_string(max_replicas);
           ASSERT_EQ(fast.rep.phy2log, rep.phy2log) << where;
           ASSERT_EQ(fast.rep.rank, rep.rank) << where;
           ASSERT_EQ(fast.rep.logcnt, rep.logcnt) << where;
