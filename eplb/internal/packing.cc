@@ -60,7 +60,7 @@ constexpr size_t kMinBucketSortKeys = 64;
 constexpr uint32_t kMaxBucketKeys = 32;
 
 // Sorts `keys` (distinct) ascending. From kMinBucketSortKeys keys on: one counting pass into about
-// 4n buckets by the upper 32 bits, coarsened by a shift (so bucket order is key order), then an
+// n buckets by the upper 32 bits, coarsened by a shift (so bucket order is key order), then an
 // insertion sort that only has to order each bucket; std::sort when a bucket is large.
 void SortKeys(std::vector<uint64_t>& keys) {
   const size_t n = keys.size();
@@ -73,7 +73,7 @@ void SortKeys(std::vector<uint64_t>& keys) {
     lo = std::min(lo, static_cast<uint32_t>(key >> 32));
     hi = std::max(hi, static_cast<uint32_t>(key >> 32));
   }
-  const uint32_t num_buckets = 4 * std::bit_ceil(static_cast<uint32_t>(n));
+  const uint32_t num_buckets = std::bit_ceil(static_cast<uint32_t>(n));
   int shift = 0;
   while (((hi - lo) >> shift) >= num_buckets) ++shift;
   const auto bucket = [&](uint64_t key) {
