@@ -147,13 +147,25 @@ Packing PackHeaviestFirst(std::span<const uint64_t> sorted, std::span<const floa
   // lowest index among equals, and taking it costs one walk up the tree.
   constexpr uint64_t kFull = ~uint64_t{0};
   const int size = static_cast<int>(std::bit_ceil(static_cast<unsigned>(num_packs)));
+  // As for pairs, when the first num_packs items are all positive, item i goes to empty pack i:
+  // those start the tree, which then takes the rest.
   std::vector<uint64_t>& tree = Scratch<uint64_t, Use::kTree>(2 * size, kFull);
-  for (int p = 0; p < num_packs; ++p) tree[size + p] = PackKey(0.0f, p);
+  std::vector<int>& pack_items = Scratch<int, Use::kPackItems>(num_packs);
+  const int first = weights[item_at(num_packs - 1)] > 0.0f ? num_packs : 0;
+  for (int p = 0; p < num_packs; ++p) {
+    float load = 0.0f;
+    if (first > 0) {
+      const int item = item_at(p);
+      result.pack[item] = p;
+      pack_items[p] = 1;
+      load = weights[item];
+    }
+    tree[size + p] = PackKey(load, p);
+  }
   for (int node = size - 1; node > 0; --node) {
     tree[node] = std::min(tree[2 * node], tree[2 * node + 1]);
   }
-  std::vector<int>& pack_items = Scratch<int, Use::kPackItems>(num_packs);
-  for (int i = 0; i < n; ++i) {
+  for (int i = first; i < n; ++i) {
     const int item = item_at(i);
     const uint64_t top = tree[1];
     const int best = static_cast<int>(top & 0xffffffffu);
