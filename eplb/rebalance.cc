@@ -219,18 +219,13 @@ absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replica
         absl::StrCat("num_replicas (", num_replicas, ") gives an expert ", placement.max_replicas,
                      " replicas: log2phy would exceed ", kMaxEntries, " entries"));
   }
-  // Each layer's row of log2phy is filled with -1 and then written while it is still in cache.
-  const int log2phy_cols = num_experts * placement.max_replicas;
-  std::vector<int32_t> log2phy;
-  log2phy.reserve(static_cast<size_t>(num_layers) * log2phy_cols);
+  placement.log2phy = Matrix<int32_t>(num_layers, num_experts * placement.max_replicas, -1);
   for (int layer = 0; layer < num_layers; ++layer) {
-    log2phy.resize(log2phy.size() + log2phy_cols, -1);
-    const std::span<int32_t> row = std::span<int32_t>(log2phy).last(log2phy_cols);
+    const std::span<int32_t> row = placement.log2phy.row(layer);
     const std::span<const int32_t> experts = placement.phy2log.row(layer);
     const std::span<const int32_t> ranks = std::as_const(phyrank).row(layer);
     for (int p = 0; p < num_replicas; ++p) row[experts[p] * placement.max_replicas + ranks[p]] = p;
   }
-  placement.log2phy = Matrix<int32_t>(num_layers, log2phy_cols, std::move(log2phy));
   return placement;
 }
 
