@@ -131,17 +131,20 @@ LayerPlacement PlaceNodes(std::span<const float> loads, const LayerShape& shape,
   const int gpus_per_node = shape.num_gpus / shape.num_nodes;
   const int replicas_per_gpu = shape.num_replicas / shape.num_gpus;
 
-  // log2mlog maps an expert to its "node-major" index: node, then group within node.
+  // log2mlog maps an expert to its "node-major" index: node, then group within node; mlog2log is
+  // its inverse.
   std::vector<int> log2mlog(num_experts);
+  std::vector<int> mlog2log(num_experts);
+  std::vector<float> mlog_loads(num_experts);  // Node n's experts at [n * experts_per_node, ...).
   for (int g = 0; g < shape.num_groups; ++g) {
+    const int mlog_base = (groups.pack[g] * groups_per_node + groups.rank[g]) * group_size;
     for (int j = 0; j < group_size; ++j) {
-      log2mlog[g * group_size + j] =
-          (groups.pack[g] * groups_per_node + groups.rank[g]) * group_size + j;
+      const int e = g * group_size + j;
+      log2mlog[e] = mlog_base + j;
+      mlog2log[mlog_base + j] = e;
+      mlog_loads[mlog_base + j] = loads[e];
     }
   }
-  const std::vector<int> mlog2log = InversePermutation(log2mlog);
-  std::vector<float> mlog_loads(num_experts);  // Node n's experts at [n * experts_per_node, ...).
-  for (int m = 0; m < num_experts; ++m) mlog_loads[m] = loads[mlog2log[m]];
   const auto node_loads = [&](int node) {
     return std::span<const float>(mlog_loads).subspan(node * experts_per_node, experts_per_node);
   };

@@ -386,13 +386,4 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
   }
 }
 
-std::vector<int> InversePermutation(std::span<const int> perm) {
-  std::vector<int> inverse(perm.size(), -1);
-  for (size_t i = 0; i < perm.size(); ++i) {
-    assert(perm[i] >= 0 && static_cast<size_t>(perm[i]) < perm.size() && inverse[perm[i]] < 0);
-    inverse[perm[i]] = static_cast<int>(i);
-  }
-  return inverse;
-}
-
 }  // namespace eplb::internal

@@ -66,9 +66,6 @@ ReplicatedPacking ReplicateAndPack(std::span<const float> weights, std::span<con
 // Precondition: packing is a valid packing of weights into num_packs.
 void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps, Packing& packing);
 
-// The inverse of a permutation of 0..perm.size()-1. Precondition: perm is a permutation.
-std::vector<int> InversePermutation(std::span<const int> perm);
-
 }  // namespace eplb::internal
 
 #endif  // EPLB_INTERNAL_PACKING_H_

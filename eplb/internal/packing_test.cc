@@ -335,10 +335,5 @@ TEST(RefineBySwaps, MatchesThePlainReference) {
   }
 }
 
-TEST(InversePermutation, Inverts) {
-  const std::vector<int> perm = {2, 0, 1};
-  EXPECT_EQ(InversePermutation(perm), (std::vector<int>{1, 2, 0}));
-}
-
 }  // namespace
 }  // namespace eplb::internal
