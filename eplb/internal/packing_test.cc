@@ -263,6 +263,16 @@ Packing PackReplicas(std::span<const float> weights, const Replication& rep, int
   return BalancedPacking(replica_loads, num_packs);
 }
 
+// ReplicateAndPack's result equals a separate replication and packing, field by field.
+void ExpectSameReplicatedPacking(const ReplicatedPacking& fast, const Replication& rep,
+                                 const Packing& packing, const std::string& where) {
+  ASSERT_EQ(fast.rep.phy2log, rep.phy2log) << where;
+  ASSERT_EQ(fast.rep.rank, rep.rank) << where;
+  ASSERT_EQ(fast.rep.logcnt, rep.logcnt) << where;
+  ASSERT_EQ(fast.packing.pack, packing.pack) << where;
+  ASSERT_EQ(fast.packing.rank, packing.rank) << where;
+}
+
 TEST(ReplicateAndPack, MatchesReplicationThenPacking) {
   std::mt19937 rng(14);
   for (int num_log : {1, 5, 64, 256}) {
@@ -278,11 +288,8 @@ TEST(ReplicateAndPack, MatchesReplicationThenPacking) {
           const Packing packing = PackReplicas(weights, rep, num_packs);
           const std::string where = std::to_string(num_log) + " experts, " + std::to_string(extra) +
                                     " extra, " + std::to_string(num_packs) + " packs";
-          ASSERT_EQ(fast.rep.phy2log, rep.phy2log) << where;
-          ASSERT_EQ(fast.rep.rank, rep.rank) << where;
-          ASSERT_EQ(fast.rep.logcnt, rep.logcnt) << where;
-          ASSERT_EQ(fast.packing.pack, packing.pack) << where;
-          ASSERT_EQ(fast.packing.rank, packing.rank) << where;
+          ExpectSameReplicatedPacking(fast, rep, packing, where);
+          if (testing::Test::HasFatalFailure()) return;
         }
       }
     }
@@ -304,11 +311,8 @@ TEST(ReplicateAndPack, WithACapMatchesCappedReplicationThenPacking) {
           const Packing packing = PackReplicas(weights, rep, num_packs);
           const std::string where = std::to_string(num_log) + " experts, " + std::to_string(extra) +
                                     " extra, cap " + std::to_string(max_replicas);
-          ASSERT_EQ(fast.rep.phy2log, rep.phy2log) << where;
-          ASSERT_EQ(fast.rep.rank, rep.rank) << where;
-          ASSERT_EQ(fast.rep.logcnt, rep.logcnt) << where;
-          ASSERT_EQ(fast.packing.pack, packing.pack) << where;
-          ASSERT_EQ(fast.packing.rank, packing.rank) << where;
+          ExpectSameReplicatedPacking(fast, rep, packing, where);
+          if (testing::Test::HasFatalFailure()) return;
         }
       }
     }
