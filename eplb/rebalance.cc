@@ -84,13 +84,12 @@ double GpuLoad(std::span<const double> loads, const LayerPlacement& layer, int g
   return gpu_load;
 }
 
-// The load of each GPU under `layer`.
-std::vector<double> LayerGpuLoads(std::span<const double> loads, const LayerPlacement& layer,
-                                  int num_gpus) {
+// Stores in gpu_loads the load of each GPU under `layer`.
+void LayerGpuLoads(std::span<const double> loads, const LayerPlacement& layer, int num_gpus,
+                   std::vector<double>& gpu_loads) {
   const int per_gpu = static_cast<int>(layer.phy2log.size()) / num_gpus;
-  std::vector<double> gpu_loads(num_gpus);
+  gpu_loads.resize(num_gpus);
   for (int gpu = 0; gpu < num_gpus; ++gpu) gpu_loads[gpu] = GpuLoad(loads, layer, gpu, per_gpu);
-  return gpu_loads;
 }
 
 // The heaviest GPU's load under `layer`, given `base` and its GPU loads base_gpu_loads: a node
@@ -120,35 +119,55 @@ double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer,
   return max_load;
 }
 
+// Buffers for placing layer after layer, reused so that the layers after the first allocate
+// nothing.
+struct LayerBuffers {
+  std::vector<float> loads32;
+  LayerPlacement deepseek;
+  LayerPlacement candidate;
+  LayerPlacement kept;
+  LayerPlacement regrouped;  // DeepSeek's placement on refined groups (not a candidate itself).
+  std::vector<double> deepseek_gpu_loads;
+};
+
+// DeepSeek's placement of one layer, in buffers.deepseek.
+const LayerPlacement& PlaceDeepSeek(std::span<const float> loads32, const LayerShape& shape,
+                                    LayerBuffers& buffers) {
+  internal::PlaceNodes(loads32, shape, internal::PackGroups(loads32, shape, /*refined=*/nullptr),
+                       buffers.deepseek, /*improved=*/nullptr);
+  return buffers.deepseek;
+}
+
 // Our policy for one layer: the best of DeepSeek's placement, its improvement by PlaceNodes, and,
 // when refining the group packing changes it, the improved placement on the refined groups.
 // DeepSeek's wins ties, so an improvement must strictly lower the maximum GPU load to be kept.
-LayerPlacement PlaceRefined(std::span<const float> loads32, std::span<const double> loads,
-                            const LayerShape& shape) {
+// The result lives in `buffers`.
+const LayerPlacement& PlaceRefined(std::span<const float> loads32, std::span<const double> loads,
+                                   const LayerShape& shape, LayerBuffers& buffers) {
   internal::Packing better_groups;
   const internal::Packing groups = internal::PackGroups(loads32, shape, &better_groups);
-  LayerPlacement candidate;
-  LayerPlacement deepseek = internal::PlaceNodes(loads32, shape, groups, &candidate);
-  const std::vector<double> deepseek_gpu_loads = LayerGpuLoads(loads, deepseek, shape.num_gpus);
+  const LayerPlacement& deepseek = buffers.deepseek;
+  internal::PlaceNodes(loads32, shape, groups, buffers.deepseek, &buffers.candidate);
+  LayerGpuLoads(loads, deepseek, shape.num_gpus, buffers.deepseek_gpu_loads);
+  const std::vector<double>& deepseek_gpu_loads = buffers.deepseek_gpu_loads;
   const LayerPlacement* best = &deepseek;
   double best_max = *std::max_element(deepseek_gpu_loads.begin(), deepseek_gpu_loads.end());
-  LayerPlacement kept;
   const auto consider = [&](LayerPlacement& placement) {
     // The same replicas on the same GPUs carry the same loads: not strictly better.
     if (placement.phy2log == best->phy2log) return;
     const double placement_max = MaxGpuLoad(loads, placement, shape, deepseek, deepseek_gpu_loads);
     if (placement_max < best_max) {
-      kept = std::move(placement);
-      best = &kept;
+      std::swap(buffers.kept, placement);
+      best = &buffers.kept;
       best_max = placement_max;
     }
   };
-  consider(candidate);
+  consider(buffers.candidate);
   if (better_groups.pack != groups.pack) {
-    internal::PlaceNodes(loads32, shape, better_groups, &candidate);
-    consider(candidate);
+    internal::PlaceNodes(loads32, shape, better_groups, buffers.regrouped, &buffers.candidate);
+    consider(buffers.candidate);
   }
-  return best == &deepseek ? std::move(deepseek) : std::move(kept);
+  return *best;
 }
 
 }  // namespace
@@ -189,18 +208,17 @@ absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replica
                       .logcnt = Matrix<int32_t>(num_layers, num_experts)};
   Matrix<int32_t> phyrank(num_layers, num_replicas);
   const auto place_layers = [&](int64_t begin, int64_t end) {
-    std::vector<float> loads32(num_experts);
+    LayerBuffers buffers;
+    std::vector<float>& loads32 = buffers.loads32;
+    loads32.resize(num_experts);
     for (int layer = static_cast<int>(begin); layer < end; ++layer) {
       const std::span<const double> row = loads.row(layer);
       // float32 as the reference converts them; + 0.0f turns -0 into +0 for the packing sort.
       std::transform(row.begin(), row.end(), loads32.begin(),
                      [](double load) { return static_cast<float>(load) + 0.0f; });
-      const LayerPlacement placed =
-          policy == Policy::kDeepSeek
-              ? internal::PlaceNodes(loads32, shape,
-                                     internal::PackGroups(loads32, shape, /*refined=*/nullptr),
-                                     nullptr)
-              : PlaceRefined(loads32, row, shape);
+      const LayerPlacement& placed = policy == Policy::kDeepSeek
+                                         ? PlaceDeepSeek(loads32, shape, buffers)
+                                         : PlaceRefined(loads32, row, shape, buffers);
       std::copy(placed.phy2log.begin(), placed.phy2log.end(), placement.phy2log.row(layer).begin());
       std::copy(placed.phyrank.begin(), placed.phyrank.end(), phyrank.row(layer).begin());
       std::copy(placed.logcnt.begin(), placed.logcnt.end(), placement.logcnt.row(layer).begin());

@@ -31,6 +31,7 @@ float KeyWeight(uint64_t key) { return std::bit_cast<float>(static_cast<uint32_t
 // The uses of per-thread scratch vectors; buffers of different uses may be live together.
 enum class Use {
   kBucketStarts,
+  kBuckets,
   kSortBuffer,
   kSortKeys,
   kTree,
@@ -38,6 +39,7 @@ enum class Use {
   kHeap,
   kReplicaLoads,
   kSplit,
+  kReplicated,
   kSorted,
   kMembers,
   kPackLoads,
@@ -53,6 +55,17 @@ std::vector<T>& Scratch(size_t size, T fill = T()) {
   return buffer;
 }
 
+// Sorts `items` ascending by `less` with an insertion sort: linear when they are nearly sorted.
+template <typename T, typename Less>
+void InsertionSort(std::span<T> items, Less less) {
+  for (size_t i = 1; i < items.size(); ++i) {
+    const T item = items[i];
+    size_t j = i;
+    for (; j > 0 && less(item, items[j - 1]); --j) items[j] = items[j - 1];
+    items[j] = item;
+  }
+}
+
 // Below this many keys std::sort beats SortKeys' bucketing.
 constexpr size_t kMinBucketSortKeys = 64;
 
@@ -60,7 +73,7 @@ constexpr size_t kMinBucketSortKeys = 64;
 constexpr uint32_t kMaxBucketKeys = 32;
 
 // Sorts `keys` (distinct) ascending. From kMinBucketSortKeys keys on: one counting pass into about
-// n buckets by the upper 32 bits, coarsened by a shift (so bucket order is key order), then an
+// 2n buckets by the upper 32 bits, coarsened by a shift (so bucket order is key order), then an
 // insertion sort that only has to order each bucket; std::sort when a bucket is large.
 void SortKeys(std::vector<uint64_t>& keys) {
   const size_t n = keys.size();
@@ -73,15 +86,16 @@ void SortKeys(std::vector<uint64_t>& keys) {
     lo = std::min(lo, static_cast<uint32_t>(key >> 32));
     hi = std::max(hi, static_cast<uint32_t>(key >> 32));
   }
-  const uint32_t num_buckets = std::bit_ceil(static_cast<uint32_t>(n));
+  const uint32_t num_buckets = 2 * std::bit_ceil(static_cast<uint32_t>(n));
   int shift = 0;
   while (((hi - lo) >> shift) >= num_buckets) ++shift;
-  const auto bucket = [&](uint64_t key) {
-    return (static_cast<uint32_t>(key >> 32) - lo) >> shift;
-  };
   // start[b + 1] counts bucket b, then becomes where bucket b + 1 starts.
   std::vector<uint32_t>& start = Scratch<uint32_t, Use::kBucketStarts>(num_buckets + 1);
-  for (const uint64_t key : keys) ++start[bucket(key) + 1];
+  std::vector<uint32_t>& bucket = Scratch<uint32_t, Use::kBuckets>(n);
+  for (size_t i = 0; i < n; ++i) {
+    bucket[i] = (static_cast<uint32_t>(keys[i] >> 32) - lo) >> shift;
+    ++start[bucket[i] + 1];
+  }
   uint32_t largest = 0;
   for (uint32_t b = 1; b <= num_buckets; ++b) {
     largest = std::max(largest, start[b]);
@@ -92,13 +106,8 @@ void SortKeys(std::vector<uint64_t>& keys) {
     return;
   }
   std::vector<uint64_t>& sorted = Scratch<uint64_t, Use::kSortBuffer>(n);
-  for (const uint64_t key : keys) sorted[start[bucket(key)]++] = key;
-  for (size_t i = 1; i < n; ++i) {
-    const uint64_t key = sorted[i];
-    size_t j = i;
-    for (; j > 0 && sorted[j - 1] > key; --j) sorted[j] = sorted[j - 1];
-    sorted[j] = key;
-  }
+  for (size_t i = 0; i < n; ++i) sorted[start[bucket[i]]++] = keys[i];
+  InsertionSort(std::span<uint64_t>(sorted), std::less<uint64_t>());
   keys.swap(sorted);
 }
 
@@ -111,15 +120,17 @@ uint64_t SortKey(float weight, int index) {
 // The item of a SortKey.
 int KeyItem(uint64_t key) { return static_cast<int>(key & 0xffffffffu); }
 
-// BalancedPacking after its sort: `sorted` holds the SortKeys of all items of `weights`, ascending.
-Packing PackHeaviestFirst(std::span<const uint64_t> sorted, std::span<const float> weights,
-                          int num_packs) {
+// BalancedPacking after its sort, into `result` (reusing its storage): `sorted` holds the
+// SortKeys of all items of `weights`, ascending.
+void PackHeaviestFirst(std::span<const uint64_t> sorted, std::span<const float> weights,
+                       int num_packs, Packing& result) {
   const int n = static_cast<int>(weights.size());
   const int per_pack = n / num_packs;
-  Packing result{std::vector<int>(n), std::vector<int>(n, 0)};
+  result.pack.resize(n);
+  result.rank.assign(n, 0);
   if (per_pack == 1) {
     std::iota(result.pack.begin(), result.pack.end(), 0);
-    return result;
+    return;
   }
   const auto item_at = [&](int i) { return KeyItem(sorted[i]); };
   if (per_pack == 2 && weights[item_at(num_packs - 1)] > 0.0f) {
@@ -139,7 +150,7 @@ Packing PackHeaviestFirst(std::span<const uint64_t> sorted, std::span<const floa
       }
       end = begin;
     }
-    return result;
+    return;
   }
   // A tournament tree over the packs: leaf p (at size + p) holds pack p's key, (weight, index)
   // packed into 64 bits, or kFull once the pack is full (also for the padding leaves); each inner
@@ -165,26 +176,36 @@ Packing PackHeaviestFirst(std::span<const uint64_t> sorted, std::span<const floa
   for (int node = size - 1; node > 0; --node) {
     tree[node] = std::min(tree[2 * node], tree[2 * node + 1]);
   }
+  // The walk up keeps the new minimum in a register rather than reloading what it just stored,
+  // and hands the root to the next item the same way: the loop is bound by that chain.
+  uint64_t top = tree[1];
   for (int i = first; i < n; ++i) {
     const int item = item_at(i);
-    const uint64_t top = tree[1];
     const int best = static_cast<int>(top & 0xffffffffu);
     result.pack[item] = best;
     result.rank[item] = pack_items[best]++;
     int node = size + best;
-    tree[node] =
+    uint64_t key =
         pack_items[best] < per_pack ? PackKey(KeyWeight(top) + weights[item], best) : kFull;
-    for (; node > 1; node >>= 1) tree[node >> 1] = std::min(tree[node], tree[node ^ 1]);
+    tree[node] = key;
+    for (; node > 1; node >>= 1) {
+      key = std::min(key, tree[node ^ 1]);
+      tree[node >> 1] = key;
+    }
+    top = key;
   }
-  return result;
 }
 
-// Replica i < num_log is expert i; the rest unassigned.
-Replication OneReplicaEach(int num_log, int num_phy) {
-  Replication result{std::vector<int>(num_phy), std::vector<int>(num_phy, 0),
-                     std::vector<int>(num_log, 1)};
-  std::iota(result.phy2log.begin(), result.phy2log.begin() + num_log, 0);
-  return result;
+// Sets `result` (reusing its storage) to: replica i < num_log is expert i; the rest unassigned.
+void OneReplicaEach(int num_log, int num_phy, Replication& result) {
+  result.phy2log.resize(num_phy);
+  result.rank.resize(num_phy);
+  result.logcnt.resize(num_log);
+  for (int e = 0; e < num_log; ++e) {
+    result.phy2log[e] = e;
+    result.rank[e] = 0;
+    result.logcnt[e] = 1;
+  }
 }
 
 // DeepSeek's greedy replication from replica num_log on: `heap` is a max-heap of PackKey(weight /
@@ -234,22 +255,24 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs) {
   std::vector<uint64_t>& keys = Scratch<uint64_t, Use::kSortKeys>(n);
   for (int i = 0; i < n; ++i) keys[i] = SortKey(weights[i], i);
   SortKeys(keys);
-  return PackHeaviestFirst(keys, weights, num_packs);
+  Packing result;
+  PackHeaviestFirst(keys, weights, num_packs, result);
+  return result;
 }
 
-std::vector<int> HeaviestFirst(std::span<const float> weights) {
+void HeaviestFirst(std::span<const float> weights, std::span<int> order) {
+  assert(order.size() == weights.size());
   std::vector<uint64_t>& keys = Scratch<uint64_t, Use::kSortKeys>(weights.size());
   for (size_t i = 0; i < keys.size(); ++i) keys[i] = SortKey(weights[i], static_cast<int>(i));
   SortKeys(keys);
-  std::vector<int> order(keys.size());
   std::transform(keys.begin(), keys.end(), order.begin(), KeyItem);
-  return order;
 }
 
 Replication ReplicateExperts(std::span<const float> weights, int num_phy, int max_replicas) {
   const int num_log = static_cast<int>(weights.size());
   assert(num_log > 0 && num_phy >= num_log && max_replicas > 0);
-  Replication result = OneReplicaEach(num_log, num_phy);
+  Replication result;
+  OneReplicaEach(num_log, num_phy, result);
   std::vector<uint64_t> heap;
   heap.reserve(num_log);
   for (int e = 0; e < num_log; ++e) {
@@ -260,13 +283,13 @@ Replication ReplicateExperts(std::span<const float> weights, int num_phy, int ma
   return result;
 }
 
-ReplicatedPacking ReplicateAndPack(std::span<const float> weights, std::span<const int> order,
-                                   int num_phy, int num_packs, int max_replicas) {
+void ReplicateAndPack(std::span<const float> weights, std::span<const int> order, int num_phy,
+                      int num_packs, int max_replicas, ReplicatedPacking& result) {
   const int num_log = static_cast<int>(weights.size());
   assert(num_log > 0 && num_phy >= num_log && num_packs > 0 && num_phy % num_packs == 0);
   assert(order.size() == weights.size() && max_replicas > 0);
-  ReplicatedPacking result{OneReplicaEach(num_log, num_phy), {}};
   Replication& rep = result.rep;
+  OneReplicaEach(num_log, num_phy, rep);
   // An expert after the first extra + 1 in `order` never gets a replica: to be the first maximum
   // it would need all extra + 1 experts before it (as heavy or heavier, lower index on ties) to
   // have had one already, or to have left the heap at max_replicas after max_replicas - 1 of
@@ -278,21 +301,26 @@ ReplicatedPacking ReplicateAndPack(std::span<const float> weights, std::span<con
   for (size_t i = 0; i < heap.size(); ++i) heap[i] = PackKey(weights[order[i]], ~order[i]);
   AddReplicas(weights, max_replicas, heap, rep);
 
-  std::vector<float>& replica_loads = Scratch<float, Use::kReplicaLoads>(num_phy);
-  for (int p = 0; p < num_phy; ++p) {
-    const int e = rep.phy2log[p];
-    replica_loads[p] = weights[e] / static_cast<float>(rep.logcnt[e]);
+  // The replicated experts, each once: the experts of the replicas of rank 1.
+  std::vector<int>& replicated = Scratch<int, Use::kReplicated>(0);
+  for (int p = num_log; p < num_phy; ++p) {
+    if (rep.rank[p] == 1) replicated.push_back(rep.phy2log[p]);
   }
+  // Each replica's load, weight / count in float32; x / 1 is x, so only replicated experts divide.
+  std::vector<float>& replica_loads = Scratch<float, Use::kReplicaLoads>(num_phy);
+  std::copy(weights.begin(), weights.end(), replica_loads.begin());
+  for (const int e : replicated) replica_loads[e] = weights[e] / static_cast<float>(rep.logcnt[e]);
+  for (int p = num_log; p < num_phy; ++p) replica_loads[p] = replica_loads[rep.phy2log[p]];
   if (num_phy == num_packs) {
-    result.packing = PackHeaviestFirst({}, replica_loads, num_packs);
-    return result;
+    PackHeaviestFirst({}, replica_loads, num_packs, result.packing);
+    return;
   }
   // The replicas sorted heaviest first: those of experts with one replica keep `order`; merge in
-  // those of the (at most extra) replicated experts, sorted on their own.
+  // those of the replicated experts (replica e < num_log and those from num_log on), sorted on
+  // their own.
   std::vector<uint64_t>& split = Scratch<uint64_t, Use::kSplit>(0);
-  for (int p = 0; p < num_phy; ++p) {
-    if (rep.logcnt[rep.phy2log[p]] > 1) split.push_back(SortKey(replica_loads[p], p));
-  }
+  for (const int e : replicated) split.push_back(SortKey(replica_loads[e], e));
+  for (int p = num_log; p < num_phy; ++p) split.push_back(SortKey(replica_loads[p], p));
   std::sort(split.begin(), split.end());
   std::vector<uint64_t>& sorted = Scratch<uint64_t, Use::kSorted>(num_phy);
   auto out = sorted.begin();
@@ -304,8 +332,7 @@ ReplicatedPacking ReplicateAndPack(std::span<const float> weights, std::span<con
     *out++ = key;
   }
   std::copy(next_split, split.end(), out);
-  result.packing = PackHeaviestFirst(sorted, replica_loads, num_packs);
-  return result;
+  PackHeaviestFirst(sorted, replica_loads, num_packs, result.packing);
 }
 
 void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps,
@@ -326,9 +353,12 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
   const auto pack_members = [&](int p) {
     return std::span<Member>(members).subspan(p * per_pack, per_pack);
   };
-  for (int p = 0; p < num_packs; ++p) std::ranges::sort(pack_members(p));
+  for (int p = 0; p < num_packs; ++p) InsertionSort(pack_members(p), std::less<Member>());
+  // The packs lightest first; after a swap only two loads change, so it stays nearly sorted.
   std::vector<int>& by_load = Scratch<int, Use::kByLoad>(num_packs);
   std::iota(by_load.begin(), by_load.end(), 0);
+  const auto lighter = [&](int p, int q) { return load[p] < load[q]; };
+  std::ranges::sort(by_load, lighter);
   const double mean = std::accumulate(load.begin(), load.end(), 0.0) / num_packs;
   for (int swap = 0; swap < max_swaps; ++swap) {
     const int heavy = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
@@ -341,7 +371,6 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
     // visited lightest first and the walk stops at the first midpoint (less a margin far above
     // rounding) beyond the best result found.
     const std::span<const Member> ours = pack_members(heavy);
-    std::ranges::sort(by_load, {}, [&](int p) { return load[p]; });
     double best_new_max = load[heavy];
     int best_pack = -1, best_a = -1, best_b = -1;
     for (const int other : by_load) {
@@ -383,6 +412,7 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
     std::swap(a, b);
     Resettle(pack_members(heavy), best_a);
     Resettle(pack_members(best_pack), best_b);
+    InsertionSort(std::span<int>(by_load), lighter);
   }
 }
 

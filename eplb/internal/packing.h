@@ -39,24 +39,25 @@ struct Replication {
 Replication ReplicateExperts(std::span<const float> weights, int num_phy,
                              int max_replicas = std::numeric_limits<int>::max());
 
-// The items of `weights` heaviest first, equal weights in index order (BalancedPacking's visiting
-// order). Precondition: weights non-negative, with no -0.
-std::vector<int> HeaviestFirst(std::span<const float> weights);
+// Stores in `order` the items of `weights` heaviest first, equal weights in index order
+// (BalancedPacking's visiting order). Preconditions: order.size() == weights.size(); weights
+// non-negative, with no -0.
+void HeaviestFirst(std::span<const float> weights, std::span<int> order);
 
 struct ReplicatedPacking {
   Replication rep;
   Packing packing;  // Of the replicas (weight / count each) into the packs.
 };
 
-// ReplicateExperts(weights, num_phy, max_replicas) followed by BalancedPacking of the replicas'
-// loads (weight / count in float32) into num_packs, with the same result, faster: given
-// order = HeaviestFirst(weights), only the first num_phy - num_log + 1 experts in it enter the
-// replication heap, and the replicas are sorted by merging rather than from scratch.
+// Stores in `out` (reusing its storage) ReplicateExperts(weights, num_phy, max_replicas)
+// followed by BalancedPacking of the replicas' loads (weight / count in float32) into num_packs,
+// with the same result, faster: given order = HeaviestFirst(weights), only the first
+// num_phy - num_log + 1 experts in it enter the replication heap, and the replicas are sorted by
+// merging rather than from scratch.
 // Preconditions: those of ReplicateExperts and BalancedPacking;
 // order == HeaviestFirst(weights).
-ReplicatedPacking ReplicateAndPack(std::span<const float> weights, std::span<const int> order,
-                                   int num_phy, int num_packs,
-                                   int max_replicas = std::numeric_limits<int>::max());
+void ReplicateAndPack(std::span<const float> weights, std::span<const int> order, int num_phy,
+                      int num_packs, int max_replicas, ReplicatedPacking& out);
 
 // Improves `packing` of `weights` (all packs hold the same number of items) by swapping items
 // between the heaviest pack and another one while that lowers the heaviest pack's load; stops when

@@ -1,8 +1,10 @@
 #include "eplb/internal/packing.h"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -201,6 +203,21 @@ std::vector<float> RandomWeights(int n, bool ties, std::mt19937& rng) {
   return weights;
 }
 
+// HeaviestFirst's order as a new vector.
+std::vector<int> Order(std::span<const float> weights) {
+  std::vector<int> order(weights.size());
+  HeaviestFirst(weights, order);
+  return order;
+}
+
+// ReplicateAndPack's result as a new value.
+ReplicatedPacking Replicated(std::span<const float> weights, int num_phy, int num_packs,
+                             int max_replicas = std::numeric_limits<int>::max()) {
+  ReplicatedPacking result;
+  ReplicateAndPack(weights, Order(weights), num_phy, num_packs, max_replicas, result);
+  return result;
+}
+
 TEST(BalancedPacking, MatchesThePlainReference) {
   std::mt19937 rng(11);
   for (int num_packs : {1, 2, 3, 8, 16, 17, 40, 144}) {
@@ -248,7 +265,7 @@ TEST(HeaviestFirst, IsTheStableDescendingSort) {
       std::iota(order.begin(), order.end(), 0);
       std::stable_sort(order.begin(), order.end(),
                        [&](int a, int b) { return weights[a] > weights[b]; });
-      ASSERT_EQ(HeaviestFirst(weights), order) << n << " items of kind " << kind;
+      ASSERT_EQ(Order(weights), order) << n << " items of kind " << kind;
     }
   }
 }
@@ -282,8 +299,7 @@ TEST(ReplicateAndPack, MatchesReplicationThenPacking) {
         if (num_phy % num_packs != 0) continue;
         for (bool ties : {false, true}) {
           const std::vector<float> weights = RandomWeights(num_log, ties, rng);
-          const ReplicatedPacking fast =
-              ReplicateAndPack(weights, HeaviestFirst(weights), num_phy, num_packs);
+          const ReplicatedPacking fast = Replicated(weights, num_phy, num_packs);
           const Replication rep = ReplicateExperts(weights, num_phy);
           const Packing packing = PackReplicas(weights, rep, num_packs);
           const std::string where = std::to_string(num_log) + " experts, " + std::to_string(extra) +
@@ -305,8 +321,7 @@ TEST(ReplicateAndPack, WithACapMatchesCappedReplicationThenPacking) {
         for (bool ties : {false, true}) {
           const std::vector<float> weights = RandomWeights(num_log, ties, rng);
           const int num_packs = num_phy % 8 == 0 ? 8 : 1;
-          const ReplicatedPacking fast =
-              ReplicateAndPack(weights, HeaviestFirst(weights), num_phy, num_packs, max_replicas);
+          const ReplicatedPacking fast = Replicated(weights, num_phy, num_packs, max_replicas);
           const Replication rep = ReplicateExperts(weights, num_phy, max_replicas);
           const Packing packing = PackReplicas(weights, rep, num_packs);
           const std::string where = std::to_string(num_log) + " experts, " + std::to_string(extra) +
