@@ -119,10 +119,9 @@ double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer,
   return max_load;
 }
 
-// Buffers for placing layer after layer, reused so that the layers after the first allocate
-// nothing.
+// Buffers for placing layer after layer, reused so that the layers after the first do not
+// allocate them again.
 struct LayerBuffers {
-  std::vector<float> loads32;
   LayerPlacement deepseek;
   LayerPlacement candidate;
   LayerPlacement kept;
@@ -209,8 +208,7 @@ absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replica
   Matrix<int32_t> phyrank(num_layers, num_replicas);
   const auto place_layers = [&](int64_t begin, int64_t end) {
     LayerBuffers buffers;
-    std::vector<float>& loads32 = buffers.loads32;
-    loads32.resize(num_experts);
+    std::vector<float> loads32(num_experts);
     for (int layer = static_cast<int>(begin); layer < end; ++layer) {
       const std::span<const double> row = loads.row(layer);
       // float32 as the reference converts them; + 0.0f turns -0 into +0 for the packing sort.
