@@ -177,13 +177,15 @@ void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Pac
   placement.logcnt.resize(num_experts);
   std::vector<NodePlan>& plans = scratch.plans;
   plans.resize(shape.num_nodes);
+  for (int node = 0; node < shape.num_nodes; ++node) {
+    ReplicateForPacking(node_loads(node), order_of(node), replicas_per_node,
+                        /*max_replicas=*/std::numeric_limits<int>::max(), plans[node]);
+  }
+  PackReplicated(plans, gpus_per_node);  // The nodes side by side.
   int max_count = 0;  // The largest replica count of any expert.
   for (int node = 0; node < shape.num_nodes; ++node) {
-    NodePlan& plan = plans[node];
-    ReplicateAndPack(node_loads(node), order_of(node), replicas_per_node, gpus_per_node,
-                     /*max_replicas=*/std::numeric_limits<int>::max(), plan);
-    EmitNode(plan, replicas_per_gpu, node, node * experts_per_node, mlog2log, placement);
-    if (improved != nullptr) max_count = std::max(max_count, MaxReplicaCount(plan.rep));
+    EmitNode(plans[node], replicas_per_gpu, node, node * experts_per_node, mlog2log, placement);
+    if (improved != nullptr) max_count = std::max(max_count, MaxReplicaCount(plans[node].rep));
   }
   if (improved == nullptr) return;
 

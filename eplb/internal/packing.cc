@@ -37,10 +37,8 @@ enum class Use {
   kTree,
   kPackItems,
   kHeap,
-  kReplicaLoads,
   kSplit,
   kReplicated,
-  kSorted,
   kMembers,
   kPackLoads,
   kByLoad
@@ -120,80 +118,157 @@ uint64_t SortKey(float weight, int index) {
 // The item of a SortKey.
 int KeyItem(uint64_t key) { return static_cast<int>(key & 0xffffffffu); }
 
-// BalancedPacking after its sort, into `result` (reusing its storage): `sorted` holds the
-// SortKeys of all items of `weights`, ascending.
-void PackHeaviestFirst(std::span<const uint64_t> sorted, std::span<const float> weights,
+// BalancedPacking after its sort, into `result` (reusing its storage), where that needs no search:
+// when each pack holds one item, or pairs whose first num_packs items are all positive. `sorted`
+// holds the SortKeys of all items of `weights`, ascending. Returns whether it packed.
+bool PackWithoutSearch(std::span<const uint64_t> sorted, std::span<const float> weights,
                        int num_packs, Packing& result) {
   const int n = static_cast<int>(weights.size());
   const int per_pack = n / num_packs;
-  result.pack.resize(n);
-  result.rank.assign(n, 0);
   if (per_pack == 1) {
+    result.pack.resize(n);
+    result.rank.assign(n, 0);
     std::iota(result.pack.begin(), result.pack.end(), 0);
-    return;
+    return true;
   }
   const auto item_at = [&](int i) { return KeyItem(sorted[i]); };
-  if (per_pack == 2 && weights[item_at(num_packs - 1)] > 0.0f) {
-    // Pairs whose first num_packs items are all positive, in O(n) after the sort. Each of those
-    // items finds an empty pack lighter than every used one, so item i goes to pack i. Then pack
-    // p holds weight x_p, non-increasing in p, and each further item fills the lightest pack with
-    // room, lowest index among equals: blocks of equal x_p from the last, each in ascending p.
-    for (int p = 0; p < num_packs; ++p) result.pack[item_at(p)] = p;
-    int next = num_packs;
-    for (int end = num_packs; end > 0;) {
-      int begin = end - 1;
-      while (begin > 0 && weights[item_at(begin - 1)] == weights[item_at(end - 1)]) --begin;
-      for (int p = begin; p < end; ++p) {
-        const int item = item_at(next++);
-        result.pack[item] = p;
-        result.rank[item] = 1;
-      }
-      end = begin;
-    }
-    return;
-  }
-  // A tournament tree over the packs: leaf p (at size + p) holds pack p's key, (weight, index)
-  // packed into 64 bits, or kFull once the pack is full (also for the padding leaves); each inner
-  // node holds the smaller key of its two children, so the root is the lightest pack with room,
-  // lowest index among equals, and taking it costs one walk up the tree.
-  constexpr uint64_t kFull = ~uint64_t{0};
-  const int size = static_cast<int>(std::bit_ceil(static_cast<unsigned>(num_packs)));
-  // As for pairs, when the first num_packs items are all positive, item i goes to empty pack i:
-  // those start the tree, which then takes the rest.
-  std::vector<uint64_t>& tree = Scratch<uint64_t, Use::kTree>(2 * size, kFull);
-  std::vector<int>& pack_items = Scratch<int, Use::kPackItems>(num_packs);
-  const int first = weights[item_at(num_packs - 1)] > 0.0f ? num_packs : 0;
-  for (int p = 0; p < num_packs; ++p) {
-    float load = 0.0f;
-    if (first > 0) {
-      const int item = item_at(p);
+  if (per_pack != 2 || !(weights[item_at(num_packs - 1)] > 0.0f)) return false;
+  // In O(n) after the sort: each of the first num_packs items finds an empty pack lighter than
+  // every used one, so item i goes to pack i. Then pack p holds weight x_p, non-increasing in p,
+  // and each further item fills the lightest pack with room, lowest index among equals: blocks of
+  // equal x_p from the last, each in ascending p.
+  result.pack.resize(n);
+  result.rank.assign(n, 0);
+  for (int p = 0; p < num_packs; ++p) result.pack[item_at(p)] = p;
+  int next = num_packs;
+  for (int end = num_packs; end > 0;) {
+    int begin = end - 1;
+    while (begin > 0 && weights[item_at(begin - 1)] == weights[item_at(end - 1)]) --begin;
+    for (int p = begin; p < end; ++p) {
+      const int item = item_at(next++);
       result.pack[item] = p;
-      pack_items[p] = 1;
-      load = weights[item];
+      result.rank[item] = 1;
     }
-    tree[size + p] = PackKey(load, p);
+    end = begin;
   }
-  for (int node = size - 1; node > 0; --node) {
-    tree[node] = std::min(tree[2 * node], tree[2 * node + 1]);
+  return true;
+}
+
+// BalancedPacking after its sort with a tournament tree over the packs: leaf p (at size + p) holds
+// pack p's key, (weight, index) packed into 64 bits, or kFull once the pack is full (also for the
+// padding leaves); each inner node holds the smaller key of its two children, so the root is the
+// lightest pack with room, lowest index among equals, and taking it costs one walk up the tree.
+// Placed one item at a time, so that several packings can take turns.
+class TreePacker {
+ public:
+  static constexpr uint64_t kFull = ~uint64_t{0};
+
+  // Tree leaves for num_packs packs (a power of two).
+  static int TreeSize(int num_packs) {
+    return static_cast<int>(std::bit_ceil(static_cast<unsigned>(num_packs)));
   }
+
+  // Starts packing the items of `sorted` (SortKeys, ascending) into `result`, with tree[2 *
+  // TreeSize(num_packs)] and pack_items[num_packs] as buffers. When the first num_packs items are
+  // all positive, each finds an empty pack lighter than every used one, so item i goes to pack i:
+  // those start the tree. Otherwise Place them as the rest.
+  TreePacker(std::span<const uint64_t> sorted, std::span<const float> weights, int num_packs,
+             Packing& result, uint64_t* tree, int* pack_items)
+      : sorted_(sorted.data()),
+        weights_(weights.data()),
+        pack_(result.pack.data()),
+        rank_(result.rank.data()),
+        tree_(tree),
+        pack_items_(pack_items),
+        size_(TreeSize(num_packs)),
+        per_pack_(static_cast<int>(weights.size()) / num_packs) {
+    const bool first_fill = weights[KeyItem(sorted[num_packs - 1])] > 0.0f;
+    std::fill(tree_, tree_ + 2 * size_, kFull);
+    for (int p = 0; p < num_packs; ++p) {
+      float load = 0.0f;
+      pack_items_[p] = 0;
+      if (first_fill) {
+        const int item = KeyItem(sorted[p]);
+        pack_[item] = p;
+        rank_[item] = 0;
+        pack_items_[p] = 1;
+        load = weights[item];
+      }
+      tree_[size_ + p] = PackKey(load, p);
+    }
+    for (int node = size_ - 1; node > 0; --node) {
+      tree_[node] = std::min(tree_[2 * node], tree_[2 * node + 1]);
+    }
+    top_ = tree_[1];
+    if (!first_fill) {
+      for (int i = 0; i < num_packs; ++i) Place(i);
+    }
+  }
+
+  // Places the item at sorted position i (items in ascending positions, from num_packs on).
   // The walk up keeps the new minimum in a register rather than reloading what it just stored,
-  // and hands the root to the next item the same way: the loop is bound by that chain.
-  uint64_t top = tree[1];
-  for (int i = first; i < n; ++i) {
-    const int item = item_at(i);
-    const int best = static_cast<int>(top & 0xffffffffu);
-    result.pack[item] = best;
-    result.rank[item] = pack_items[best]++;
-    int node = size + best;
-    uint64_t key =
-        pack_items[best] < per_pack ? PackKey(KeyWeight(top) + weights[item], best) : kFull;
-    tree[node] = key;
+  // and hands the root to the next item the same way: a packing is bound by that chain.
+  void Place(int i) {
+    const int item = KeyItem(sorted_[i]);
+    const int best = static_cast<int>(top_ & 0xffffffffu);
+    pack_[item] = best;
+    const int count = pack_items_[best];
+    rank_[item] = count;
+    pack_items_[best] = count + 1;
+    // kFull once the pack is full, without a branch (which would mispredict each time).
+    int node = size_ + best;
+    uint64_t key = PackKey(KeyWeight(top_) + weights_[item], best) |
+                   (uint64_t{0} - static_cast<uint64_t>(count + 1 >= per_pack_));
+    tree_[node] = key;
     for (; node > 1; node >>= 1) {
-      key = std::min(key, tree[node ^ 1]);
-      tree[node >> 1] = key;
+      key = std::min(key, tree_[node ^ 1]);
+      tree_[node >> 1] = key;
     }
-    top = key;
+    top_ = key;
   }
+
+ private:
+  const uint64_t* sorted_;
+  const float* weights_;
+  int* pack_;
+  int* rank_;
+  uint64_t* tree_;
+  int* pack_items_;
+  int size_;
+  int per_pack_;
+  uint64_t top_;
+};
+
+// BalancedPacking after its sort, for several problems of n items each: problem k packs the
+// items of weights[k] in the order sorted[k] into results[k] (reusing its storage). The problems
+// that need a search take turns item by item, so that their chains overlap.
+void PackHeaviestFirst(std::span<const std::span<const uint64_t>> sorted,
+                       std::span<const std::span<const float>> weights, int num_packs,
+                       std::span<Packing* const> results) {
+  const int num_problems = static_cast<int>(results.size());
+  const int n = static_cast<int>(weights[0].size());
+  const int tree_size = 2 * TreePacker::TreeSize(num_packs);
+  std::vector<uint64_t>& trees = Scratch<uint64_t, Use::kTree>(size_t{1} * num_problems * tree_size);
+  std::vector<int>& pack_items = Scratch<int, Use::kPackItems>(size_t{1} * num_problems * num_packs);
+  thread_local std::vector<TreePacker> packers;
+  packers.clear();
+  for (int k = 0; k < num_problems; ++k) {
+    if (PackWithoutSearch(sorted[k], weights[k], num_packs, *results[k])) continue;
+    results[k]->pack.resize(n);
+    results[k]->rank.resize(n);
+    packers.emplace_back(sorted[k], weights[k], num_packs, *results[k], &trees[k * tree_size],
+                         &pack_items[k * num_packs]);
+  }
+  for (int i = num_packs; i < n; ++i) {
+    for (TreePacker& packer : packers) packer.Place(i);
+  }
+}
+
+// PackHeaviestFirst for one problem.
+void PackHeaviestFirst(std::span<const uint64_t> sorted, std::span<const float> weights,
+                       int num_packs, Packing& result) {
+  Packing* const results[] = {&result};
+  PackHeaviestFirst({&sorted, 1}, {&weights, 1}, num_packs, results);
 }
 
 // Sets `result` (reusing its storage) to: replica i < num_log is expert i; the rest unassigned.
@@ -283,10 +358,10 @@ Replication ReplicateExperts(std::span<const float> weights, int num_phy, int ma
   return result;
 }
 
-void ReplicateAndPack(std::span<const float> weights, std::span<const int> order, int num_phy,
-                      int num_packs, int max_replicas, ReplicatedPacking& result) {
+void ReplicateForPacking(std::span<const float> weights, std::span<const int> order, int num_phy,
+                         int max_replicas, ReplicatedPacking& result) {
   const int num_log = static_cast<int>(weights.size());
-  assert(num_log > 0 && num_phy >= num_log && num_packs > 0 && num_phy % num_packs == 0);
+  assert(num_log > 0 && num_phy >= num_log);
   assert(order.size() == weights.size() && max_replicas > 0);
   Replication& rep = result.rep;
   OneReplicaEach(num_log, num_phy, rep);
@@ -307,14 +382,11 @@ void ReplicateAndPack(std::span<const float> weights, std::span<const int> order
     if (rep.rank[p] == 1) replicated.push_back(rep.phy2log[p]);
   }
   // Each replica's load, weight / count in float32; x / 1 is x, so only replicated experts divide.
-  std::vector<float>& replica_loads = Scratch<float, Use::kReplicaLoads>(num_phy);
+  std::vector<float>& replica_loads = result.replica_loads;
+  replica_loads.resize(num_phy);
   std::copy(weights.begin(), weights.end(), replica_loads.begin());
   for (const int e : replicated) replica_loads[e] = weights[e] / static_cast<float>(rep.logcnt[e]);
   for (int p = num_log; p < num_phy; ++p) replica_loads[p] = replica_loads[rep.phy2log[p]];
-  if (num_phy == num_packs) {
-    PackHeaviestFirst({}, replica_loads, num_packs, result.packing);
-    return;
-  }
   // The replicas sorted heaviest first: those of experts with one replica keep `order`; merge in
   // those of the replicated experts (replica e < num_log and those from num_log on), sorted on
   // their own.
@@ -322,7 +394,8 @@ void ReplicateAndPack(std::span<const float> weights, std::span<const int> order
   for (const int e : replicated) split.push_back(SortKey(replica_loads[e], e));
   for (int p = num_log; p < num_phy; ++p) split.push_back(SortKey(replica_loads[p], p));
   std::sort(split.begin(), split.end());
-  std::vector<uint64_t>& sorted = Scratch<uint64_t, Use::kSorted>(num_phy);
+  std::vector<uint64_t>& sorted = result.sorted;
+  sorted.resize(num_phy);
   auto out = sorted.begin();
   auto next_split = split.begin();
   for (const int e : order) {
@@ -332,7 +405,30 @@ void ReplicateAndPack(std::span<const float> weights, std::span<const int> order
     *out++ = key;
   }
   std::copy(next_split, split.end(), out);
-  PackHeaviestFirst(sorted, replica_loads, num_packs, result.packing);
+}
+
+void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs) {
+  assert(!plans.empty() && num_packs > 0);
+  thread_local std::vector<std::span<const uint64_t>> sorted;
+  thread_local std::vector<std::span<const float>> weights;
+  thread_local std::vector<Packing*> results;
+  sorted.clear();
+  weights.clear();
+  results.clear();
+  for (ReplicatedPacking& plan : plans) {
+    assert(plan.sorted.size() == plans[0].sorted.size() && plan.sorted.size() % num_packs == 0);
+    sorted.push_back(plan.sorted);
+    weights.push_back(plan.replica_loads);
+    results.push_back(&plan.packing);
+  }
+  PackHeaviestFirst(sorted, weights, num_packs, results);
+}
+
+void ReplicateAndPack(std::span<const float> weights, std::span<const int> order, int num_phy,
+                      int num_packs, int max_replicas, ReplicatedPacking& result) {
+  assert(num_packs > 0 && num_phy % num_packs == 0);
+  ReplicateForPacking(weights, order, num_phy, max_replicas, result);
+  PackReplicated({&result, 1}, num_packs);
 }
 
 void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps,

@@ -4,6 +4,7 @@
 #ifndef EPLB_INTERNAL_PACKING_H_
 #define EPLB_INTERNAL_PACKING_H_
 
+#include <cstdint>
 #include <limits>
 #include <span>
 #include <vector>
@@ -47,6 +48,10 @@ void HeaviestFirst(std::span<const float> weights, std::span<int> order);
 struct ReplicatedPacking {
   Replication rep;
   Packing packing;  // Of the replicas (weight / count each) into the packs.
+  // Between ReplicateForPacking and PackReplicated: each replica's float32 load, and the replicas
+  // heaviest first (as sort keys).
+  std::vector<float> replica_loads;
+  std::vector<uint64_t> sorted;
 };
 
 // Stores in `out` (reusing its storage) ReplicateExperts(weights, num_phy, max_replicas)
@@ -58,6 +63,16 @@ struct ReplicatedPacking {
 // order == HeaviestFirst(weights).
 void ReplicateAndPack(std::span<const float> weights, std::span<const int> order, int num_phy,
                       int num_packs, int max_replicas, ReplicatedPacking& out);
+
+// ReplicateAndPack in two halves, so that several problems of the same size can be packed side by
+// side: ReplicateForPacking sets out.rep, out.replica_loads and out.sorted; PackReplicated then
+// sets each plan's packing. Packing is a chain of dependent steps per problem; interleaving the
+// problems' chains lets the processor overlap them. The results are those of ReplicateAndPack.
+// Preconditions: those of ReplicateAndPack; the plans of one PackReplicated call have equal
+// replica counts, divisible by num_packs.
+void ReplicateForPacking(std::span<const float> weights, std::span<const int> order, int num_phy,
+                         int max_replicas, ReplicatedPacking& out);
+void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs);
 
 // Improves `packing` of `weights` (all packs hold the same number of items) by swapping items
 // between the heaviest pack and another one while that lowers the heaviest pack's load; stops when

@@ -334,6 +334,36 @@ TEST(ReplicateAndPack, WithACapMatchesCappedReplicationThenPacking) {
   }
 }
 
+TEST(PackReplicated, SideBySideMatchesOneByOne) {
+  std::mt19937 rng(17);
+  for (int num_log : {5, 64}) {
+    for (int extra : {0, 3, 8}) {
+      const int num_phy = num_log + extra;
+      for (int num_packs : {1, 8, num_phy / 2, num_phy}) {
+        if (num_packs == 0 || num_phy % num_packs != 0) continue;
+        // Plans with ties and zeros (their first items may not fill the packs) and without.
+        std::vector<ReplicatedPacking> plans(4);
+        std::vector<ReplicatedPacking> alone(4);
+        for (int k = 0; k < 4; ++k) {
+          const std::vector<float> weights = RandomWeights(num_log, /*ties=*/k % 2 == 0, rng);
+          const std::vector<int> order = Order(weights);
+          ReplicateForPacking(weights, order, num_phy, std::numeric_limits<int>::max(), plans[k]);
+          ReplicateAndPack(weights, order, num_phy, num_packs, std::numeric_limits<int>::max(),
+                           alone[k]);
+        }
+        PackReplicated(plans, num_packs);
+        for (int k = 0; k < 4; ++k) {
+          const std::string where = std::to_string(num_log) + " experts, " + std::to_string(extra) +
+                                    " extra, " + std::to_string(num_packs) + " packs, plan " +
+                                    std::to_string(k);
+          ExpectSameReplicatedPacking(plans[k], alone[k].rep, alone[k].packing, where);
+          if (testing::Test::HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
 TEST(RefineBySwaps, MatchesThePlainReference) {
   std::mt19937 rng(15);
   for (int num_packs : {2, 3, 8, 16}) {
