@@ -205,7 +205,7 @@ class TreePacker {
     }
   }
 
-  // Places the item at sorted position i (items in ascending positions, from num_packs on).
+  // Places the item at sorted position i; each position once, in ascending order.
   // The walk up keeps the new minimum in a register rather than reloading what it just stored,
   // and hands the root to the next item the same way: a packing is bound by that chain.
   void Place(int i) {
