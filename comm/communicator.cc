@@ -4,8 +4,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "core/status_macros.h"
 #include "core/check.h"
+#include "core/status_macros.h"
 
 ABSL_FLAG(absl::Duration, comm_timeout, absl::Seconds(60),
           "Longest a blocking communication call may wait before it fails with "

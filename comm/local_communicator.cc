@@ -8,8 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "comm/internal/local_world.h"
 #include "comm/internal/reduce.h"
-#include "core/status_macros.h"
 #include "core/check.h"
+#include "core/status_macros.h"
 
 namespace comm {
 namespace {

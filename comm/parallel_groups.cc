@@ -6,8 +6,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "core/status_macros.h"
 #include "core/check.h"
+#include "core/status_macros.h"
 
 namespace comm {
 

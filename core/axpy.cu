@@ -1,7 +1,6 @@
-#include "core/axpy.h"
-
 #include <cuda_runtime_api.h>
 
+#include "core/axpy.h"
 #include "core/cuda_status.h"
 
 namespace core {

@@ -26,11 +26,11 @@ namespace core::internal {
 
 }  // namespace core::internal
 
-#define CHECK(cond, ...)                                                                  \
-  do {                                                                                    \
-    if (!(cond)) {                                                                        \
+#define CHECK(cond, ...)                                                                     \
+  do {                                                                                       \
+    if (!(cond)) {                                                                           \
       ::core::internal::CheckFailed(__FILE__, __LINE__, #cond, ::absl::StrCat(__VA_ARGS__)); \
-    }                                                                                     \
+    }                                                                                        \
   } while (false)
 
 #ifdef NDEBUG

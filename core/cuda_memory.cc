@@ -41,8 +41,8 @@ class CudaAllocatorImpl final : public Allocator {
 absl::StatusOr<Tensor> CopyTo(const TensorView& src, Device expected_src, Allocator* allocator,
                               cudaMemcpyKind kind) {
   if (src.device() != expected_src) {
-    return absl::InvalidArgumentError(absl::StrCat("expected a ", Name(expected_src), " tensor, got ",
-                                                   Name(src.device())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected a ", Name(expected_src), " tensor, got ", Name(src.device())));
   }
   ASSIGN_OR_RETURN(Tensor dst, Tensor::Empty(src.shape(), src.dtype(), allocator));
   if (src.num_bytes() > 0) {

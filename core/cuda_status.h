@@ -18,10 +18,10 @@ absl::Status CudaStatus(cudaError_t error, const char* file, int line);
 
 }  // namespace core
 
-#define RETURN_IF_CUDA_ERROR(expr)                                                  \
-  do {                                                                              \
+#define RETURN_IF_CUDA_ERROR(expr)                                                           \
+  do {                                                                                       \
     const ::absl::Status core_cuda_status_ = ::core::CudaStatus((expr), __FILE__, __LINE__); \
-    if (!core_cuda_status_.ok()) return core_cuda_status_;                          \
+    if (!core_cuda_status_.ok()) return core_cuda_status_;                                   \
   } while (false)
 
 #endif  // CORE_CUDA_STATUS_H_

@@ -1,7 +1,8 @@
 // Command-line parsing for every binary of the project, on Abseil flags.
 //
 //   int main(int argc, char** argv) {
-//     core::ParseFlagsOrExit(argc, argv, "Does X.\nUsage: tool --a=1 [--b=2]", /*max_positional=*/0);
+//     core::ParseFlagsOrExit(argc, argv, "Does X.\nUsage: tool --a=1 [--b=2]",
+//     /*max_positional=*/0);
 //     ...
 //
 // Differences from absl::ParseCommandLine: --help (and --helpfull, --help=substring) print the

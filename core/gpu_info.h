@@ -10,10 +10,10 @@
 namespace core {
 
 struct GpuInfo {
-  bool cuda_linked = false;             // built against the CUDA toolkit
-  std::string cuda_runtime_version;     // e.g. "13.0"; empty if not linked
-  std::string nccl_version;             // e.g. "2.27.7"; empty if not linked
-  std::vector<std::string> devices;     // "NVIDIA H100 80GB HBM3 (sm_90, 79 GiB)", one per GPU
+  bool cuda_linked = false;          // built against the CUDA toolkit
+  std::string cuda_runtime_version;  // e.g. "13.0"; empty if not linked
+  std::string nccl_version;          // e.g. "2.27.7"; empty if not linked
+  std::vector<std::string> devices;  // "NVIDIA H100 80GB HBM3 (sm_90, 79 GiB)", one per GPU
 };
 
 GpuInfo QueryGpuInfo();

@@ -1,6 +1,6 @@
 // main() for GPU tests: runs them where a CUDA device is visible, and skips every test (a pass with
-// a "no CUDA device" note, not a failure) where none is, so a GPU test binary gives an honest answer
-// on any machine.
+// a "no CUDA device" note, not a failure) where none is, so a GPU test binary gives an honest
+// answer on any machine.
 #include "core/cuda_memory.h"
 #include "gtest/gtest.h"
 

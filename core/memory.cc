@@ -7,9 +7,7 @@
 
 namespace core {
 
-const char* Name(Device device) {
-  return device == Device::kHost ? "host" : "cuda";
-}
+const char* Name(Device device) { return device == Device::kHost ? "host" : "cuda"; }
 
 namespace {
 
@@ -19,7 +17,8 @@ class HostAllocatorImpl final : public Allocator {
     if (bytes == 0) return nullptr;
     void* data = ::operator new(bytes, std::align_val_t(kAlignment), std::nothrow);
     if (data == nullptr) {
-      return absl::ResourceExhaustedError(absl::StrCat("host allocation of ", bytes, " bytes failed"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("host allocation of ", bytes, " bytes failed"));
     }
     return data;
   }

@@ -1,8 +1,8 @@
 // Where tensor bytes live, and the allocators that own them.
 //
 // An Allocator hands out raw, uninitialised, 64-byte-aligned buffers on one device. HostAllocator()
-// is always available; the CUDA allocator lives in //core:cuda_memory (built with --config=cuda), so
-// code that does not touch a GPU never links CUDA. Allocators are thread-safe and outlive every
+// is always available; the CUDA allocator lives in //core:cuda_memory (built with --config=cuda),
+// so code that does not touch a GPU never links CUDA. Allocators are thread-safe and outlive every
 // buffer they hand out (the ones returned here are process-wide singletons).
 #ifndef CORE_MEMORY_H_
 #define CORE_MEMORY_H_

@@ -16,12 +16,12 @@
 #define CORE_STATUS_CONCAT_INNER_(a, b) a##b
 #define CORE_STATUS_CONCAT_(a, b) CORE_STATUS_CONCAT_INNER_(a, b)
 
-#define RETURN_IF_ERROR(expr)                                  \
-  do {                                                         \
-    const ::absl::Status core_status_macro_status_ = (expr);   \
-    if (!core_status_macro_status_.ok()) {                     \
-      return core_status_macro_status_;                        \
-    }                                                          \
+#define RETURN_IF_ERROR(expr)                                \
+  do {                                                       \
+    const ::absl::Status core_status_macro_status_ = (expr); \
+    if (!core_status_macro_status_.ok()) {                   \
+      return core_status_macro_status_;                      \
+    }                                                        \
   } while (false)
 
 #define ASSIGN_OR_RETURN(lhs, rexpr) \

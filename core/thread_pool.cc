@@ -1,8 +1,9 @@
 #include "core/thread_pool.h"
-#include "core/check.h"
 
 #include <algorithm>
 #include <utility>
+
+#include "core/check.h"
 
 namespace core {
 
@@ -78,7 +79,8 @@ void ThreadPool::ParallelFor(int64_t begin, int64_t end,
   }
   fn(begin, first_end);
   absl::MutexLock lock(&done_mu);
-  done_mu.Await(absl::Condition(+[](int64_t* left) { return *left == 0; }, &remaining));
+  done_mu.Await(absl::Condition(
+      +[](int64_t* left) { return *left == 0; }, &remaining));
 }
 
 }  // namespace core

@@ -3,8 +3,8 @@
 #include <fstream>
 #include <utility>
 
-#include "nlohmann/json.hpp"
 #include "core/check.h"
+#include "nlohmann/json.hpp"
 
 namespace core {
 
@@ -40,9 +40,12 @@ std::string TraceRecorder::ToJson() const {
   absl::MutexLock lock(&mu_);
   nlohmann::json events = nlohmann::json::array();
   for (const auto& [pid, name] : process_names_) {
-    events.push_back({{"ph", "M"}, {"name", "process_name"}, {"pid", pid}, {"args", {{"name", name}}}});
     events.push_back(
-        {{"ph", "M"}, {"name", "process_sort_index"}, {"pid", pid}, {"args", {{"sort_index", pid}}}});
+        {{"ph", "M"}, {"name", "process_name"}, {"pid", pid}, {"args", {{"name", name}}}});
+    events.push_back({{"ph", "M"},
+                      {"name", "process_sort_index"},
+                      {"pid", pid},
+                      {"args", {{"sort_index", pid}}}});
   }
   for (const auto& [key, name] : thread_names_) {
     const auto& [pid, tid] = key;

@@ -1,8 +1,8 @@
 // Chrome trace-event recorder: collects timed events and writes the JSON that chrome://tracing and
 // Perfetto open ({"traceEvents": [...]}).
 //
-// Conventions: pid = rank, tid = thread or stream, ts and dur in microseconds. Tracks get names with
-// NameProcess / NameThread (metadata events), and sort in pid/tid order.
+// Conventions: pid = rank, tid = thread or stream, ts and dur in microseconds. Tracks get names
+// with NameProcess / NameThread (metadata events), and sort in pid/tid order.
 //
 //   TraceRecorder trace;
 //   trace.NameProcess(/*pid=*/0, "rank 0");

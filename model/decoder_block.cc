@@ -1,8 +1,8 @@
 #include "model/decoder_block.h"
 
 #include "absl/strings/str_cat.h"
-#include "model/config.h"
 #include "core/check.h"
+#include "model/config.h"
 
 namespace model {
 namespace {
@@ -18,7 +18,7 @@ DecoderBlock<T>::DecoderBlock(const ModelConfig& config, int layer, int ep_rank,
       ffn_norm_(Prefix(layer) + "post_attention_layernorm.weight", config.hidden_size(),
                 config.rms_norm_eps()) {
   CHECK(layer >= 0 && layer < config.num_layers(), "DecoderBlock: layer ", layer, " of ",
-              config.num_layers());
+        config.num_layers());
   if (config.has_mla()) {
     mla_ = std::make_unique<Mla<T>>(Prefix(layer) + "self_attn.", config.hidden_size(),
                                     config.num_heads(), config.mla(), config.rope_theta(),

@@ -17,15 +17,14 @@ Matrix<T> Linear<T>::Forward(const Matrix<T>& x, Context* ctx) const {
 template <typename T>
 Matrix<T> Linear<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
   CHECK(dy.rows() == ctx->x.rows() && dy.cols() == out(), weight_.name,
-              ": gradient shape does not match the forward pass");
+        ": gradient shape does not match the forward pass");
   ctx->dy = std::move(dy);
   return ctx->dy * weight_.value;
 }
 
 template <typename T>
 void Linear<T>::BackwardWeight(Context* ctx) {
-  CHECK(ctx->dy.rows() == ctx->x.rows(), weight_.name,
-              ": BackwardWeight before BackwardInput");
+  CHECK(ctx->dy.rows() == ctx->x.rows(), weight_.name, ": BackwardWeight before BackwardInput");
   weight_.grad.noalias() += ctx->dy.transpose() * ctx->x;
   ctx->x = Matrix<T>();
   ctx->dy = Matrix<T>();

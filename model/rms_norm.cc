@@ -24,7 +24,7 @@ Matrix<T> RmsNorm<T>::Forward(const Matrix<T>& x, Context* ctx) const {
 template <typename T>
 Matrix<T> RmsNorm<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
   CHECK(dy.rows() == ctx->x.rows() && dy.cols() == ctx->x.cols(), scale_.name,
-              ": gradient shape does not match the forward pass");
+        ": gradient shape does not match the forward pass");
   // With u = dy * g: dx = r u - x r^3 mean(u * x).
   Matrix<T> u = dy.array().rowwise() * scale_.value.row(0).array();
   const auto r = ctx->inv_rms.col(0).array();
@@ -36,8 +36,7 @@ Matrix<T> RmsNorm<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
 
 template <typename T>
 void RmsNorm<T>::BackwardWeight(Context* ctx) {
-  CHECK(ctx->dy.rows() == ctx->x.rows(), scale_.name,
-              ": BackwardWeight before BackwardInput");
+  CHECK(ctx->dy.rows() == ctx->x.rows(), scale_.name, ": BackwardWeight before BackwardInput");
   scale_.grad.row(0) += ((ctx->dy.array() * ctx->x.array()).colwise() * ctx->inv_rms.col(0).array())
                             .colwise()
                             .sum()

@@ -25,7 +25,7 @@ DispatchPlan PlanDispatch(const std::vector<int32_t>& experts, int64_t top_k, in
 template <typename T>
 Matrix<T> PermuteRows(const Matrix<T>& x, const DispatchPlan& plan) {
   CHECK(x.rows() == plan.num_tokens, "PermuteRows: ", x.rows(), " rows for ", plan.num_tokens,
-              " tokens");
+        " tokens");
   Matrix<T> rows(static_cast<int64_t>(plan.slots.size()), x.cols());
   for (size_t r = 0; r < plan.slots.size(); ++r) rows.row(r) = x.row(plan.slots[r] / plan.top_k);
   return rows;
@@ -34,7 +34,7 @@ Matrix<T> PermuteRows(const Matrix<T>& x, const DispatchPlan& plan) {
 template <typename T>
 Matrix<T> CombineRows(const Matrix<T>& rows, const Matrix<T>* weights, const DispatchPlan& plan) {
   CHECK(rows.rows() == static_cast<int64_t>(plan.slots.size()), "CombineRows: ", rows.rows(),
-              " rows for ", plan.slots.size(), " slots");
+        " rows for ", plan.slots.size(), " slots");
   Matrix<T> out = Matrix<T>::Zero(plan.num_tokens, rows.cols());
   for (size_t r = 0; r < plan.slots.size(); ++r) {
     const int64_t t = plan.slots[r] / plan.top_k;
@@ -50,9 +50,8 @@ Matrix<T> CombineRows(const Matrix<T>& rows, const Matrix<T>* weights, const Dis
 template <typename T>
 void CombineRowsBackward(const Matrix<T>& dy, const Matrix<T>& rows, const Matrix<T>& weights,
                          const DispatchPlan& plan, Matrix<T>* d_rows, Matrix<T>* d_weights) {
-  CHECK(
-      dy.rows() == plan.num_tokens && rows.rows() == static_cast<int64_t>(plan.slots.size()),
-      "CombineRowsBackward: shapes do not match the plan");
+  CHECK(dy.rows() == plan.num_tokens && rows.rows() == static_cast<int64_t>(plan.slots.size()),
+        "CombineRowsBackward: shapes do not match the plan");
   d_rows->resize(rows.rows(), rows.cols());
   d_weights->resize(plan.num_tokens, plan.top_k);
   for (size_t r = 0; r < plan.slots.size(); ++r) {

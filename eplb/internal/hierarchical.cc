@@ -170,7 +170,8 @@ void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Pac
   const auto order_of = [&](int node) {
     return std::span<int>(node_order).subspan(node * experts_per_node, experts_per_node);
   };
-  for (int node = 0; node < shape.num_nodes; ++node) HeaviestFirst(node_loads(node), order_of(node));
+  for (int node = 0; node < shape.num_nodes; ++node)
+    HeaviestFirst(node_loads(node), order_of(node));
 
   placement.phy2log.resize(shape.num_replicas);
   placement.phyrank.resize(shape.num_replicas);
@@ -182,7 +183,7 @@ void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Pac
                         /*max_replicas=*/std::numeric_limits<int>::max(), plans[node]);
   }
   PackReplicated(plans, gpus_per_node);  // The nodes side by side.
-  int max_count = 0;  // The largest replica count of any expert.
+  int max_count = 0;                     // The largest replica count of any expert.
   for (int node = 0; node < shape.num_nodes; ++node) {
     EmitNode(plans[node], replicas_per_gpu, node, node * experts_per_node, mlog2log, placement);
     if (improved != nullptr) max_count = std::max(max_count, MaxReplicaCount(plans[node].rep));

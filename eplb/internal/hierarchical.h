@@ -36,12 +36,12 @@ Packing PackGroups(std::span<const float> loads, const LayerShape& shape, Packin
 // Steps 2 and 3 for the group packing `groups`: replicates each node's experts into its replicas
 // and packs them onto its GPUs, as the reference does, into `placement` (reusing its storage);
 // with PackGroups's result the placement is bit-identical to DeepSeek's. When `improved` is not
-// null, also stores there our improvement of it: nodes are taken heaviest GPU first, and each gets the best (lowest heaviest GPU) of its plan,
-// its plan with the GPU packing swap-refined, and, when an expert has more replicas than the node
-// has GPUs, replication capped at that many, packed and refined; this stops once the heaviest
-// node is one already improved. Group-to-node assignment is kept.
-// Preconditions: those of PackGroups, and num_gpus % num_nodes == 0,
-// num_replicas % num_gpus == 0, num_replicas >= loads.size() > 0.
+// null, also stores there our improvement of it: nodes are taken heaviest GPU first, and each gets
+// the best (lowest heaviest GPU) of its plan, its plan with the GPU packing swap-refined, and, when
+// an expert has more replicas than the node has GPUs, replication capped at that many, packed and
+// refined; this stops once the heaviest node is one already improved. Group-to-node assignment is
+// kept. Preconditions: those of PackGroups, and num_gpus % num_nodes == 0, num_replicas % num_gpus
+// == 0, num_replicas >= loads.size() > 0.
 void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Packing& groups,
                 LayerPlacement& placement, LayerPlacement* improved);
 

@@ -248,8 +248,10 @@ void PackHeaviestFirst(std::span<const std::span<const uint64_t>> sorted,
   const int num_problems = static_cast<int>(results.size());
   const int n = static_cast<int>(weights[0].size());
   const int tree_size = 2 * TreePacker::TreeSize(num_packs);
-  std::vector<uint64_t>& trees = Scratch<uint64_t, Use::kTree>(size_t{1} * num_problems * tree_size);
-  std::vector<int>& pack_items = Scratch<int, Use::kPackItems>(size_t{1} * num_problems * num_packs);
+  std::vector<uint64_t>& trees =
+      Scratch<uint64_t, Use::kTree>(size_t{1} * num_problems * tree_size);
+  std::vector<int>& pack_items =
+      Scratch<int, Use::kPackItems>(size_t{1} * num_problems * num_packs);
   thread_local std::vector<TreePacker> packers;
   packers.clear();
   for (int k = 0; k < num_problems; ++k) {

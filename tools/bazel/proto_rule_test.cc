@@ -11,7 +11,10 @@ namespace {
 TEST(CcProto, GeneratedCodeRoundTripsTextFormat) {
   const std::string text = R"pb(
     hidden: 64
-    layers { name: "moe" experts: [ 0, 3, 5 ] }
+    layers {
+      name: "moe"
+      experts: [ 0, 3, 5 ]
+    }
     route_scale { value: 2.5 }
   )pb";
   dsmoe::test::Net net;
