@@ -49,7 +49,8 @@ inline std::string Shape(size_t count, core::DType dtype) {
   return std::to_string(count) + " x " + std::string(core::Name(dtype));
 }
 
-// Host buffers over a span of a supported element type (float, BFloat16, int32_t, int64_t).
+// Host buffers over a span of a supported element type (float, BFloat16, int32_t, int64_t,
+// uint8_t).
 template <typename T>
 Buffer HostBuffer(std::span<T> values) {
   static_assert(!std::is_const_v<T>, "use ConstHostBuffer for read-only data");

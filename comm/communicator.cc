@@ -1,6 +1,9 @@
 #include "comm/communicator.h"
 
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -19,6 +22,27 @@ size_t Sum(absl::Span<const size_t> counts) {
   for (size_t count : counts) total += count;
   return total;
 }
+
+// The default non-blocking batch: runs the blocking one when waited.
+class DeferredRequest : public Request {
+ public:
+  using Run =
+      std::function<absl::Status(absl::Span<const SendOp>, absl::Span<const RecvOp>, absl::Time)>;
+  DeferredRequest(Communicator* comm, absl::Span<const SendOp> sends,
+                  absl::Span<const RecvOp> recvs, Run run)
+      : Request(comm),
+        sends_(sends.begin(), sends.end()),
+        recvs_(recvs.begin(), recvs.end()),
+        run_(std::move(run)) {}
+
+ protected:
+  absl::Status DoWait(absl::Time deadline) override { return run_(sends_, recvs_, deadline); }
+
+ private:
+  std::vector<SendOp> sends_;
+  std::vector<RecvOp> recvs_;
+  Run run_;
+};
 
 }  // namespace
 
@@ -99,8 +123,26 @@ absl::Status Communicator::Recv(Buffer buffer, int peer, int tag) {
   return BatchP2P({}, {&op, 1});
 }
 
-absl::Status Communicator::BatchP2P(absl::Span<const SendOp> sends,
-                                    absl::Span<const RecvOp> recvs) {
+absl::Status Request::Wait() {
+  if (!result_.has_value()) {
+    absl::Status status = comm_->CheckNotAborted();
+    if (status.ok()) status = comm_->Finish(DoWait(absl::Now() + comm_->timeout()));
+    result_ = std::move(status);
+  }
+  return *result_;
+}
+
+std::unique_ptr<Request> Communicator::DoStartBatchP2P(absl::Span<const SendOp> sends,
+                                                       absl::Span<const RecvOp> recvs) {
+  return std::make_unique<DeferredRequest>(
+      this, sends, recvs,
+      [this](absl::Span<const SendOp> s, absl::Span<const RecvOp> r, absl::Time deadline) {
+        return DoBatchP2P(s, r, deadline);
+      });
+}
+
+absl::Status Communicator::CheckBatch(absl::Span<const SendOp> sends,
+                                      absl::Span<const RecvOp> recvs) const {
   for (const SendOp& send : sends) {
     RETURN_IF_ERROR(CheckUsable(send.buffer, "send buffer"));
     RETURN_IF_ERROR(CheckPeer(send.peer, "send peer"));
@@ -111,8 +153,19 @@ absl::Status Communicator::BatchP2P(absl::Span<const SendOp> sends,
     RETURN_IF_ERROR(CheckPeer(recv.peer, "receive peer"));
     RETURN_IF_ERROR(CheckTag(recv.tag));
   }
-  RETURN_IF_ERROR(CheckNotAborted());
+  return CheckNotAborted();
+}
+
+absl::Status Communicator::BatchP2P(absl::Span<const SendOp> sends,
+                                    absl::Span<const RecvOp> recvs) {
+  RETURN_IF_ERROR(CheckBatch(sends, recvs));
   return Finish(DoBatchP2P(sends, recvs, absl::Now() + timeout_));
+}
+
+absl::StatusOr<std::unique_ptr<Request>> Communicator::StartBatchP2P(
+    absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs) {
+  RETURN_IF_ERROR(CheckBatch(sends, recvs));
+  return DoStartBatchP2P(sends, recvs);
 }
 
 absl::Status Communicator::AllReduce(ConstBuffer input, Buffer output, ReduceOp op) {

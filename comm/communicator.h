@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 
 #include "absl/flags/declare.h"
 #include "absl/status/status.h"
@@ -29,6 +30,38 @@
 ABSL_DECLARE_FLAG(absl::Duration, comm_timeout);
 
 namespace comm {
+
+class Communicator;
+
+// A started non-blocking operation (Communicator::StartBatchP2P). The buffers it names must stay
+// valid, and those it sends unchanged, until Wait returns or the request is destroyed.
+//
+// Wait blocks until every send and receive of the batch has completed, for at most the
+// communicator's timeout counted from the call to Wait, and then returns DEADLINE_EXCEEDED naming
+// the peer and tag it waited for; a peer known to have left gives UNAVAILABLE. Either aborts the
+// communicator, as a blocking call would. Destroying a request that was not waited withdraws what
+// no peer has started to read or write and waits for copies in progress, so no peer touches the
+// buffers afterwards.
+//
+// A request must not outlive its communicator and is used by the thread that uses it.
+class Request {
+ public:
+  Request(const Request&) = delete;
+  Request& operator=(const Request&) = delete;
+  virtual ~Request() = default;
+
+  // The batch's outcome; later calls return the first call's status without waiting again.
+  absl::Status Wait();
+
+ protected:
+  explicit Request(Communicator* comm) : comm_(comm) {}
+  // Backend part of Wait: completes the batch by `deadline`.
+  virtual absl::Status DoWait(absl::Time deadline) = 0;
+
+ private:
+  Communicator* comm_;
+  std::optional<absl::Status> result_;
+};
 
 // OK if --comm_timeout is positive, else INVALID_ARGUMENT naming the flag. Binaries call it after
 // absl::ParseCommandLine; constructing a communicator with a bad flag aborts.
@@ -67,6 +100,13 @@ class Communicator {
   // Posts all sends and receives together and returns when all have completed, so that pairs of
   // ranks may exchange in both directions without deadlock (like batch_isend_irecv).
   absl::Status BatchP2P(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs);
+  // Non-blocking BatchP2P: posts the sends and receives and returns at once; the request's Wait
+  // completes them (see Request). Receives posted early match sends that peers start later; on
+  // the local and mpi backends the sends of a request never wait for the receives of another, so
+  // a rank may post all the receives of a step up front. Argument errors are returned here, as
+  // BatchP2P returns them, and nothing is posted.
+  absl::StatusOr<std::unique_ptr<Request>> StartBatchP2P(absl::Span<const SendOp> sends,
+                                                         absl::Span<const RecvOp> recvs);
 
   // Element-wise reduction of every rank's `input` into every rank's `output`. Same count and
   // dtype on both and on every rank; `output` may equal `input` (in place), else no overlap.
@@ -96,6 +136,10 @@ class Communicator {
   // and local counts consistent, memory kinds supported, communicator not aborted.
   virtual absl::Status DoBatchP2P(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
                                   absl::Time deadline) = 0;
+  // Posts a batch without waiting. The default defers the whole batch to Wait (a blocking
+  // DoBatchP2P then), for backends that cannot post early; local and mpi override it.
+  virtual std::unique_ptr<Request> DoStartBatchP2P(absl::Span<const SendOp> sends,
+                                                   absl::Span<const RecvOp> recvs);
   virtual absl::Status DoAllReduce(ConstBuffer input, Buffer output, ReduceOp op,
                                    absl::Time deadline) = 0;
   virtual absl::Status DoAllGather(ConstBuffer input, Buffer output, absl::Time deadline) = 0;
@@ -110,6 +154,10 @@ class Communicator {
   virtual void OnAbort() {}
 
  private:
+  friend class Request;
+
+  // The checks StartBatchP2P and BatchP2P share.
+  absl::Status CheckBatch(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs) const;
   absl::Status CheckNotAborted() const;
   absl::Status CheckUsable(ConstBuffer buffer, absl::string_view what) const;
   absl::Status CheckTag(int tag) const;

@@ -34,6 +34,34 @@ void Copy(void* dst, const void* src, size_t bytes) {
   if (bytes > 0 && dst != src) std::memcpy(dst, src, bytes);
 }
 
+// A posted batch: its sends are visible to their receivers; Wait receives and completes.
+class LocalRequest : public Request {
+ public:
+  LocalRequest(Communicator* comm, std::shared_ptr<LocalWorld> world, int rank,
+               std::vector<LocalWorld::PostedSend> posted, absl::Span<const RecvOp> recvs)
+      : Request(comm),
+        world_(std::move(world)),
+        rank_(rank),
+        posted_(std::move(posted)),
+        recvs_(recvs.begin(), recvs.end()) {}
+  ~LocalRequest() override {
+    if (!completed_) world_->Withdraw(posted_);
+  }
+
+ protected:
+  absl::Status DoWait(absl::Time deadline) override {
+    completed_ = true;
+    return world_->Complete(rank_, posted_, recvs_, deadline);
+  }
+
+ private:
+  std::shared_ptr<LocalWorld> world_;
+  const int rank_;
+  std::vector<LocalWorld::PostedSend> posted_;
+  std::vector<RecvOp> recvs_;
+  bool completed_ = false;
+};
+
 class LocalCommunicator : public Communicator {
  public:
   LocalCommunicator(std::shared_ptr<LocalWorld> world, int rank)
@@ -47,6 +75,14 @@ class LocalCommunicator : public Communicator {
   absl::Status DoBatchP2P(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
                           absl::Time deadline) override {
     return world_->Exchange(rank(), sends, recvs, deadline);
+  }
+
+  std::unique_ptr<Request> DoStartBatchP2P(absl::Span<const SendOp> sends,
+                                           absl::Span<const RecvOp> recvs) override {
+    absl::StatusOr<std::vector<LocalWorld::PostedSend>> posted = world_->PostSends(rank(), sends);
+    // A failed group: nothing posted, and Wait reports the failure through a deferred batch.
+    if (!posted.ok()) return Communicator::DoStartBatchP2P(sends, recvs);
+    return std::make_unique<LocalRequest>(this, world_, rank(), *std::move(posted), recvs);
   }
 
   // Reduce-scatter then all-gather: rank r reduces slice r of every input (in rank order, so all

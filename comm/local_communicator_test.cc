@@ -31,6 +31,9 @@ class LocalConformanceTest : public testing::TestWithParam<int> {};
 TEST_P(LocalConformanceTest, PointToPoint) {
   ExpectAllRanksPass(GetParam(), internal::CheckPointToPoint);
 }
+TEST_P(LocalConformanceTest, NonBlockingP2P) {
+  ExpectAllRanksPass(GetParam(), internal::CheckNonBlockingP2P);
+}
 TEST_P(LocalConformanceTest, AllReduce) {
   ExpectAllRanksPass(GetParam(), internal::CheckAllReduce);
 }
@@ -138,6 +141,45 @@ TEST(LocalCommunicatorTest, UnmatchedSendTimesOut) {
   });
   EXPECT_TRUE(absl::IsDeadlineExceeded(statuses[0])) << statuses[0];
   EXPECT_FALSE(statuses[1].ok());
+}
+
+TEST(LocalCommunicatorTest, UnwaitedRequestIsWithdrawnAndItsReceiverTimesOut) {
+  absl::Notification received;
+  const std::vector<absl::Status> statuses = RunLocalRanks(2, [&](Communicator& comm) {
+    comm.set_timeout(absl::Milliseconds(200));
+    std::vector<float> value(3, 1.0f);
+    if (comm.rank() == 0) {
+      absl::StatusOr<std::unique_ptr<Request>> send =
+          comm.StartBatchP2P({{ConstHostBuffer<float>(value), 1, 0}}, {});
+      if (!send.ok()) return send.status();
+      send->reset();  // withdrawn before rank 1 looks for it
+      const absl::Status barrier = comm.Barrier();
+      received.WaitForNotification();  // stay in the group while rank 1 waits
+      return barrier;
+    }
+    EXPECT_TRUE(comm.Barrier().ok());
+    absl::StatusOr<std::unique_ptr<Request>> recv =
+        comm.StartBatchP2P({}, {{HostBuffer<float>(value), 0, 0}});
+    if (!recv.ok()) return recv.status();
+    const absl::Status status = (*recv)->Wait();
+    EXPECT_EQ((*recv)->Wait(), status);  // the first outcome, without waiting again
+    received.Notify();
+    return status;
+  });
+  EXPECT_TRUE(statuses[0].ok()) << statuses[0];
+  EXPECT_TRUE(absl::IsDeadlineExceeded(statuses[1])) << statuses[1];
+}
+
+TEST(LocalCommunicatorTest, StartBatchP2PRejectsBadArgumentsWithoutPosting) {
+  const std::vector<absl::Status> statuses = RunLocalRanks(2, [](Communicator& comm) {
+    std::vector<float> value(3);
+    EXPECT_TRUE(absl::IsInvalidArgument(
+        comm.StartBatchP2P({{ConstHostBuffer<float>(value), 5, 0}}, {}).status()));
+    EXPECT_TRUE(absl::IsInvalidArgument(
+        comm.StartBatchP2P({}, {{HostBuffer<float>(value), 1, -1}}).status()));
+    return comm.Barrier();
+  });
+  for (const absl::Status& status : statuses) EXPECT_TRUE(status.ok()) << status;
 }
 
 TEST(CommunicatorTest, TimeoutFlagIsValidatedAndSplitInheritsTheTimeout) {

@@ -36,6 +36,8 @@ MPI_Datatype MpiType(core::DType dtype) {
       return MPI_INT32_T;
     case core::DType::kI64:
       return MPI_INT64_T;
+    case core::DType::kU8:
+      return MPI_UINT8_T;
   }
   return MPI_DATATYPE_NULL;
 }
@@ -133,6 +135,63 @@ std::string P2PName(absl::Span<const SendOp> sends, absl::Span<const RecvOp> rec
   return name + ")";
 }
 
+// Cancels and frees the requests still active (after an error: the peers may never match them).
+void CancelAll(std::vector<MPI_Request>& requests) {
+  for (MPI_Request& request : requests) {
+    if (request != MPI_REQUEST_NULL) {
+      MPI_Cancel(&request);
+      MPI_Request_free(&request);
+    }
+  }
+}
+
+// Posts MPI_Irecv for each receive, then MPI_Isend for each send, appending to `requests`.
+absl::Status Post(MPI_Comm comm, absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
+                  std::vector<MPI_Request>& requests) {
+  for (const RecvOp& recv : recvs) RETURN_IF_ERROR(IntCount(recv.buffer.count, "Recv").status());
+  for (const SendOp& send : sends) RETURN_IF_ERROR(IntCount(send.buffer.count, "Send").status());
+  for (const RecvOp& recv : recvs) {
+    requests.emplace_back();
+    RETURN_IF_ERROR(MpiStatus(
+        MPI_Irecv(recv.buffer.data, static_cast<int>(recv.buffer.count), MpiType(recv.buffer.dtype),
+                  recv.peer, recv.tag, comm, &requests.back()),
+        "MPI_Irecv"));
+  }
+  for (const SendOp& send : sends) {
+    requests.emplace_back();
+    RETURN_IF_ERROR(MpiStatus(
+        MPI_Isend(send.buffer.data, static_cast<int>(send.buffer.count), MpiType(send.buffer.dtype),
+                  send.peer, send.tag, comm, &requests.back()),
+        "MPI_Isend"));
+  }
+  return absl::OkStatus();
+}
+
+// A posted batch: Wait polls its MPI requests to the deadline; destruction cancels what is left.
+class MpiRequest : public Request {
+ public:
+  MpiRequest(Communicator* comm, std::vector<MPI_Request> requests, std::string name,
+             absl::Status posted)
+      : Request(comm),
+        requests_(std::move(requests)),
+        name_(std::move(name)),
+        posted_(std::move(posted)) {}
+  ~MpiRequest() override { CancelAll(requests_); }
+
+ protected:
+  absl::Status DoWait(absl::Time deadline) override {
+    RETURN_IF_ERROR(posted_);
+    absl::Status status = WaitAll(requests_, deadline, name_);
+    if (!status.ok()) CancelAll(requests_);
+    return status;
+  }
+
+ private:
+  std::vector<MPI_Request> requests_;
+  std::string name_;
+  absl::Status posted_;
+};
+
 class MpiCommunicator : public Communicator {
  public:
   MpiCommunicator(MPI_Comm comm, int rank, int size) : Communicator(rank, size), comm_(comm) {}
@@ -149,36 +208,20 @@ class MpiCommunicator : public Communicator {
  protected:
   absl::Status DoBatchP2P(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
                           absl::Time deadline) override {
-    for (const RecvOp& recv : recvs) RETURN_IF_ERROR(IntCount(recv.buffer.count, "Recv").status());
-    for (const SendOp& send : sends) RETURN_IF_ERROR(IntCount(send.buffer.count, "Send").status());
     std::vector<MPI_Request> requests;
-    absl::Status status;
-    for (const RecvOp& recv : recvs) {
-      requests.emplace_back();
-      status = MpiStatus(
-          MPI_Irecv(recv.buffer.data, static_cast<int>(recv.buffer.count),
-                    MpiType(recv.buffer.dtype), recv.peer, recv.tag, comm_, &requests.back()),
-          "MPI_Irecv");
-      if (!status.ok()) break;
-    }
-    for (const SendOp& send : sends) {
-      if (!status.ok()) break;
-      requests.emplace_back();
-      status = MpiStatus(
-          MPI_Isend(send.buffer.data, static_cast<int>(send.buffer.count),
-                    MpiType(send.buffer.dtype), send.peer, send.tag, comm_, &requests.back()),
-          "MPI_Isend");
-    }
+    absl::Status status = Post(comm_, sends, recvs, requests);
     if (status.ok()) status = WaitAll(requests, deadline, P2PName(sends, recvs));
-    if (!status.ok()) {
-      for (MPI_Request& request : requests) {
-        if (request != MPI_REQUEST_NULL) {
-          MPI_Cancel(&request);
-          MPI_Request_free(&request);
-        }
-      }
-    }
+    if (!status.ok()) CancelAll(requests);
     return status;
+  }
+
+  std::unique_ptr<Request> DoStartBatchP2P(absl::Span<const SendOp> sends,
+                                           absl::Span<const RecvOp> recvs) override {
+    std::vector<MPI_Request> requests;
+    absl::Status status = Post(comm_, sends, recvs, requests);
+    if (!status.ok()) CancelAll(requests);
+    return std::make_unique<MpiRequest>(this, std::move(requests), P2PName(sends, recvs),
+                                        std::move(status));
   }
 
   absl::Status DoAllReduce(ConstBuffer input, Buffer output, ReduceOp op,

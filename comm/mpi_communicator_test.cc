@@ -34,6 +34,11 @@ TEST_F(MpiCommunicatorTest, PointToPoint) {
   EXPECT_TRUE(status.ok()) << status;
 }
 
+TEST_F(MpiCommunicatorTest, NonBlockingP2P) {
+  const absl::Status status = internal::CheckNonBlockingP2P(*comm_, memory_);
+  EXPECT_TRUE(status.ok()) << status;
+}
+
 TEST_F(MpiCommunicatorTest, AllReduce) {
   const absl::Status status = internal::CheckAllReduce(*comm_, memory_);
   EXPECT_TRUE(status.ok()) << status;

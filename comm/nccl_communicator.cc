@@ -44,6 +44,8 @@ ncclDataType_t NcclType(core::DType dtype) {
       return ncclInt32;
     case core::DType::kI64:
       return ncclInt64;
+    case core::DType::kU8:
+      return ncclUint8;
   }
   return ncclFloat32;
 }

@@ -8,7 +8,8 @@
 
 namespace core {
 
-enum class DType : uint8_t { kF32, kBF16, kI32, kI64 };
+// kU8 carries raw bytes (activations crossing a pipeline stage boundary, packed records).
+enum class DType : uint8_t { kF32, kBF16, kI32, kI64, kU8 };
 
 // Bytes per element.
 constexpr size_t SizeOf(DType dtype) {
@@ -20,11 +21,13 @@ constexpr size_t SizeOf(DType dtype) {
       return 2;
     case DType::kI64:
       return 8;
+    case DType::kU8:
+      return 1;
   }
   return 0;
 }
 
-// "f32", "bf16", "i32", "i64" (a C string: Debian's Abseil has its own string_view).
+// "f32", "bf16", "i32", "i64", "u8" (a C string: Debian's Abseil has its own string_view).
 constexpr const char* Name(DType dtype) {
   switch (dtype) {
     case DType::kF32:
@@ -35,6 +38,8 @@ constexpr const char* Name(DType dtype) {
       return "i32";
     case DType::kI64:
       return "i64";
+    case DType::kU8:
+      return "u8";
   }
   return "?";
 }
@@ -80,6 +85,10 @@ constexpr DType DTypeOf<int32_t>() {
 template <>
 constexpr DType DTypeOf<int64_t>() {
   return DType::kI64;
+}
+template <>
+constexpr DType DTypeOf<uint8_t>() {
+  return DType::kU8;
 }
 
 }  // namespace core

@@ -8,6 +8,7 @@
 #include <cstddef>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
 
 namespace dualpipe {
@@ -40,6 +41,13 @@ class Stage {
   // Weight gradient of `microbatch` (after its BackwardInput): accumulates into the stage's
   // parameter gradients and frees what was kept for it.
   virtual absl::Status BackwardWeight(int microbatch) = 0;
+
+  // This stage's part of `microbatch`'s loss, from its latest Forward (the cross-entropy on the
+  // last stage; auxiliary losses such as MoE balance terms on any stage). The executor sums the
+  // parts of all stages. UNIMPLEMENTED (the default) for stages that contribute no loss.
+  virtual absl::StatusOr<float> Loss(int microbatch) const {
+    return absl::UnimplementedError("this stage has no loss");
+  }
 
   // Full backward: BackwardInput then BackwardWeight. Stages may fuse the two.
   virtual absl::Status Backward(int microbatch, absl::Span<const std::byte> output_grad,

@@ -26,13 +26,15 @@ const char* SafetensorsDType(core::DType dtype) {
       return "I32";
     case core::DType::kI64:
       return "I64";
+    case core::DType::kU8:
+      return "U8";
   }
   return "?";
 }
 
 absl::StatusOr<core::DType> ParseDType(const std::string& name) {
-  for (core::DType dtype :
-       {core::DType::kF32, core::DType::kBF16, core::DType::kI32, core::DType::kI64}) {
+  for (core::DType dtype : {core::DType::kF32, core::DType::kBF16, core::DType::kI32,
+                            core::DType::kI64, core::DType::kU8}) {
     if (name == SafetensorsDType(dtype)) return dtype;
   }
   return absl::DataLossError(absl::StrCat("unsupported dtype '", name, "'"));

@@ -141,6 +141,39 @@ absl::Status CheckPointToPoint(Communicator& comm, TestMemory& memory) {
                        Sequence(kCount + 1, next * 1000 + 500));
 }
 
+absl::Status CheckNonBlockingP2P(Communicator& comm, TestMemory& memory) {
+  constexpr size_t kCount = 19;
+  constexpr int kMessages = 3;
+  const int n = comm.size();
+  const int r = comm.rank();
+  const int next = (r + 1) % n;
+  const int prev = (r + n - 1) % n;
+  std::vector<Buffer> from_prev;
+  std::vector<std::unique_ptr<Request>> receives;
+  for (int i = 0; i < kMessages; ++i) {
+    from_prev.push_back(Filled<int32_t>(memory, kCount, -1));
+    const RecvOp recv{from_prev.back(), prev, 3};
+    ASSIGN_OR_RETURN(receives.emplace_back(), comm.StartBatchP2P({}, {&recv, 1}));
+  }
+  const Buffer from_next = Filled<float>(memory, kCount + 2, -1);
+  const RecvOp recv_next{from_next, next, 4};
+  ASSIGN_OR_RETURN(receives.emplace_back(), comm.StartBatchP2P({}, {&recv_next, 1}));
+  std::vector<SendOp> sends;
+  for (int i = 0; i < kMessages; ++i) {
+    sends.push_back({Make<int32_t>(memory, Sequence(kCount, r * 1000 + i * 100)), next, 3});
+  }
+  sends.push_back({Make<float>(memory, Sequence(kCount + 2, r * 1000 + 7)), prev, 4});
+  ASSIGN_OR_RETURN(std::unique_ptr<Request> send_request, comm.StartBatchP2P(sends, {}));
+  for (std::unique_ptr<Request>& receive : receives) RETURN_IF_ERROR(receive->Wait());
+  RETURN_IF_ERROR(send_request->Wait());
+  for (int i = 0; i < kMessages; ++i) {
+    RETURN_IF_ERROR(Expect<int32_t>(memory, comm, absl::StrCat("StartBatchP2P message ", i),
+                                    from_prev[i], Sequence(kCount, prev * 1000 + i * 100)));
+  }
+  return Expect<float>(memory, comm, "StartBatchP2P from next rank", from_next,
+                       Sequence(kCount + 2, next * 1000 + 7));
+}
+
 absl::Status CheckAllReduce(Communicator& comm, TestMemory& memory) {
   RETURN_IF_ERROR(CheckAllReduceOf<float>(comm, memory, 1));
   RETURN_IF_ERROR(CheckAllReduceOf<core::BFloat16>(comm, memory, 1));

@@ -40,6 +40,10 @@ class HostTestMemory : public TestMemory {
 
 // Send/Recv around a ring, then a BatchP2P that exchanges with both neighbours at once.
 absl::Status CheckPointToPoint(Communicator& comm, TestMemory& memory);
+// StartBatchP2P: every rank posts its receives first (three messages from the previous rank with
+// one tag, one from the next with another), then its sends, waits the receives in the order they
+// were posted and the sends last; same-tag messages arrive in order.
+absl::Status CheckNonBlockingP2P(Communicator& comm, TestMemory& memory);
 // AllReduce sum and max for every dtype, out of place and in place.
 absl::Status CheckAllReduce(Communicator& comm, TestMemory& memory);
 // AllGather of i32 and bf16.

@@ -89,16 +89,26 @@ absl::Status LocalWorld::ReceiveOne(int rank, const RecvOp& recv, absl::Time dea
 
 absl::Status LocalWorld::Exchange(int rank, absl::Span<const SendOp> sends,
                                   absl::Span<const RecvOp> recvs, absl::Time deadline) {
-  std::vector<std::list<Message>::iterator> posted;
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!failure_.ok()) return failure_;
-    for (const SendOp& send : sends) {
-      posted.push_back(
-          messages_.insert(messages_.end(), Message{rank, send.peer, send.tag, send.buffer}));
-    }
-    cv_.notify_all();
+  absl::StatusOr<std::vector<PostedSend>> posted = PostSends(rank, sends);
+  if (!posted.ok()) return posted.status();
+  return Complete(rank, *posted, recvs, deadline);
+}
+
+absl::StatusOr<std::vector<LocalWorld::PostedSend>> LocalWorld::PostSends(
+    int rank, absl::Span<const SendOp> sends) {
+  std::vector<PostedSend> posted;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!failure_.ok()) return failure_;
+  for (const SendOp& send : sends) {
+    posted.push_back(
+        messages_.insert(messages_.end(), Message{rank, send.peer, send.tag, send.buffer}));
   }
+  cv_.notify_all();
+  return posted;
+}
+
+absl::Status LocalWorld::Complete(int rank, const std::vector<PostedSend>& posted,
+                                  absl::Span<const RecvOp> recvs, absl::Time deadline) {
   absl::Status status;
   for (const RecvOp& recv : recvs) {
     status = ReceiveOne(rank, recv, deadline);
@@ -106,7 +116,7 @@ absl::Status LocalWorld::Exchange(int rank, absl::Span<const SendOp> sends,
   }
   std::unique_lock<std::mutex> lock(mu_);
   bool timed_out = false;
-  for (auto it : posted) {
+  for (PostedSend it : posted) {
     while (!it->done) {
       if (!it->taken) {
         if (status.ok()) status = HealthLocked(it->dest);
@@ -125,6 +135,14 @@ absl::Status LocalWorld::Exchange(int rank, absl::Span<const SendOp> sends,
     messages_.erase(it);
   }
   return status;
+}
+
+void LocalWorld::Withdraw(const std::vector<PostedSend>& posted) {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (PostedSend it : posted) {
+    while (it->taken && !it->done) cv_.wait(lock);
+    messages_.erase(it);
+  }
 }
 
 void LocalWorld::Leave(int rank) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -50,17 +51,7 @@ class LocalWorld {
   // `deadline`; UNAVAILABLE if a rank left or the group was aborted. `what` names the call.
   absl::Status Barrier(int rank, absl::Time deadline, absl::string_view what);
 
-  // Posts `sends` from `rank`, fills `recvs` and waits until the sends are received. On error,
-  // sends not yet taken are withdrawn, so no peer reads the buffers after this returns.
-  absl::Status Exchange(int rank, absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
-                        absl::Time deadline);
-
-  // Marks `rank` as gone: others waiting for it get UNAVAILABLE.
-  void Leave(int rank);
-  // Aborts the group because of `why` at `rank`: every current and later wait fails.
-  void Abort(int rank, const absl::Status& why);
-
- private:
+  // A posted send (see PostSends).
   struct Message {
     int source;
     int dest;
@@ -71,6 +62,28 @@ class LocalWorld {
     absl::Status status;
   };
 
+  using PostedSend = std::list<Message>::iterator;
+
+  // Posts `sends` from `rank`, fills `recvs` and waits until the sends are received. On error,
+  // sends not yet taken are withdrawn, so no peer reads the buffers after this returns.
+  absl::Status Exchange(int rank, absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
+                        absl::Time deadline);
+
+  // Exchange in two steps: PostSends makes `sends` visible to their receivers (UNAVAILABLE if the
+  // group failed); Complete fills `recvs` and waits until the posted sends are received, then
+  // forgets them, withdrawing those not taken on error. Withdraw forgets posted sends without
+  // completing them: those not yet taken are removed, copies in progress are waited for.
+  absl::StatusOr<std::vector<PostedSend>> PostSends(int rank, absl::Span<const SendOp> sends);
+  absl::Status Complete(int rank, const std::vector<PostedSend>& posted,
+                        absl::Span<const RecvOp> recvs, absl::Time deadline);
+  void Withdraw(const std::vector<PostedSend>& posted);
+
+  // Marks `rank` as gone: others waiting for it get UNAVAILABLE.
+  void Leave(int rank);
+  // Aborts the group because of `why` at `rank`: every current and later wait fails.
+  void Abort(int rank, const absl::Status& why);
+
+ private:
   // OK unless aborted or `peer` (any rank if -1) has left.
   // Callers hold mu_.
   absl::Status HealthLocked(int peer) const;

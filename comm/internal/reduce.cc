@@ -40,6 +40,9 @@ void ReduceInto(ReduceOp op, core::DType dtype, const void* in, void* inout, siz
     case core::DType::kI64:
       ReduceTyped(op, static_cast<const int64_t*>(in), static_cast<int64_t*>(inout), count);
       return;
+    case core::DType::kU8:
+      ReduceTyped(op, static_cast<const uint8_t*>(in), static_cast<uint8_t*>(inout), count);
+      return;
   }
 }
 
