@@ -264,8 +264,10 @@ TEST(ExecutorTest, StalledRankMakesOthersFailWithinTheDeadline) {
     EXPECT_NE(statuses[r].message().find(absl::StrCat("rank ", r, ", op ")), std::string::npos)
         << statuses[r];
   }
-  EXPECT_TRUE(absl::IsDeadlineExceeded(statuses[1]) || absl::IsDeadlineExceeded(statuses[3]))
-      << statuses[1] << " / " << statuses[3];
+  // The first rank to time out aborts the group; the others see that as UNAVAILABLE.
+  EXPECT_TRUE(absl::IsDeadlineExceeded(statuses[0]) || absl::IsDeadlineExceeded(statuses[1]) ||
+              absl::IsDeadlineExceeded(statuses[3]))
+      << statuses[0] << " / " << statuses[1] << " / " << statuses[3];
 }
 
 TEST(ExecutorTest, TraceHasEveryOpOfTheStep) {
