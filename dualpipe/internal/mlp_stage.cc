@@ -40,11 +40,18 @@ void Gemm(bool transpose_a, bool transpose_b, int m, int n, int k, const float* 
               transpose_b ? k : n, accumulate ? 1.0f : 0.0f, c, n);
 }
 
-float Gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * static_cast<float>(M_SQRT1_2))); }
-float GeluGrad(float x) {
-  const float cdf = 0.5f * (1.0f + std::erf(x * static_cast<float>(M_SQRT1_2)));
-  const float pdf = std::exp(-0.5f * x * x) * static_cast<float>(0.5 * M_2_SQRTPI * M_SQRT1_2);
-  return cdf + x * pdf;
+// GELU (erf form) of each h into a, and its derivative into grad.
+void Gelu(const std::vector<float>& h, std::vector<float>& a, std::vector<float>& grad) {
+  a.resize(h.size());
+  grad.resize(h.size());
+  const float inv_sqrt2 = static_cast<float>(M_SQRT1_2);
+  const float inv_sqrt_2pi = static_cast<float>(0.5 * M_2_SQRTPI * M_SQRT1_2);
+  for (size_t i = 0; i < h.size(); ++i) {
+    const float x = h[i];
+    const float cdf = 0.5f * (1.0f + std::erf(x * inv_sqrt2));
+    a[i] = x * cdf;
+    grad[i] = cdf + x * std::exp(-0.5f * x * x) * inv_sqrt_2pi;
+  }
 }
 
 std::vector<float> FromBytes(absl::Span<const std::byte> bytes) {
@@ -100,12 +107,11 @@ absl::Status MlpStage::Forward(int microbatch, absl::Span<const std::byte> input
   const int t = spec_.tokens, d = spec_.dim, h = spec_.hidden;
   Saved& saved = saved_[microbatch];
   saved.x = FromBytes(input);
-  saved.h.resize(size_t{1} * t * h);
-  Gemm(false, true, t, h, d, saved.x.data(), w1_.data(), saved.h.data(), false);
-  std::vector<float> a(saved.h.size());
-  for (size_t i = 0; i < a.size(); ++i) a[i] = Gelu(saved.h[i]);
+  std::vector<float> pre(size_t{1} * t * h);
+  Gemm(false, true, t, h, d, saved.x.data(), w1_.data(), pre.data(), false);
+  Gelu(pre, saved.a, saved.gelu_grad);
   std::vector<float> y(size_t{1} * t * d);
-  Gemm(false, true, t, d, h, a.data(), w2_.data(), y.data(), false);
+  Gemm(false, true, t, d, h, saved.a.data(), w2_.data(), y.data(), false);
   if (last()) {
     const std::vector<float> target = MlpTarget(spec_, first_microbatch_ + microbatch);
     double sum = 0;
@@ -144,7 +150,7 @@ absl::Status MlpStage::BackwardInput(int microbatch, absl::Span<const std::byte>
   }
   saved.dh.resize(size_t{1} * t * h);
   Gemm(false, false, t, h, d, saved.dy.data(), w2_.data(), saved.dh.data(), false);
-  for (size_t i = 0; i < saved.dh.size(); ++i) saved.dh[i] *= GeluGrad(saved.h[i]);
+  for (size_t i = 0; i < saved.dh.size(); ++i) saved.dh[i] *= saved.gelu_grad[i];
   if (!input_grad.empty()) {
     std::vector<float> dx(size_t{1} * t * d);
     Gemm(false, false, t, d, h, saved.dh.data(), w1_.data(), dx.data(), false);
@@ -162,10 +168,8 @@ absl::Status MlpStage::BackwardWeight(int microbatch) {
   }
   const int t = spec_.tokens, d = spec_.dim, h = spec_.hidden;
   Saved& saved = it->second;
-  std::vector<float> a(saved.h.size());
-  for (size_t i = 0; i < a.size(); ++i) a[i] = Gelu(saved.h[i]);
   // dW2 [d, h] += dy^T a; dW1 [h, d] += dh^T x.
-  Gemm(true, false, d, h, t, saved.dy.data(), a.data(), grad_w2_.data(), true);
+  Gemm(true, false, d, h, t, saved.dy.data(), saved.a.data(), grad_w2_.data(), true);
   Gemm(true, false, h, d, t, saved.dh.data(), saved.x.data(), grad_w1_.data(), true);
   saved_.erase(it);
   return absl::OkStatus();

@@ -56,7 +56,8 @@ class MlpStage : public Stage {
  private:
   struct Saved {
     std::vector<float> x;   // [tokens, dim]
-    std::vector<float> h;   // [tokens, hidden], before GELU
+    std::vector<float> a;          // [tokens, hidden], after GELU
+    std::vector<float> gelu_grad;  // [tokens, hidden], GELU's derivative at its input
     std::vector<float> y;   // [tokens, dim], last stage only
     std::vector<float> dy;  // [tokens, dim], from BackwardInput
     std::vector<float> dh;  // [tokens, hidden], from BackwardInput

@@ -1,0 +1,190 @@
+// executor_benchmark: DeepSeek's example_dualpipe.py workload through our executor. Each stage is
+// Linear(512 -> 2048, no bias) -> GELU -> Linear(2048 -> 512, no bias) in f32 with an MSE loss on
+// the last stage, 20 micro-batches of 3 x 256 tokens, one BLAS thread per rank; ranks as threads
+// (--backend=local) or as MPI processes (--backend=mpi, under mpirun). Prints one line per step
+// and, last, `step_seconds <median>`.
+//
+//   bazel run -c opt //dualpipe:executor_benchmark -- --schedule=dualpipe --steps=5
+//   mpirun -np 4 bazel-bin/dualpipe/executor_benchmark --backend=mpi --schedule=dualpipe
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "comm/bootstrap.h"
+#include "comm/local_communicator.h"
+#include "core/flags.h"
+#include "core/status_macros.h"
+#include "core/trace.h"
+#include "dualpipe/executor.h"
+#include "dualpipe/generate.h"
+#include "dualpipe/internal/mlp_stage.h"
+#include "dualpipe/placement.h"
+
+ABSL_FLAG(std::string, schedule, "dualpipe",
+          "dualpipe, dualpipev, 1f1b, zb1p, interleaved1f1b or zbv.");
+ABSL_FLAG(std::string, backend, "local",
+          "local (ranks as threads of this process) or mpi (one process per rank, under mpirun).");
+ABSL_FLAG(int, ranks, 4, "Pipeline ranks for --backend=local (mpi: the job's size), 1..64.");
+ABSL_FLAG(int, microbatches, 20, "Micro-batches per step, 1..10000.");
+ABSL_FLAG(int, tokens, 768, "Tokens per micro-batch (DeepSeek's example: 3 x 256).");
+ABSL_FLAG(int, hidden, 512, "Model width; the MLP's inner width is 4x.");
+ABSL_FLAG(int, steps, 5, "Timed steps after one warm-up step, 1..1000.");
+ABSL_FLAG(std::string, trace, "",
+          "Write one more step's Chrome trace (every rank's ops and waits) to this file; under "
+          "mpi each rank writes FILE.<rank>.");
+
+namespace {
+
+using dualpipe::internal::MlpSpec;
+
+struct Config {
+  dualpipe::Schedule schedule;
+  MlpSpec spec;
+  int steps = 0;
+};
+
+absl::Status CheckRange(const char* flag, int value, int low, int high) {
+  if (value < low || value > high) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, " must be in [", low, ", ", high, "], got ", value));
+  }
+  return absl::OkStatus();
+}
+
+// One rank's run: builds its stages and executor, runs a warm-up and the timed steps, and
+// returns the step times (rank 0's are printed).
+absl::StatusOr<std::vector<double>> RunRank(const Config& config, comm::Communicator& comm,
+                                            core::TraceRecorder* trace) {
+  const dualpipe::Schedule& schedule = config.schedule;
+  std::vector<std::unique_ptr<dualpipe::internal::MlpStage>> owned;
+  std::vector<dualpipe::Stage*> stages(schedule.NumPaths(), nullptr);
+  for (const dualpipe::HostedStage& hs : dualpipe::HostedStages(schedule, comm.rank())) {
+    owned.push_back(
+        std::make_unique<dualpipe::internal::MlpStage>(config.spec, hs.stage, hs.first_microbatch));
+    stages[hs.path] = owned.back().get();
+  }
+  std::vector<std::vector<std::byte>> inputs;
+  for (int m = 0; m < schedule.TotalMicrobatches(); ++m) {
+    const std::vector<float> input = dualpipe::internal::MlpInput(config.spec, m);
+    inputs.emplace_back(input.size() * sizeof(float));
+    std::memcpy(inputs.back().data(), input.data(), inputs.back().size());
+  }
+  std::vector<absl::Span<const std::byte>> spans(inputs.begin(), inputs.end());
+  ASSIGN_OR_RETURN(std::unique_ptr<dualpipe::Executor> executor,
+                   dualpipe::Executor::Create(schedule, stages, &comm));
+  RETURN_IF_ERROR((*executor).Step(spans).status());  // warm-up
+  std::vector<double> seconds;
+  for (int step = 0; step < config.steps; ++step) {
+    RETURN_IF_ERROR(comm.Barrier());
+    ASSIGN_OR_RETURN(dualpipe::StepResult result, executor->Step(spans));
+    RETURN_IF_ERROR(comm.Barrier());
+    seconds.push_back(result.seconds);
+  }
+  if (trace != nullptr) {
+    ASSIGN_OR_RETURN(std::unique_ptr<dualpipe::Executor> traced,
+                     dualpipe::Executor::Create(schedule, stages, &comm, {.trace = trace}));
+    RETURN_IF_ERROR(traced->Step(spans).status());
+  }
+  return seconds;
+}
+
+absl::Status Run() {
+  const std::string backend = absl::GetFlag(FLAGS_backend);
+  if (backend != "local" && backend != "mpi") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--backend must be local or mpi, got '", backend, "'"));
+  }
+  RETURN_IF_ERROR(CheckRange("ranks", absl::GetFlag(FLAGS_ranks), 1, 64));
+  RETURN_IF_ERROR(CheckRange("microbatches", absl::GetFlag(FLAGS_microbatches), 1, 10000));
+  RETURN_IF_ERROR(CheckRange("tokens", absl::GetFlag(FLAGS_tokens), 1, 1 << 16));
+  RETURN_IF_ERROR(CheckRange("hidden", absl::GetFlag(FLAGS_hidden), 1, 1 << 14));
+  RETURN_IF_ERROR(CheckRange("steps", absl::GetFlag(FLAGS_steps), 1, 1000));
+  RETURN_IF_ERROR(comm::ValidateCommFlags());
+  openblas_set_num_threads(1);
+
+  std::unique_ptr<comm::Communicator> world;
+  int ranks = absl::GetFlag(FLAGS_ranks);
+  if (backend == "mpi") {
+    ASSIGN_OR_RETURN(world, comm::CreateWorldCommunicator(comm::Backend::kMpi));
+    ranks = world->size();
+  }
+  Config config;
+  ASSIGN_OR_RETURN(config.schedule, dualpipe::GenerateSchedule(absl::GetFlag(FLAGS_schedule),
+                                                               ranks,
+                                                               absl::GetFlag(FLAGS_microbatches)));
+  config.spec.num_stages = 0;
+  for (const dualpipe::Route& route : config.schedule.routes) {
+    config.spec.num_stages = std::max(config.spec.num_stages, static_cast<int>(route.hops.size()));
+  }
+  config.spec.dim = absl::GetFlag(FLAGS_hidden);
+  config.spec.hidden = 4 * config.spec.dim;
+  config.spec.tokens = absl::GetFlag(FLAGS_tokens);
+  config.steps = absl::GetFlag(FLAGS_steps);
+  const std::string trace_path = absl::GetFlag(FLAGS_trace);
+  core::TraceRecorder trace;
+  core::TraceRecorder* tracer = trace_path.empty() ? nullptr : &trace;
+
+  std::vector<double> seconds;
+  if (world != nullptr) {
+    ASSIGN_OR_RETURN(seconds, RunRank(config, *world, tracer));
+  } else {
+    std::mutex mu;
+    const std::vector<absl::Status> statuses =
+        comm::RunLocalRanks(ranks, [&](comm::Communicator& comm) -> absl::Status {
+          ASSIGN_OR_RETURN(std::vector<double> mine, RunRank(config, comm, tracer));
+          std::lock_guard<std::mutex> lock(mu);
+          if (comm.rank() == 0) seconds = std::move(mine);
+          return absl::OkStatus();
+        });
+    for (const absl::Status& status : statuses) RETURN_IF_ERROR(status);
+  }
+  const bool prints = world == nullptr || world->rank() == 0;
+  // Forward 2 GEMMs and backward 4, each 2 * tokens * dim * 4dim FLOPs, per stage and micro-batch.
+  const double flops = 12.0 * config.spec.tokens * config.spec.dim * config.spec.hidden *
+                       config.spec.num_stages * config.schedule.TotalMicrobatches();
+  if (prints) {
+    std::printf("%s, %d ranks (%s), %d micro-batches of %d tokens, width %d: %.0f GFLOP per step\n",
+                config.schedule.name.c_str(), ranks, backend.c_str(),
+                config.schedule.TotalMicrobatches(), config.spec.tokens, config.spec.dim,
+                flops / 1e9);
+    std::printf("%6s %12s %12s\n", "step", "seconds", "GFLOP/s");
+    for (size_t i = 0; i < seconds.size(); ++i) {
+      std::printf("%6zu %12.3f %12.1f\n", i + 1, seconds[i], flops / seconds[i] / 1e9);
+    }
+  }
+  if (tracer != nullptr) {
+    // Threads share one trace; MPI processes write one file each, suffixed with the rank.
+    if (world == nullptr) {
+      RETURN_IF_ERROR(trace.WriteFile(trace_path));
+    } else {
+      RETURN_IF_ERROR(trace.WriteFile(absl::StrCat(trace_path, ".", world->rank())));
+    }
+  }
+  std::vector<double> sorted = seconds;
+  std::sort(sorted.begin(), sorted.end());
+  if (prints) std::printf("step_seconds %.4f\n", sorted[sorted.size() / 2]);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  core::ParseFlagsOrExit(argc, argv,
+                         "Times DeepSeek's example DualPipe workload through the pipeline "
+                         "executor.\nUsage: executor_benchmark [--schedule=S] [--backend=local|mpi] "
+                         "[--steps=N] [--trace=FILE]");
+  if (const absl::Status status = Run(); !status.ok()) {
+    std::fprintf(stderr, "executor_benchmark: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
