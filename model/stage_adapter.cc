@@ -42,7 +42,11 @@ absl::StatusOr<std::unique_ptr<StageAdapter>> StageAdapter::Create(ModelStage<fl
 }
 
 StageAdapter::StageAdapter(ModelStage<float>* stage, std::vector<MicroBatch> batches, EpComms ep)
-    : stage_(stage), batches_(std::move(batches)), ep_(ep), losses_(batches_.size()) {}
+    : stage_(stage),
+      batches_(std::move(batches)),
+      ep_(ep),
+      losses_(batches_.size()),
+      loads_(stage->blocks().size()) {}
 
 size_t StageAdapter::ActivationBytes() const {
   const size_t tokens = batches_.empty() ? 0 : batches_[0].tokens.size();
@@ -111,6 +115,12 @@ absl::StatusOr<StageAdapter::InFlight*> StageAdapter::StartBackward(
 void StageAdapter::FinishForward(int microbatch, const Matrix<float>& result,
                                  const InFlight& in_flight, absl::Span<std::byte> output) {
   losses_[microbatch] = in_flight.ctx.aux_loss;
+  const std::vector<DecoderBlock<float>>& blocks = stage_->blocks();
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const std::vector<int64_t>& loads = blocks[b].MoeLoads(in_flight.ctx.blocks[b]);
+    if (loads_[b].empty()) loads_[b].assign(loads.size(), 0);
+    for (size_t e = 0; e < loads.size(); ++e) loads_[b][e] += loads[e];
+  }
   if (stage_->range().has_head) {
     *losses_[microbatch] += result(0, 0);
   } else {

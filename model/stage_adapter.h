@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <cstdint>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -71,7 +72,12 @@ class StageAdapter : public dualpipe::Stage {
 
   // This stage's part of micro-batch i's loss, from its latest Forward: its MoE balance losses,
   // plus the cross-entropy on the last stage. NOT_FOUND before any Forward of it.
-  absl::StatusOr<float> Loss(int microbatch) const;
+  absl::StatusOr<float> Loss(int microbatch) const override;
+
+  // [block of the stage] -> tokens routed to each expert, summed over this adapter's forwards so
+  // far (this rank's tokens only; empty for dense blocks): the load statistics of a step, for the
+  // auxiliary-loss-free bias update and for EPLB.
+  const std::vector<std::vector<int64_t>>& loads() const { return loads_; }
 
  private:
   struct InFlight {
@@ -101,6 +107,7 @@ class StageAdapter : public dualpipe::Stage {
   EpComms ep_;
   std::map<int, InFlight> in_flight_;         // by micro-batch, from Forward to BackwardWeight
   std::vector<std::optional<float>> losses_;  // by micro-batch
+  std::vector<std::vector<int64_t>> loads_;   // by block, then expert
 };
 
 }  // namespace model
