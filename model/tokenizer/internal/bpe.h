@@ -1,0 +1,70 @@
+// The tokenizer.json `model` of type BPE, kept in raw bytes: each vocabulary entry (written in
+// the byte-level alphabet in the file) is stored as the bytes it stands for, and merges are a
+// table from a pair of ids to (rank, merged id). Encoding a piece starts from its single bytes and
+// repeatedly merges the adjacent pair of lowest rank, leftmost first (Hugging Face's order).
+// Supported options: `ignore_merges`, `byte_fallback`, `unk_token`; `dropout`,
+// `continuing_subword_prefix` and `end_of_word_suffix` must be null or empty.
+#ifndef MODEL_TOKENIZER_INTERNAL_BPE_H_
+#define MODEL_TOKENIZER_INTERNAL_BPE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+
+namespace tokenizer::internal {
+
+class BpeModel {
+ public:
+  // Parses the JSON at `path` ("model"). InvalidArgument naming the path for a type other than
+  // BPE, an unsupported option, a vocabulary entry outside the byte-level alphabet that a merge
+  // uses, or a merge whose parts or result are not in the vocabulary.
+  static absl::StatusOr<BpeModel> FromJson(const nlohmann::json& config, const std::string& path);
+
+  // Appends the ids of `piece` (raw bytes, non-empty) to *out. InvalidArgument if a byte has no
+  // token and neither byte fallback nor an unknown token applies. Thread-safe.
+  absl::Status Encode(std::string_view piece, std::vector<int32_t>* out) const;
+
+  // One past the largest id of the vocabulary.
+  int32_t id_limit() const { return static_cast<int32_t>(bytes_.size()); }
+  // Whether `id` is in the vocabulary, and the bytes it stands for.
+  bool has_id(int32_t id) const { return id >= 0 && id < id_limit() && present_[id]; }
+  const std::string& bytes(int32_t id) const { return bytes_[id]; }
+  // The vocabulary entry as written in tokenizer.json (byte-level alphabet).
+  const std::string& token(int32_t id) const { return tokens_[id]; }
+  // The id of a vocabulary entry as written in tokenizer.json, or -1.
+  int32_t TokenToId(std::string_view token) const;
+  int32_t num_merges() const { return num_merges_; }
+
+ private:
+  struct Merge {
+    int32_t rank;
+    int32_t merged;
+  };
+  static uint64_t PairKey(int32_t left, int32_t right) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) |
+           static_cast<uint32_t>(right);
+  }
+  absl::Status AppendUnmergeable(unsigned char byte, std::vector<int32_t>* out) const;
+
+  std::vector<std::string> bytes_;                         // [id] raw bytes
+  std::vector<std::string> tokens_;                        // [id] as in the file
+  std::vector<bool> present_;                              // [id]
+  absl::flat_hash_map<std::string, int32_t> token_to_id_;  // file form
+  absl::flat_hash_map<std::string, int32_t> bytes_to_id_;  // raw bytes (byte-level entries only)
+  absl::flat_hash_map<uint64_t, Merge> merges_;
+  int32_t byte_ids_[256];  // the token of each single byte, -1 if none
+  bool ignore_merges_ = false;
+  bool byte_fallback_ = false;
+  int32_t unk_id_ = -1;
+  int32_t num_merges_ = 0;
+};
+
+}  // namespace tokenizer::internal
+
+#endif  // MODEL_TOKENIZER_INTERNAL_BPE_H_

@@ -1,0 +1,54 @@
+// A compiled pre-tokenizer regex on PCRE2 (UTF-8, Unicode properties, JIT).
+//
+// Patterns are written for Rust's `regex` crate (Hugging Face tokenizers) and mostly mean the same
+// in PCRE2; the one difference that changes tokenization is `\s`, which Rust defines as Unicode's
+// White_Space property and PCRE2 as Z plus tab..CR (no U+0085). Compile rewrites `\s` and `\S`
+// (also inside classes, except a negated `\S` there, which is rejected) into explicit White_Space
+// classes, so matches equal the Rust library's.
+//
+// Thread-safe: FindAll is const and keeps its scratch state per thread.
+#ifndef MODEL_TOKENIZER_INTERNAL_REGEX_H_
+#define MODEL_TOKENIZER_INTERNAL_REGEX_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace tokenizer::internal {
+
+class Regex {
+ public:
+  // InvalidArgument if the pattern does not compile (the message carries PCRE2's reason and
+  // offset).
+  static absl::StatusOr<std::unique_ptr<Regex>> Compile(std::string_view pattern);
+  ~Regex();
+  Regex(const Regex&) = delete;
+  Regex& operator=(const Regex&) = delete;
+
+  // Appends to *matches the [begin, end) byte ranges of the successive non-overlapping, non-empty
+  // matches in `text`, left to right. Precondition: `text` is valid UTF-8 (not re-checked).
+  // Internal if PCRE2 fails (for instance its JIT stack is exhausted).
+  absl::Status FindAll(std::string_view text,
+                       std::vector<std::pair<size_t, size_t>>* matches) const;
+
+  const std::string& pattern() const { return pattern_; }
+
+ private:
+  Regex() = default;
+  std::string pattern_;   // as given
+  void* code_ = nullptr;  // pcre2_code*
+  bool jit_ = false;
+};
+
+// The PCRE2 pattern Compile uses for a Rust-flavoured one (exposed for tests).
+absl::StatusOr<std::string> TranslateRustRegex(std::string_view pattern);
+
+}  // namespace tokenizer::internal
+
+#endif  // MODEL_TOKENIZER_INTERNAL_REGEX_H_
