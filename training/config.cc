@@ -64,7 +64,7 @@ absl::Status SetValue(Message& message, const FieldDescriptor* field, absl::stri
     // Parse into a scratch message, then append.
     std::unique_ptr<Message> scratch(message.New());
     if (!google::protobuf::TextFormat::ParseFieldValueFromString(std::string(value), field,
-                                                                  scratch.get())) {
+                                                                 scratch.get())) {
       return absl::InvalidArgumentError(
           absl::StrCat("--set ", path, ": '", value, "' is not a ", field->type_name()));
     }
@@ -72,7 +72,7 @@ absl::Status SetValue(Message& message, const FieldDescriptor* field, absl::stri
     return absl::OkStatus();
   }
   if (!google::protobuf::TextFormat::ParseFieldValueFromString(std::string(value), field,
-                                                                &message)) {
+                                                               &message)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--set ", path, ": '", value, "' is not a ", field->type_name()));
   }
@@ -99,8 +99,7 @@ absl::Status ApplyOverride(Message& message, absl::string_view assignment) {
   Message* target = &message;
   const std::vector<absl::string_view> names = absl::StrSplit(path, '.');
   for (size_t i = 0; i < names.size(); ++i) {
-    const FieldDescriptor* field =
-        target->GetDescriptor()->FindFieldByName(std::string(names[i]));
+    const FieldDescriptor* field = target->GetDescriptor()->FindFieldByName(std::string(names[i]));
     if (field == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("--set ", path, ": ",
                                                      target->GetDescriptor()->full_name(),
@@ -109,8 +108,8 @@ absl::Status ApplyOverride(Message& message, absl::string_view assignment) {
     const bool last = i + 1 == names.size();
     if (field->type() == FieldDescriptor::TYPE_MESSAGE) {
       if (last || field->is_repeated()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--set ", path, ": '", names[i], "' is a message, name one of its fields"));
+        return absl::InvalidArgumentError(absl::StrCat("--set ", path, ": '", names[i],
+                                                       "' is a message, name one of its fields"));
       }
       target = target->GetReflection()->MutableMessage(target, field);
       continue;
@@ -142,7 +141,8 @@ absl::StatusOr<TrainingConfig> LoadTrainingConfig(const std::string& path,
   if (!parser.ParseFromString(text, &config)) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", errors.error()));
   }
-  for (const std::string& assignment : overrides) RETURN_IF_ERROR(ApplyOverride(config, assignment));
+  for (const std::string& assignment : overrides)
+    RETURN_IF_ERROR(ApplyOverride(config, assignment));
   if (config.has_model() && !config.model_config().empty()) {
     return absl::InvalidArgumentError("set either model_config or model, not both");
   }
@@ -177,29 +177,28 @@ absl::Status ValidateTrainingConfig(const TrainingConfig& config) {
         absl::StrCat("parallel.schedule must be dualpipe, dualpipev, 1f1b, zb1p or zbv, got '",
                      parallel.schedule(), "'"));
   }
-  for (const auto& [name, value] : {std::pair<const char*, int>{"parallel.pp", parallel.pp()},
-                                    {"parallel.ep", parallel.ep()},
-                                    {"parallel.dp", parallel.dp()},
-                                    {"parallel.microbatches", parallel.microbatches()},
-                                    {"parallel.sequences_per_microbatch",
-                                     parallel.sequences_per_microbatch()},
-                                    {"steps", config.steps()},
-                                    {"data.seq_len", config.data().seq_len()}}) {
+  for (const auto& [name, value] :
+       {std::pair<const char*, int>{"parallel.pp", parallel.pp()},
+        {"parallel.ep", parallel.ep()},
+        {"parallel.dp", parallel.dp()},
+        {"parallel.microbatches", parallel.microbatches()},
+        {"parallel.sequences_per_microbatch", parallel.sequences_per_microbatch()},
+        {"steps", config.steps()},
+        {"data.seq_len", config.data().seq_len()}}) {
     if (value < 1) {
       return absl::InvalidArgumentError(absl::StrCat(name, " must be >= 1, got ", value));
     }
   }
-  if (absl::StatusOr<dualpipe::Schedule> schedule = dualpipe::GenerateSchedule(
-          parallel.schedule(), parallel.pp(), parallel.microbatches());
+  if (absl::StatusOr<dualpipe::Schedule> schedule =
+          dualpipe::GenerateSchedule(parallel.schedule(), parallel.pp(), parallel.microbatches());
       !schedule.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("parallel: ", schedule.status().message()));
   }
   const int stages = NumModelStages(config);
   if (model.num_layers() % stages != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("parallel.pp: ", stages, " model stages (", parallel.schedule(),
-                     " over pp=", parallel.pp(), ") do not divide the model's ",
-                     model.num_layers(), " layers"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "parallel.pp: ", stages, " model stages (", parallel.schedule(), " over pp=", parallel.pp(),
+        ") do not divide the model's ", model.num_layers(), " layers"));
   }
   const bool has_moe = model.first_k_dense_layers() < model.num_layers();
   if (has_moe && model.moe().num_routed_experts() % parallel.ep() != 0) {
@@ -218,9 +217,9 @@ absl::Status ValidateTrainingConfig(const TrainingConfig& config) {
   if (config.data().corpus().empty()) {
     return absl::InvalidArgumentError("data.corpus: name at least one file, folder or glob");
   }
-  if (config.data().tokenizer().empty() && config.data().tokenizer_vocab_size() < 257) {
+  if (config.data().tokenizer().empty() && config.data().tokenizer_vocab_size() < 261) {
     return absl::InvalidArgumentError(
-        "data.tokenizer_vocab_size must be >= 257 when no data.tokenizer is given");
+        "data.tokenizer_vocab_size must be >= 261 when no data.tokenizer is given");
   }
   if (config.data().validation_fraction() < 0 || config.data().validation_fraction() >= 1) {
     return absl::InvalidArgumentError("data.validation_fraction must be in [0, 1)");
@@ -231,9 +230,9 @@ absl::Status ValidateTrainingConfig(const TrainingConfig& config) {
   if (optimizer.min_lr() < 0 || optimizer.min_lr() > optimizer.lr()) {
     return absl::InvalidArgumentError("optimizer.min_lr must be in [0, lr]");
   }
-  for (const auto& [name, beta] : {std::pair<const char*, double>{"optimizer.beta1",
-                                                                   optimizer.beta1()},
-                                   {"optimizer.beta2", optimizer.beta2()}}) {
+  for (const auto& [name, beta] :
+       {std::pair<const char*, double>{"optimizer.beta1", optimizer.beta1()},
+        {"optimizer.beta2", optimizer.beta2()}}) {
     if (beta < 0 || beta >= 1) {
       return absl::InvalidArgumentError(absl::StrCat(name, " must be in [0, 1), got ", beta));
     }

@@ -1,0 +1,90 @@
+// The trainer: one rank's training loop over the pipeline executor, with expert and data
+// parallelism, AdamW, checkpoints, metrics and traces.
+//
+// World = PP x EP x DP (comm::ParallelGroups). Each (EP, DP) coordinate is a pipeline running the
+// schedule over its own data shard; the EP ranks of a pipeline stage exchange tokens for their
+// experts inside the model. After a step's executor run, gradients are combined: DualPipe's two
+// copies of a stage summed over the pipeline group, the weights every expert rank holds summed
+// over the EP group, everything over the DP group; then clipped by the global norm and applied by
+// AdamW on every copy alike, so the copies stay equal bit for bit.
+//
+//   ASSIGN_OR_RETURN(PreparedData data, PrepareData(config, output_dir));
+//   comm::RunLocalRanks(world_size, [&](comm::Communicator& world) {
+//     return TrainRank(config, options, data, world).status();
+//   });
+#ifndef TRAINING_TRAINER_H_
+#define TRAINING_TRAINER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "comm/communicator.h"
+#include "model/tokenizer/tokenizer.h"
+#include "training/config.pb.h"
+#include "training/data/token_cache.h"
+
+namespace training {
+
+// The tokenizer and the tokenized corpus, shared read-only by the ranks of one process.
+struct PreparedData {
+  std::shared_ptr<const tokenizer::Tokenizer> tokenizer;
+  std::string tokenizer_json;  // its file's contents, copied into checkpoints
+  std::shared_ptr<const data::TokenizedCorpus> corpus;
+  int32_t eos_id = 0;
+  // Entropy (nats per token) of the corpus's unigram distribution: the loss of a model that knows
+  // only token frequencies, the bar a trained model must get well below.
+  double unigram_entropy = 0;
+  std::string summary;  // one line: documents, tokens, files skipped, cache reused or built
+};
+
+// Loads (or, without data.tokenizer, trains once and caches) the tokenizer and tokenizes the
+// corpus into a cached token stream under the cache directory (data.cache_dir, or
+// OUTPUT_DIR/cache). Errors name the file: a missing path, an empty corpus, a vocabulary larger
+// than the model's.
+absl::StatusOr<PreparedData> PrepareData(const TrainingConfig& config,
+                                         const std::string& output_dir);
+
+struct TrainerOptions {
+  std::string output_dir;    // checkpoints/, metrics.jsonl, loss.svg, traces/, expert_loads/
+  bool resume = false;       // continue from the newest complete checkpoint
+  int trace_first_step = 0;  // write Chrome traces of steps [first, last] (1-based); 0: none
+  int trace_last_step = 0;
+  double peak_gflops = 0;     // for MFU; 0 measures one core's SGEMM rate times the cores
+  bool progress_bar = false;  // draw a progress bar (on a terminal) instead of plain log lines
+  // Set (e.g. by a signal handler) to stop after the current step with a checkpoint.
+  const std::atomic<bool>* stop = nullptr;
+  // Stop after this step (1-based) as if `stop` had been set then; 0: run to config.steps.
+  int64_t stop_after_step = 0;
+};
+
+struct TrainSummary {
+  int64_t steps = 0;          // the step the run ended at
+  double final_loss = 0;      // training loss of the last step
+  double val_loss = 0;        // validation loss at the end
+  std::string checkpoint;     // the last checkpoint written
+  std::vector<float> losses;  // the training loss of every step of this run, in order
+};
+
+// Trains on this rank of `world` (collective: every rank of the world calls it). Returns the
+// summary (on every rank), or the first error: a config that does not fit world.size(), data too
+// small for a step, a checkpoint of another model, a communication error naming the rank and op.
+absl::StatusOr<TrainSummary> TrainRank(const TrainingConfig& config, const TrainerOptions& options,
+                                       const PreparedData& data, comm::Communicator& world);
+
+// FLOPs of one training token (forward and backward: 6 per active weight plus attention).
+double TrainingFlopsPerToken(const model::ModelConfig& config, int seq_len);
+
+// Parameters of the whole model, and those active per token (embedding and head included).
+struct ParameterCount {
+  int64_t total = 0;
+  int64_t active = 0;
+};
+ParameterCount CountParameters(const model::ModelConfig& config);
+
+}  // namespace training
+
+#endif  // TRAINING_TRAINER_H_

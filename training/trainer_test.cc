@@ -1,0 +1,270 @@
+#include "training/trainer.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "comm/local_communicator.h"
+#include "gtest/gtest.h"
+#include "model/safetensors.h"
+#include "training/checkpoint.h"
+#include "training/config.h"
+
+namespace training {
+namespace {
+namespace fs = std::filesystem;
+
+// A 4-layer MoE model (1 dense + 3 MoE layers of 8 experts) on the tokenizer tests' corpus.
+constexpr char kConfig[] = R"pb(
+  name: "trainer_test"
+  model {
+    name: "test-moe"
+    vocab_size: 640
+    hidden_size: 16
+    intermediate_size: 32
+    num_layers: 4
+    first_k_dense_layers: 1
+    num_heads: 2
+    head_dim: 8
+    rope_theta: 10000
+    rms_norm_eps: 1e-6
+    max_seq_len: 16
+    init_std: 0.1
+    moe {
+      num_routed_experts: 8
+      num_shared_experts: 1
+      top_k: 2
+      num_groups: 4
+      topk_groups: 2
+      route_scale: 1.5
+      expert_intermediate_size: 8
+      bias_update_speed: 0.01
+      sequence_aux_loss_alpha: 0.001
+    }
+  }
+  data {
+    corpus: "model/tokenizer/testdata/corpus"
+    tokenizer: "model/tokenizer/testdata/tiny_tokenizer.json"
+    seq_len: 8
+    validation_fraction: 0
+  }
+  optimizer {
+    lr: 1e-2
+    min_lr: 1e-3
+    warmup_steps: 2
+    decay: "cosine"
+    beta1: 0.9
+    beta2: 0.95
+    eps: 1e-8
+    weight_decay: 0.1
+    clip_grad_norm: 0
+  }
+  parallel { schedule: "1f1b" pp: 1 ep: 1 dp: 1 microbatches: 8 sequences_per_microbatch: 1 }
+  checkpoint { every_steps: 0 keep: 0 }
+  logging { log_every: 1 }
+  steps: 5
+  seed: 7
+)pb";
+
+struct TrainRun {
+  std::vector<float> losses;
+  std::map<std::string, std::vector<float>> params;  // from the last checkpoint
+  std::map<std::string, std::vector<float>> optimizer;
+};
+
+std::string TempDir(const std::string& name) {
+  const char* base = std::getenv("TEST_TMPDIR");
+  const fs::path dir = fs::path(base != nullptr ? base : "/tmp") / name;
+  fs::remove_all(dir);
+  return dir.string();
+}
+
+// Every f32 tensor of the checkpoint's files whose name starts with `prefix`, by tensor name.
+std::map<std::string, std::vector<float>> ReadShards(const std::string& checkpoint,
+                                                     const std::string& prefix) {
+  std::map<std::string, std::vector<float>> tensors;
+  for (const fs::directory_entry& entry : fs::directory_iterator(checkpoint)) {
+    const std::string file = entry.path().filename().string();
+    if (file.rfind(prefix, 0) != 0 || entry.path().extension() != ".safetensors") continue;
+    absl::StatusOr<model::SafetensorsFile> shard = model::ReadSafetensors(entry.path().string());
+    EXPECT_TRUE(shard.ok()) << shard.status();
+    if (!shard.ok()) continue;
+    for (const auto& [name, tensor] : shard->tensors) {
+      if (tensor.dtype() != core::DType::kF32) continue;
+      const float* data = tensor.data<float>();
+      // Model files of different expert ranks share nothing; optimizer files hold every
+      // parameter their rank updates, so they are keyed by file too.
+      const std::string key = prefix == "model-" ? name : absl::StrCat(file, ":", name);
+      EXPECT_EQ(tensors.count(key), 0u) << key;
+      tensors[key] = std::vector<float>(data, data + tensor.num_elements());
+    }
+  }
+  return tensors;
+}
+
+// Trains kConfig with `overrides` on ranks as threads into `dir`.
+TrainRun Train(const std::vector<std::string>& overrides, const std::string& dir,
+               bool resume = false, int64_t stop_after_step = 0) {
+  TrainRun run;
+  const std::string config_path = TempDir("config") + ".textproto";
+  { std::ofstream(config_path) << kConfig; }
+  absl::StatusOr<TrainingConfig> config = LoadTrainingConfig(config_path, overrides);
+  EXPECT_TRUE(config.ok()) << config.status();
+  if (!config.ok()) return run;
+  absl::StatusOr<PreparedData> data = PrepareData(*config, dir);
+  EXPECT_TRUE(data.ok()) << data.status();
+  if (!data.ok()) return run;
+  TrainerOptions options;
+  options.output_dir = dir;
+  options.resume = resume;
+  options.stop_after_step = stop_after_step;
+  options.peak_gflops = 1;
+  const int world = config->parallel().pp() * config->parallel().ep() * config->parallel().dp();
+  std::mutex mu;
+  const std::vector<absl::Status> statuses =
+      comm::RunLocalRanks(world, [&](comm::Communicator& comm) -> absl::Status {
+        absl::StatusOr<TrainSummary> summary = TrainRank(*config, options, *data, comm);
+        if (!summary.ok()) return summary.status();
+        std::lock_guard<std::mutex> lock(mu);
+        if (comm.rank() == 0) run.losses = summary->losses;
+        return absl::OkStatus();
+      });
+  for (const absl::Status& status : statuses) EXPECT_TRUE(status.ok()) << status;
+  absl::StatusOr<std::vector<std::pair<int64_t, std::string>>> checkpoints =
+      ListCheckpoints((fs::path(dir) / "checkpoints").string());
+  EXPECT_TRUE(checkpoints.ok() && !checkpoints->empty());
+  if (checkpoints.ok() && !checkpoints->empty()) {
+    run.params = ReadShards(checkpoints->back().second, "model-");
+    run.optimizer = ReadShards(checkpoints->back().second, "optimizer-");
+  }
+  return run;
+}
+
+// |a - b| <= tolerance * (max(|a|, |b|) + 0.01) element by element: relative, with a floor of
+// the weights' scale (init_std 0.1), because AdamW divides each gradient by its own RMS, so
+// gradients equal to rounding can move a near-zero weight by rounding of the update's size.
+void ExpectClose(const std::vector<float>& a, const std::vector<float>& b, double tolerance,
+                 const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double scale = std::max(std::abs(double{a[i]}), std::abs(double{b[i]})) + 0.01;
+    ASSERT_LE(std::abs(double{a[i]} - b[i]), tolerance * scale)
+        << what << "[" << i << "]: " << a[i] << " vs " << b[i];
+  }
+}
+
+// Losses within `tolerance`; parameters within 10x that after five AdamW steps (see ExpectClose).
+void ExpectSameModel(const TrainRun& a, const TrainRun& b, double tolerance) {
+  ExpectClose(a.losses, b.losses, tolerance, "losses");
+  tolerance *= 10;
+  ASSERT_EQ(a.params.size(), b.params.size());
+  for (const auto& [name, values] : a.params) {
+    ASSERT_EQ(b.params.count(name), 1u) << name;
+    ExpectClose(values, b.params.at(name), tolerance, name);
+  }
+}
+
+class PipelinedTrainingTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() { single_ = new TrainRun(Train({}, TempDir("single"))); }
+  static void TearDownTestSuite() { delete single_; }
+  static TrainRun* single_;
+};
+TrainRun* PipelinedTrainingTest::single_ = nullptr;
+
+// 1F1B and ZB1P accumulate each stage's gradients in micro-batch order, as the single rank does,
+// so the parameters are equal bit for bit. The losses are sums of the stages' parts (MoE balance
+// terms on each stage, the cross-entropy on the last), added in another order across ranks, so
+// they agree to f32 rounding.
+TEST_F(PipelinedTrainingTest, OneF1BAndZb1pEqualOneRank) {
+  ASSERT_EQ(single_->losses.size(), 5u);
+  EXPECT_LT(single_->losses.back(), single_->losses.front());
+  for (const char* schedule : {"1f1b", "zb1p"}) {
+    SCOPED_TRACE(schedule);
+    const TrainRun run =
+        Train({absl::StrCat("parallel.schedule=", schedule), "parallel.pp=4"}, TempDir(schedule));
+    ExpectClose(run.losses, single_->losses, 1e-6, "losses");
+    for (const auto& [name, values] : single_->params)
+      EXPECT_EQ(run.params.at(name), values) << name;
+  }
+}
+
+// DualPipe runs each stage as two copies, one per direction, whose gradients are summed after the
+// step: (sum over the first half) + (sum over the second half) rather than one running sum, which
+// rounds differently. DualPipeV's single route keeps micro-batch order.
+TEST_F(PipelinedTrainingTest, DualPipeAndDualPipeVEqualOneRank) {
+  const TrainRun dualpipe =
+      Train({"parallel.schedule=dualpipe", "parallel.pp=4"}, TempDir("dualpipe"));
+  ExpectSameModel(dualpipe, *single_, 1e-5);
+  const TrainRun dualpipev =
+      Train({"parallel.schedule=dualpipev", "parallel.pp=2"}, TempDir("dualpipev"));
+  ExpectSameModel(dualpipev, *single_, 1e-5);
+}
+
+// Two expert ranks (each with half of the experts and its own data shard) or two data-parallel
+// replicas see the same global batch as one rank with twice the micro-batches; the gradient sums
+// are split in two and added, so they agree to rounding.
+TEST_F(PipelinedTrainingTest, ExpertAndDataParallelEqualOneRank) {
+  const TrainRun wide = Train({"parallel.microbatches=16"}, TempDir("wide"));
+  const TrainRun ep = Train({"parallel.ep=2"}, TempDir("ep2"));
+  ExpectSameModel(ep, wide, 1e-5);
+  const TrainRun dp = Train({"parallel.dp=2"}, TempDir("dp2"));
+  ExpectSameModel(dp, wide, 1e-5);
+  const TrainRun all = Train({"parallel.schedule=dualpipe", "parallel.pp=2", "parallel.ep=2",
+                              "parallel.dp=2", "parallel.microbatches=4"},
+                             TempDir("all"));
+  ExpectSameModel(all, wide, 1e-5);
+}
+
+// 10 steps straight equal 5 steps, a checkpoint, a resume and 5 more, bit for bit: losses,
+// parameters and optimizer state (the data position, the MoE biases and AdamW's step come back).
+TEST(ResumeTest, ResumedRunEqualsStraightRun) {
+  const std::vector<std::string> layout = {"parallel.schedule=dualpipe", "parallel.pp=2",
+                                           "parallel.ep=2", "parallel.microbatches=4"};
+  std::vector<std::string> ten = layout;
+  ten.push_back("steps=10");
+  const TrainRun straight = Train(ten, TempDir("straight"));
+  const std::string dir = TempDir("resumed");
+  const TrainRun first = Train(ten, dir, /*resume=*/false, /*stop_after_step=*/5);
+  const TrainRun second = Train(ten, dir, /*resume=*/true);
+  std::vector<float> losses = first.losses;
+  losses.insert(losses.end(), second.losses.begin(), second.losses.end());
+  EXPECT_EQ(losses, straight.losses);
+  EXPECT_EQ(second.params, straight.params);
+  EXPECT_EQ(second.optimizer, straight.optimizer);
+}
+
+TEST(ConfigErrorsTest, LayoutErrorsNameTheField) {
+  const std::string path = TempDir("bad") + ".textproto";
+  { std::ofstream(path) << kConfig; }
+  struct Case {
+    std::string set;
+    std::string message;
+  };
+  for (const Case& c :
+       std::vector<Case>{{"parallel.pp=3", "do not divide the model's 4 layers"},
+                         {"parallel.ep=3", "does not divide the model's 8 routed experts"},
+                         {"parallel.schedule=dualpipe", "dualpipe needs an even number of ranks"},
+                         {"parallel.microbatches=2", "parallel:"},
+                         {"optimizer.decay=step", "optimizer.decay"},
+                         {"nosuch.field=1", "has no field 'nosuch'"},
+                         {"data.seq_len=99", "exceeds the model's max_seq_len"}}) {
+    std::vector<std::string> overrides = {c.set};
+    if (c.set == "parallel.microbatches=2") {
+      overrides = {"parallel.schedule=dualpipe", "parallel.pp=2", "parallel.microbatches=2"};
+    }
+    absl::StatusOr<TrainingConfig> config = LoadTrainingConfig(path, overrides);
+    EXPECT_TRUE(absl::IsInvalidArgument(config.status())) << c.set << ": " << config.status();
+    EXPECT_NE(config.status().message().find(c.message), std::string::npos)
+        << c.set << ": " << config.status();
+  }
+}
+
+}  // namespace
+}  // namespace training
