@@ -12,6 +12,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin
   libcpp-httplib-dev nlohmann-json3-dev libopenblas-dev
+  # //model/reference:reference_test runs a PyTorch port of DeepSeek's reference model.
+  python3-torch python3-numpy
 )
 
 missing=()
