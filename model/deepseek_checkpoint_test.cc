@@ -194,6 +194,13 @@ TEST_F(CheckpointTest, LoadsShardsBf16AndFp8IntoDoubleAndFloat) {
   // A stage loads its part of the same checkpoint.
   ModelStage<float> last(config_, {1, 2, false, true});
   EXPECT_TRUE(LoadDeepSeekCheckpoint(dir_, last.Params()).ok());
+  // Without the index, every .safetensors file of the directory is a shard.
+  std::filesystem::remove(dir_ + "/model.safetensors.index.json");
+  ModelStage<double> again(config_, StageRange::Whole(config_));
+  ASSERT_TRUE(LoadDeepSeekCheckpoint(dir_, again.Params()).ok());
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_EQ(again.Params()[i]->value, params[i]->value) << params[i]->name;
+  }
 }
 
 TEST_F(CheckpointTest, ErrorsNameTheTensorAndChangeNothing) {
