@@ -8,6 +8,11 @@ set -euo pipefail
 dump_cases="$1"
 check="$2"
 shift 2
+if ! /usr/bin/python3 -c 'import numpy, torch' 2>/dev/null; then
+  echo "reference_test: /usr/bin/python3 needs Debian's python3-torch and python3-numpy" \
+    "(tools/setup.sh installs them)" >&2
+  exit 1
+fi
 out="${TEST_TMPDIR:-$(mktemp -d)}/reference_cases"
 mkdir -p "$out"
 "$dump_cases" "$out" "$@"
