@@ -1,7 +1,8 @@
 // Writes, for each model config given, what the PyTorch port of DeepSeek's reference model
 // (deepseek_reference.py) needs to check our forward pass: the weights (f32 safetensors under
 // DeepSeek's checkpoint names, as training saves them), the reference's ModelArgs for the config,
-// the tokens, and our logits in f64 and in f32 (JSON, doubles printed to round-trip).
+// the tokens (two sequences of 12, or of 80 with YaRN), and our logits in f64 and in f32 (JSON,
+// doubles printed to round-trip).
 //
 //   dump_cases OUT_DIR CONFIG.textproto...
 //
@@ -29,6 +30,7 @@ namespace {
 
 constexpr int kSequences = 2;
 constexpr int kSeqLen = 12;
+constexpr int kYarnSeqLen = 80;  // with YaRN, positions far enough to turn the slow pairs
 
 // DeepSeek's ModelArgs for `config` (an MLA model); gate_bias and rms_norm_eps are the two
 // things the reference fixes (the bias by width, eps at 1e-6) that our config states.
@@ -101,9 +103,9 @@ absl::Status DumpCase(const std::string& config_path, const std::string& out_dir
   RETURN_IF_ERROR(LoadDeepSeekCheckpoint(weights, model64.Params()));
 
   InferenceBatch batch;
-  batch.seq_len = kSeqLen;
+  batch.seq_len = YarnEnabled(config) ? kYarnSeqLen : kSeqLen;
   Rng rng(SeedFor(17, name));
-  for (int t = 0; t < kSequences * kSeqLen; ++t) {
+  for (int64_t t = 0; t < kSequences * batch.seq_len; ++t) {
     batch.tokens.push_back(static_cast<int32_t>(rng.Next() % config.vocab_size()));
   }
   ASSIGN_OR_RETURN(const Matrix<double> logits64, model64.InferenceForward(batch, {}));
