@@ -1,6 +1,7 @@
 #include "model/attention.h"
 
 #include <cmath>
+#include <utility>
 
 #include "core/check.h"
 #include "model/rope.h"
@@ -9,14 +10,22 @@ namespace model {
 
 template <typename T>
 Attention<T>::Attention(const std::string& prefix, int64_t hidden, int64_t num_heads,
-                        int64_t head_dim, double rope_theta)
+                        int64_t head_dim, RopeSpec rope)
     : num_heads_(num_heads),
       head_dim_(head_dim),
-      rope_theta_(rope_theta),
+      rope_(std::move(rope)),
       q_proj_(prefix + "q_proj.weight", hidden, num_heads * head_dim),
       k_proj_(prefix + "k_proj.weight", hidden, num_heads * head_dim),
       v_proj_(prefix + "v_proj.weight", hidden, num_heads * head_dim),
-      o_proj_(prefix + "o_proj.weight", num_heads * head_dim, hidden) {}
+      o_proj_(prefix + "o_proj.weight", num_heads * head_dim, hidden) {
+  CHECK(static_cast<int64_t>(rope_.inv_freq.size()) * 2 == head_dim, prefix, ": RoPE over ",
+        2 * rope_.inv_freq.size(), " dims for head_dim ", head_dim);
+}
+
+template <typename T>
+Attention<T>::Attention(const std::string& prefix, int64_t hidden, int64_t num_heads,
+                        int64_t head_dim, double rope_theta)
+    : Attention(prefix, hidden, num_heads, head_dim, RopeSpec::Plain(head_dim, rope_theta)) {}
 
 template <typename T>
 std::vector<Param<T>*> Attention<T>::Params() {
@@ -29,9 +38,10 @@ Matrix<T> Attention<T>::Forward(const Matrix<T>& x, int64_t seq_len, Context* ct
         " tokens are not whole sequences of ", seq_len);
   Matrix<T> q = q_proj_.Forward(x, &ctx->q_proj);
   Matrix<T> k = k_proj_.Forward(x, &ctx->k_proj);
-  ApplyRope(&q, num_heads_, head_dim_, seq_len, rope_theta_, /*inverse=*/false);
-  ApplyRope(&k, num_heads_, head_dim_, seq_len, rope_theta_, /*inverse=*/false);
-  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(head_dim_)));
+  ApplyRope(&q, num_heads_, head_dim_, seq_len, rope_.inv_freq, /*inverse=*/false);
+  ApplyRope(&k, num_heads_, head_dim_, seq_len, rope_.inv_freq, /*inverse=*/false);
+  const T scale =
+      static_cast<T>(1.0 / std::sqrt(static_cast<double>(head_dim_)) * rope_.softmax_scale_factor);
   const Matrix<T> o =
       AttentionCoreForward(std::move(q), std::move(k), v_proj_.Forward(x, &ctx->v_proj), num_heads_,
                            seq_len, scale, &ctx->core);
@@ -44,8 +54,8 @@ Matrix<T> Attention<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
   Matrix<T> dq, dk, dv;
   AttentionCoreBackward(o_proj_.BackwardInput(std::move(dy), &ctx->o_proj), &ctx->core, &dq, &dk,
                         &dv);
-  ApplyRope(&dq, num_heads_, head_dim_, seq_len, rope_theta_, /*inverse=*/true);
-  ApplyRope(&dk, num_heads_, head_dim_, seq_len, rope_theta_, /*inverse=*/true);
+  ApplyRope(&dq, num_heads_, head_dim_, seq_len, rope_.inv_freq, /*inverse=*/true);
+  ApplyRope(&dk, num_heads_, head_dim_, seq_len, rope_.inv_freq, /*inverse=*/true);
   Matrix<T> dx = q_proj_.BackwardInput(std::move(dq), &ctx->q_proj);
   dx += k_proj_.BackwardInput(std::move(dk), &ctx->k_proj);
   dx += v_proj_.BackwardInput(std::move(dv), &ctx->v_proj);

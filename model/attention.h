@@ -1,6 +1,7 @@
 // Causal multi-head self-attention with RoPE on queries and keys:
 //   q, k, v = x Wq^T, x Wk^T, x Wv^T; rotate q and k;
-//   per head o = softmax(q k^T / sqrt(d) + mask) v; y = o Wo^T.
+//   per head o = softmax(q k^T / sqrt(d) * f + mask) v; y = o Wo^T, where the RoPE frequencies and
+//   the factor f (1, or YaRN's mscale^2) come from a RopeSpec (model/rope.h).
 // Tokens hold whole sequences of seq_len back to back; attention stays inside each sequence.
 #ifndef MODEL_ATTENTION_H_
 #define MODEL_ATTENTION_H_
@@ -12,6 +13,7 @@
 #include "model/attention_core.h"
 #include "model/linear.h"
 #include "model/matrix.h"
+#include "model/rope.h"
 
 namespace model {
 
@@ -26,6 +28,10 @@ class Attention {
   };
 
   // Weights named prefix + "q_proj.weight" etc. (prefix e.g. "model.layers.0.self_attn.").
+  // `rope` covers head_dim dims (CHECKed).
+  Attention(const std::string& prefix, int64_t hidden, int64_t num_heads, int64_t head_dim,
+            RopeSpec rope);
+  // Plain RoPE with base rope_theta: RopeSpec::Plain(head_dim, rope_theta).
   Attention(const std::string& prefix, int64_t hidden, int64_t num_heads, int64_t head_dim,
             double rope_theta);
 
@@ -42,7 +48,7 @@ class Attention {
  private:
   int64_t num_heads_;
   int64_t head_dim_;
-  double rope_theta_;
+  RopeSpec rope_;
   Linear<T> q_proj_, k_proj_, v_proj_, o_proj_;
 };
 

@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -25,7 +26,19 @@ absl::Status ValidateMla(const MlaConfig& mla) {
   return Require(mla.v_head_dim() > 0, "mla.v_head_dim", "must be positive");
 }
 
-absl::Status ValidateMoe(const MoeConfig& moe) {
+absl::Status ValidateYarn(const ModelConfig& config) {
+  RETURN_IF_ERROR(Require(config.original_seq_len() > 0, "original_seq_len", "must be positive"));
+  RETURN_IF_ERROR(Require(std::isfinite(config.rope_factor()) && config.rope_factor() >= 1,
+                          "rope_factor", "must be >= 1"));
+  RETURN_IF_ERROR(Require(std::isfinite(config.beta_slow()) && config.beta_slow() > 0, "beta_slow",
+                          "must be positive"));
+  RETURN_IF_ERROR(
+      Require(std::isfinite(config.beta_fast()) && config.beta_fast() > config.beta_slow(),
+              "beta_fast", "must exceed beta_slow"));
+  return Require(std::isfinite(config.mscale()) && config.mscale() >= 0, "mscale", "must be >= 0");
+}
+
+absl::Status ValidateMoe(const MoeConfig& moe, int64_t hidden) {
   RETURN_IF_ERROR(
       Require(moe.num_routed_experts() > 0, "moe.num_routed_experts", "must be positive"));
   RETURN_IF_ERROR(Require(moe.num_shared_experts() >= 0, "moe.num_shared_experts", "must be >= 0"));
@@ -41,7 +54,13 @@ absl::Status ValidateMoe(const MoeConfig& moe) {
   RETURN_IF_ERROR(Require(moe.route_scale() > 0, "moe.route_scale", "must be positive"));
   RETURN_IF_ERROR(Require(moe.expert_intermediate_size() > 0, "moe.expert_intermediate_size",
                           "must be positive"));
+  RETURN_IF_ERROR(Require(moe.score_func() == "sigmoid" || moe.score_func() == "softmax",
+                          "moe.score_func",
+                          absl::StrCat("'", moe.score_func(), "' is not sigmoid or softmax")));
   RETURN_IF_ERROR(Require(moe.bias_update_speed() >= 0, "moe.bias_update_speed", "must be >= 0"));
+  RETURN_IF_ERROR(Require(moe.bias_update_speed() == 0 || GateHasBias(moe, hidden),
+                          "moe.bias_update_speed",
+                          "must be 0 when the gate has no bias (see moe.gate_bias)"));
   return Require(moe.sequence_aux_loss_alpha() >= 0, "moe.sequence_aux_loss_alpha", "must be >= 0");
 }
 
@@ -79,15 +98,22 @@ absl::Status ValidateConfig(const ModelConfig& config) {
   RETURN_IF_ERROR(Require(config.rms_norm_eps() > 0, "rms_norm_eps", "must be positive"));
   RETURN_IF_ERROR(Require(config.max_seq_len() > 0, "max_seq_len", "must be positive"));
   RETURN_IF_ERROR(Require(config.init_std() > 0, "init_std", "must be positive"));
+  RETURN_IF_ERROR(ValidateYarn(config));
   if (config.has_mla()) RETURN_IF_ERROR(ValidateMla(config.mla()));
   if (config.first_k_dense_layers() < config.num_layers()) {
     if (!config.has_moe()) {
       return absl::InvalidArgumentError(
           "ModelConfig.moe: missing, but first_k_dense_layers < num_layers");
     }
-    RETURN_IF_ERROR(ValidateMoe(config.moe()));
+    RETURN_IF_ERROR(ValidateMoe(config.moe(), config.hidden_size()));
   }
   return absl::OkStatus();
+}
+
+double AttentionScaleFactor(const ModelConfig& config) {
+  if (!YarnEnabled(config)) return 1.0;
+  const double m = 0.1 * config.mscale() * std::log(config.rope_factor()) + 1.0;
+  return m * m;
 }
 
 absl::StatusOr<ModelConfig> ParseConfig(const std::string& text) {

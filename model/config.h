@@ -5,6 +5,7 @@
 #ifndef MODEL_CONFIG_H_
 #define MODEL_CONFIG_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -14,8 +15,9 @@
 namespace model {
 
 // OK if every field is in range and the fields agree (groups divide the experts, enough experts
-// in the kept groups for top_k, ...); INVALID_ARGUMENT naming the first bad field otherwise. The
-// moe section is checked only when some layer is an MoE layer (first_k_dense_layers < num_layers).
+// in the kept groups for top_k, YaRN's fields consistent, a known moe.score_func, ...);
+// INVALID_ARGUMENT naming the first bad field otherwise. The moe section is checked only when some
+// layer is an MoE layer (first_k_dense_layers < num_layers).
 absl::Status ValidateConfig(const ModelConfig& config);
 
 // Parses a text-format ModelConfig and validates it. INVALID_ARGUMENT on a parse or range error.
@@ -28,6 +30,23 @@ absl::StatusOr<ModelConfig> LoadConfig(const std::string& path);
 inline bool IsMoeLayer(const ModelConfig& config, int layer) {
   return layer >= config.first_k_dense_layers();
 }
+
+// True if the MoE gates of a model of width `hidden` have the selection bias
+// (e_score_correction_bias): moe.gate_bias when set, else hidden == 7168, as in DeepSeek's
+// reference model.
+inline bool GateHasBias(const MoeConfig& moe, int64_t hidden) {
+  return moe.has_gate_bias() ? moe.gate_bias() : hidden == 7168;
+}
+
+// True if YaRN applies, as in the reference: max_seq_len > original_seq_len.
+inline bool YarnEnabled(const ModelConfig& config) {
+  return config.max_seq_len() > config.original_seq_len();
+}
+
+// The factor the attention softmax scale 1 / sqrt(qk head dim) is multiplied by: with YaRN
+// (YarnEnabled) m^2 where m = 0.1 * mscale * ln(rope_factor) + 1, as in the reference's MLA;
+// 1 otherwise.
+double AttentionScaleFactor(const ModelConfig& config);
 
 }  // namespace model
 

@@ -20,13 +20,13 @@ DecoderBlock<T>::DecoderBlock(const ModelConfig& config, int layer, int ep_rank,
   CHECK(layer >= 0 && layer < config.num_layers(), "DecoderBlock: layer ", layer, " of ",
         config.num_layers());
   if (config.has_mla()) {
-    mla_ = std::make_unique<Mla<T>>(Prefix(layer) + "self_attn.", config.hidden_size(),
-                                    config.num_heads(), config.mla(), config.rope_theta(),
-                                    config.rms_norm_eps());
+    mla_ = std::make_unique<Mla<T>>(
+        Prefix(layer) + "self_attn.", config.hidden_size(), config.num_heads(), config.mla(),
+        RopeSpec::FromConfig(config, config.mla().qk_rope_head_dim()), config.rms_norm_eps());
   } else {
-    attn_ =
-        std::make_unique<Attention<T>>(Prefix(layer) + "self_attn.", config.hidden_size(),
-                                       config.num_heads(), config.head_dim(), config.rope_theta());
+    attn_ = std::make_unique<Attention<T>>(Prefix(layer) + "self_attn.", config.hidden_size(),
+                                           config.num_heads(), config.head_dim(),
+                                           RopeSpec::FromConfig(config, config.head_dim()));
   }
   if (IsMoeLayer(config, layer)) {
     moe_ = std::make_unique<Moe<T>>(Prefix(layer) + "mlp.", config.hidden_size(), config.moe(),

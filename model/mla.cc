@@ -1,6 +1,7 @@
 #include "model/mla.h"
 
 #include <cmath>
+#include <utility>
 
 #include "core/check.h"
 #include "model/rope.h"
@@ -23,18 +24,20 @@ void CopyHeadColumns(const Matrix<T>& src, int64_t src_stride, int64_t src_offse
 
 template <typename T>
 Mla<T>::Mla(const std::string& prefix, int64_t hidden, int64_t num_heads, const MlaConfig& mla,
-            double rope_theta, double rms_norm_eps)
+            RopeSpec rope, double rms_norm_eps)
     : num_heads_(num_heads),
       nope_(mla.qk_nope_head_dim()),
-      rope_(mla.qk_rope_head_dim()),
+      rope_dim_(mla.qk_rope_head_dim()),
       v_dim_(mla.v_head_dim()),
       kv_lora_(mla.kv_lora_rank()),
-      rope_theta_(rope_theta),
-      kv_a_(prefix + "kv_a_proj_with_mqa.weight", hidden, kv_lora_ + rope_),
+      rope_(std::move(rope)),
+      kv_a_(prefix + "kv_a_proj_with_mqa.weight", hidden, kv_lora_ + rope_dim_),
       kv_norm_(prefix + "kv_a_layernorm.weight", kv_lora_, rms_norm_eps),
       kv_b_(prefix + "kv_b_proj.weight", kv_lora_, num_heads * (nope_ + v_dim_)),
       o_(prefix + "o_proj.weight", num_heads * v_dim_, hidden) {
-  const int64_t q_width = num_heads * (nope_ + rope_);
+  CHECK(static_cast<int64_t>(rope_.inv_freq.size()) * 2 == rope_dim_, prefix, ": RoPE over ",
+        2 * rope_.inv_freq.size(), " dims for qk_rope_head_dim ", rope_dim_);
+  const int64_t q_width = num_heads * (nope_ + rope_dim_);
   if (mla.q_lora_rank() > 0) {
     q_a_ = std::make_unique<Linear<T>>(prefix + "q_a_proj.weight", hidden, mla.q_lora_rank());
     q_norm_ = std::make_unique<RmsNorm<T>>(prefix + "q_a_layernorm.weight", mla.q_lora_rank(),
@@ -44,6 +47,12 @@ Mla<T>::Mla(const std::string& prefix, int64_t hidden, int64_t num_heads, const 
     q_ = std::make_unique<Linear<T>>(prefix + "q_proj.weight", hidden, q_width);
   }
 }
+
+template <typename T>
+Mla<T>::Mla(const std::string& prefix, int64_t hidden, int64_t num_heads, const MlaConfig& mla,
+            double rope_theta, double rms_norm_eps)
+    : Mla(prefix, hidden, num_heads, mla, RopeSpec::Plain(mla.qk_rope_head_dim(), rope_theta),
+          rms_norm_eps) {}
 
 template <typename T>
 std::vector<Param<T>*> Mla<T>::Params() {
@@ -65,26 +74,27 @@ Matrix<T> Mla<T>::Forward(const Matrix<T>& x, int64_t seq_len, Context* ctx) con
   CHECK(seq_len > 0 && x.rows() % seq_len == 0, "Mla: ", x.rows(),
         " tokens are not whole sequences of ", seq_len);
   const int64_t tokens = x.rows();
-  const int64_t qk = nope_ + rope_;
+  const int64_t qk = nope_ + rope_dim_;
   Matrix<T> q =
       q_ != nullptr
           ? q_->Forward(x, &ctx->q)
           : q_b_->Forward(q_norm_->Forward(q_a_->Forward(x, &ctx->q_a), &ctx->q_norm), &ctx->q_b);
-  Matrix<T> q_rope(tokens, num_heads_ * rope_);
-  CopyHeadColumns(q, qk, nope_, &q_rope, rope_, 0, rope_, num_heads_);
-  ApplyRope(&q_rope, num_heads_, rope_, seq_len, rope_theta_, /*inverse=*/false);
-  CopyHeadColumns(q_rope, rope_, 0, &q, qk, nope_, rope_, num_heads_);
+  Matrix<T> q_rope(tokens, num_heads_ * rope_dim_);
+  CopyHeadColumns(q, qk, nope_, &q_rope, rope_dim_, 0, rope_dim_, num_heads_);
+  ApplyRope(&q_rope, num_heads_, rope_dim_, seq_len, rope_.inv_freq, /*inverse=*/false);
+  CopyHeadColumns(q_rope, rope_dim_, 0, &q, qk, nope_, rope_dim_, num_heads_);
 
   const Matrix<T> kv_a = kv_a_.Forward(x, &ctx->kv_a);
-  Matrix<T> k_rope = kv_a.rightCols(rope_);
-  ApplyRope(&k_rope, 1, rope_, seq_len, rope_theta_, /*inverse=*/false);
+  Matrix<T> k_rope = kv_a.rightCols(rope_dim_);
+  ApplyRope(&k_rope, 1, rope_dim_, seq_len, rope_.inv_freq, /*inverse=*/false);
   const Matrix<T> kv =
       kv_b_.Forward(kv_norm_.Forward(kv_a.leftCols(kv_lora_), &ctx->kv_norm), &ctx->kv_b);
   Matrix<T> k(tokens, num_heads_ * qk), v(tokens, num_heads_ * v_dim_);
   CopyHeadColumns(kv, nope_ + v_dim_, 0, &k, qk, 0, nope_, num_heads_);
-  CopyHeadColumns(k_rope, 0, 0, &k, qk, nope_, rope_, num_heads_);
+  CopyHeadColumns(k_rope, 0, 0, &k, qk, nope_, rope_dim_, num_heads_);
   CopyHeadColumns(kv, nope_ + v_dim_, nope_, &v, v_dim_, 0, v_dim_, num_heads_);
-  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(qk)));
+  const T scale =
+      static_cast<T>(1.0 / std::sqrt(static_cast<double>(qk)) * rope_.softmax_scale_factor);
   const Matrix<T> o = AttentionCoreForward(std::move(q), std::move(k), std::move(v), num_heads_,
                                            seq_len, scale, &ctx->core);
   return o_.Forward(o, &ctx->o);
@@ -94,7 +104,7 @@ template <typename T>
 Matrix<T> Mla<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
   const int64_t seq_len = ctx->core.seq_len;
   const int64_t tokens = dy.rows();
-  const int64_t qk = nope_ + rope_;
+  const int64_t qk = nope_ + rope_dim_;
   Matrix<T> dq, dk, dv;
   AttentionCoreBackward(o_.BackwardInput(std::move(dy), &ctx->o), &ctx->core, &dq, &dk, &dv);
 
@@ -102,20 +112,20 @@ Matrix<T> Mla<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
   Matrix<T> d_kv(tokens, num_heads_ * (nope_ + v_dim_));
   CopyHeadColumns(dk, qk, 0, &d_kv, nope_ + v_dim_, 0, nope_, num_heads_);
   CopyHeadColumns(dv, v_dim_, 0, &d_kv, nope_ + v_dim_, nope_, v_dim_, num_heads_);
-  Matrix<T> dk_rope = Matrix<T>::Zero(tokens, rope_);
-  for (int64_t h = 0; h < num_heads_; ++h) dk_rope += dk.middleCols(h * qk + nope_, rope_);
-  ApplyRope(&dk_rope, 1, rope_, seq_len, rope_theta_, /*inverse=*/true);
-  Matrix<T> d_kv_a(tokens, kv_lora_ + rope_);
+  Matrix<T> dk_rope = Matrix<T>::Zero(tokens, rope_dim_);
+  for (int64_t h = 0; h < num_heads_; ++h) dk_rope += dk.middleCols(h * qk + nope_, rope_dim_);
+  ApplyRope(&dk_rope, 1, rope_dim_, seq_len, rope_.inv_freq, /*inverse=*/true);
+  Matrix<T> d_kv_a(tokens, kv_lora_ + rope_dim_);
   d_kv_a.leftCols(kv_lora_) =
       kv_norm_.BackwardInput(kv_b_.BackwardInput(std::move(d_kv), &ctx->kv_b), &ctx->kv_norm);
-  d_kv_a.rightCols(rope_) = dk_rope;
+  d_kv_a.rightCols(rope_dim_) = dk_rope;
   Matrix<T> dx = kv_a_.BackwardInput(std::move(d_kv_a), &ctx->kv_a);
 
   // Queries: rotate the gradient of the rotated part back.
-  Matrix<T> dq_rope(tokens, num_heads_ * rope_);
-  CopyHeadColumns(dq, qk, nope_, &dq_rope, rope_, 0, rope_, num_heads_);
-  ApplyRope(&dq_rope, num_heads_, rope_, seq_len, rope_theta_, /*inverse=*/true);
-  CopyHeadColumns(dq_rope, rope_, 0, &dq, qk, nope_, rope_, num_heads_);
+  Matrix<T> dq_rope(tokens, num_heads_ * rope_dim_);
+  CopyHeadColumns(dq, qk, nope_, &dq_rope, rope_dim_, 0, rope_dim_, num_heads_);
+  ApplyRope(&dq_rope, num_heads_, rope_dim_, seq_len, rope_.inv_freq, /*inverse=*/true);
+  CopyHeadColumns(dq_rope, rope_dim_, 0, &dq, qk, nope_, rope_dim_, num_heads_);
   if (q_ != nullptr) {
     dx += q_->BackwardInput(std::move(dq), &ctx->q);
   } else {

@@ -2,7 +2,8 @@
 //   q = q_b(RMSNorm(q_a(x)))  (or q_proj(x) without a query bottleneck)  [tokens, heads * (n + r)]
 //   [c | k_rope] = kv_a(x); [k_nope | v] per head = kv_b(RMSNorm(c))
 //   q's last r dims per head and k_rope (one head, shared) are rotated by RoPE;
-//   k = [k_nope | k_rope] per head; o = causal softmax attention (scale 1/sqrt(n + r));
+//   k = [k_nope | k_rope] per head; o = causal softmax attention (scale 1/sqrt(n + r), times
+//   YaRN's mscale^2 when the RopeSpec carries it);
 //   y = o_proj(o)
 // Weight names follow DeepSeek-V3's checkpoints (q_a_proj, q_a_layernorm, q_b_proj,
 // kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o_proj).
@@ -19,6 +20,7 @@
 #include "model/linear.h"
 #include "model/matrix.h"
 #include "model/rms_norm.h"
+#include "model/rope.h"
 
 namespace model {
 
@@ -34,7 +36,10 @@ class Mla {
   };
 
   // Weights named prefix + "q_a_proj.weight" etc. (prefix e.g. "model.layers.0.self_attn.").
-  // `mla` must have passed ValidateConfig.
+  // `mla` must have passed ValidateConfig; `rope` covers qk_rope_head_dim dims (CHECKed).
+  Mla(const std::string& prefix, int64_t hidden, int64_t num_heads, const MlaConfig& mla,
+      RopeSpec rope, double rms_norm_eps);
+  // Plain RoPE with base rope_theta: RopeSpec::Plain(qk_rope_head_dim, rope_theta).
   Mla(const std::string& prefix, int64_t hidden, int64_t num_heads, const MlaConfig& mla,
       double rope_theta, double rms_norm_eps);
 
@@ -50,11 +55,11 @@ class Mla {
 
  private:
   int64_t num_heads_;
-  int64_t nope_;  // qk_nope_head_dim
-  int64_t rope_;  // qk_rope_head_dim
+  int64_t nope_;      // qk_nope_head_dim
+  int64_t rope_dim_;  // qk_rope_head_dim
   int64_t v_dim_;
   int64_t kv_lora_;
-  double rope_theta_;
+  RopeSpec rope_;
   // With a query bottleneck: q_a_, q_norm_, q_b_; without: q_.
   std::unique_ptr<Linear<T>> q_a_, q_b_, q_;
   std::unique_ptr<RmsNorm<T>> q_norm_;

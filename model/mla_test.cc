@@ -1,5 +1,7 @@
 #include "model/mla.h"
 
+#include <tuple>
+
 #include "gtest/gtest.h"
 #include "model/init.h"
 #include "model/internal/gradient_check.h"
@@ -21,9 +23,27 @@ MlaConfig TestConfig(int q_lora_rank) {
   return mla;
 }
 
-class MlaTest : public ::testing::TestWithParam<int> {
+// Plain RoPE (theta 100), or YaRN: a context of 128 over an original 64, factor 40, so that the
+// second of the two rotated pairs is half interpolated and the softmax scale grows by mscale^2.
+RopeSpec TestRope(bool yarn) {
+  if (!yarn) return RopeSpec::Plain(4, 100);
+  ModelConfig config;
+  config.set_rope_theta(100);
+  config.set_max_seq_len(128);
+  config.set_original_seq_len(64);
+  const RopeSpec spec = RopeSpec::FromConfig(config, 4);
+  EXPECT_EQ(spec.inv_freq[0], 1.0);
+  EXPECT_DOUBLE_EQ(spec.inv_freq[1], 0.1 / 40 * 0.5 + 0.1 * 0.5);
+  EXPECT_GT(spec.softmax_scale_factor, 1.5);
+  return spec;
+}
+
+// Parameters: the query rank, YaRN or not.
+class MlaTest : public ::testing::TestWithParam<std::tuple<int, bool>> {
  protected:
-  MlaTest() : mla_("a.", kHidden, kHeads, TestConfig(GetParam()), 100.0, 1e-6) {
+  MlaTest()
+      : mla_("a.", kHidden, kHeads, TestConfig(std::get<0>(GetParam())),
+             TestRope(std::get<1>(GetParam())), 1e-6) {
     InitParams(mla_.Params(), 0.5, 1);
   }
   Mla<double> mla_;
@@ -38,7 +58,8 @@ class MlaTest : public ::testing::TestWithParam<int> {
 
 TEST_P(MlaTest, NamesFollowDeepSeekV3) {
   const std::vector<Param<double>*> params = mla_.Params();
-  EXPECT_EQ(params.front()->name, GetParam() > 0 ? "a.q_a_proj.weight" : "a.q_proj.weight");
+  EXPECT_EQ(params.front()->name,
+            std::get<0>(GetParam()) > 0 ? "a.q_a_proj.weight" : "a.q_proj.weight");
   EXPECT_EQ(params.back()->name, "a.o_proj.weight");
   EXPECT_EQ(params[params.size() - 4]->name, "a.kv_a_proj_with_mqa.weight");
   EXPECT_EQ(params[params.size() - 4]->shape(), (std::vector<int64_t>{5 + 4, kHidden}));
@@ -63,7 +84,8 @@ TEST_P(MlaTest, DeferredBackwardWeightIsExact) {
                                              RandomMatrix<double>(3, kHidden, 3));
 }
 
-INSTANTIATE_TEST_SUITE_P(QueryRank, MlaTest, ::testing::Values(0, 6));
+INSTANTIATE_TEST_SUITE_P(QueryRankAndYarn, MlaTest,
+                         ::testing::Combine(::testing::Values(0, 6), ::testing::Bool()));
 
 }  // namespace
 }  // namespace model

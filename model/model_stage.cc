@@ -61,24 +61,35 @@ std::vector<Param<T>*> ModelStage<T>::ReplicatedParams() {
 }
 
 template <typename T>
-absl::Status ModelStage<T>::Validate(const MicroBatch& batch) const {
-  const int64_t tokens = static_cast<int64_t>(batch.tokens.size());
-  if (batch.seq_len < 1 || batch.seq_len > config_.max_seq_len()) {
-    return absl::InvalidArgumentError(absl::StrCat("MicroBatch.seq_len ", batch.seq_len,
-                                                   " outside [1, ", config_.max_seq_len(), "]"));
+absl::Status ModelStage<T>::ValidateTokens(const std::vector<int32_t>& tokens,
+                                           int64_t seq_len) const {
+  const int64_t count = static_cast<int64_t>(tokens.size());
+  if (seq_len < 1 || seq_len > config_.max_seq_len()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("seq_len ", seq_len, " outside [1, ", config_.max_seq_len(), "]"));
   }
-  if (tokens % batch.seq_len != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "MicroBatch.tokens: ", tokens, " tokens are not whole sequences of ", batch.seq_len));
+  if (count % seq_len != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokens: ", count, " tokens are not whole sequences of ", seq_len));
   }
   if (range_.has_embedding) {
-    for (int32_t id : batch.tokens) {
+    for (int32_t id : tokens) {
       if (id < 0 || id >= config_.vocab_size()) {
         return absl::InvalidArgumentError(
-            absl::StrCat("MicroBatch.tokens: id ", id, " outside [0, ", config_.vocab_size(), ")"));
+            absl::StrCat("tokens: id ", id, " outside [0, ", config_.vocab_size(), ")"));
       }
     }
   }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status ModelStage<T>::Validate(const MicroBatch& batch) const {
+  const absl::Status tokens_ok = ValidateTokens(batch.tokens, batch.seq_len);
+  if (!tokens_ok.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("MicroBatch.", tokens_ok.message()));
+  }
+  const int64_t tokens = static_cast<int64_t>(batch.tokens.size());
   if (range_.has_head) {
     if (static_cast<int64_t>(batch.targets.size()) != tokens) {
       return absl::InvalidArgumentError(absl::StrCat("MicroBatch.targets: ", batch.targets.size(),
@@ -156,6 +167,57 @@ Matrix<T> ModelStage<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
     dy = blocks_[i].BackwardInput(std::move(dy), &ctx->blocks[i]);
   }
   return BackwardEnd(std::move(dy), ctx);
+}
+
+template <typename T>
+absl::StatusOr<Matrix<T>> ModelStage<T>::InferenceForward(const InferenceBatch& batch,
+                                                          const Matrix<T>& x) const {
+  for (const DecoderBlock<T>& block : blocks_) {
+    if (block.is_moe() && ep_size_ > 1) {
+      return absl::FailedPreconditionError(
+          "ModelStage::InferenceForward: a stage with expert parallelism needs the EP forward");
+    }
+  }
+  const absl::Status tokens_ok = ValidateTokens(batch.tokens, batch.seq_len);
+  if (!tokens_ok.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("InferenceBatch.", tokens_ok.message()));
+  }
+  if (batch.last_positions < 0 || batch.last_positions > batch.seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat("InferenceBatch.last_positions ",
+                                                   batch.last_positions, " outside [0, ",
+                                                   batch.seq_len, "]"));
+  }
+  const int64_t tokens = static_cast<int64_t>(batch.tokens.size());
+  Matrix<T> h;
+  if (embedding_ != nullptr) {
+    typename Embedding<T>::Context ctx;
+    h = embedding_->Forward(batch.tokens, &ctx);
+  } else {
+    if (x.rows() != tokens || x.cols() != config_.hidden_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("ModelStage::InferenceForward: input of ",
+                                                     x.rows(), "x", x.cols(), " for ", tokens,
+                                                     " tokens of width ", config_.hidden_size()));
+    }
+    h = x;
+  }
+  const BatchInfo info{batch.seq_len, 1.0};
+  for (const DecoderBlock<T>& block : blocks_) {
+    typename DecoderBlock<T>::Context ctx;
+    h = block.Forward(h, info, &ctx);
+  }
+  if (head_ == nullptr) return h;
+  const int64_t n = batch.last_positions == 0 ? batch.seq_len : batch.last_positions;
+  if (n < batch.seq_len) {
+    const int64_t sequences = tokens / batch.seq_len;
+    Matrix<T> last(sequences * n, h.cols());
+    for (int64_t b = 0; b < sequences; ++b) {
+      last.middleRows(b * n, n) = h.middleRows((b + 1) * batch.seq_len - n, n);
+    }
+    h = std::move(last);
+  }
+  typename RmsNorm<T>::Context norm_ctx;
+  typename Linear<T>::Context head_ctx;
+  return head_->Forward(norm_->Forward(h, &norm_ctx), &head_ctx);
 }
 
 template <typename T>

@@ -56,6 +56,15 @@ struct MicroBatch {
   double loss_scale = 1.0;
 };
 
+// One inference call: whole sequences of seq_len tokens, back to back, with no targets.
+struct InferenceBatch {
+  std::vector<int32_t> tokens;  // [tokens] input ids (the first stage embeds them)
+  int64_t seq_len = 0;
+  // The last stage returns the logits of the last `last_positions` positions of every sequence;
+  // 0 (or seq_len) for all positions.
+  int64_t last_positions = 0;
+};
+
 // Forward and BackwardInput are const and may run concurrently on different contexts (one
 // micro-batch's compute overlapping another's); BackwardWeight and UpdateMoeBias write and must
 // not race with anything else.
@@ -95,6 +104,25 @@ class ModelStage {
   // Accumulates every weight gradient of ctx's micro-batch; frees ctx.
   void BackwardWeight(Context* ctx);
 
+  // The inference forward (prefill without a KV cache): the training Forward's computation
+  // without targets, loss or saved activations (each layer's context is dropped when the layer is
+  // done). x [tokens, hidden] is the previous stage's output (ignored by the first stage, which
+  // embeds batch.tokens; other stages use batch.tokens' count and seq_len only). Returns the
+  // hidden state [tokens, hidden], or for the last stage the logits
+  // [sequences * n, vocab] of the last n = last_positions (0: seq_len) positions of every
+  // sequence, sequence-major and in position order. With last_positions 0 these are bit-equal to
+  // the logits the training Forward computes (the LM head applied to its final norm's output);
+  // with n < seq_len they equal those rows up to the BLAS's summation order. The gate's balance
+  // loss is computed and dropped. INVALID_ARGUMENT for a bad batch (as Validate, less targets;
+  // last_positions outside [0, seq_len]; x not [tokens, hidden] on a later stage);
+  // FAILED_PRECONDITION for a stage with MoE layers and ep_size > 1. Const: concurrent calls are
+  // safe, as are concurrent Forward / BackwardInput calls.
+  //
+  // The serving engine's KV-cached incremental forward is meant to sit beside this one, reusing
+  // the same layers (blocks(), embedding and head) and checked against it: a prefill of p tokens
+  // followed by decode steps must give the rows this call gives for the whole sequence.
+  absl::StatusOr<Matrix<T>> InferenceForward(const InferenceBatch& batch, const Matrix<T>& x) const;
+
   // The overlapped pair of DualPipe: Forward(f_batch, f_x, f_ctx) on the calling thread while
   // BackwardInput(b_dy, b_ctx) of another micro-batch runs on a second thread. Returns {forward
   // output, backward dx}, equal to the two calls made one after the other. CHECKs f_ctx != b_ctx.
@@ -128,6 +156,9 @@ class ModelStage {
   std::vector<Param<T>*> ReplicatedParams();
 
  private:
+  // Validate's checks of the token ids and seq_len (shared with InferenceForward).
+  absl::Status ValidateTokens(const std::vector<int32_t>& tokens, int64_t seq_len) const;
+
   // The parts of Forward and BackwardInput around the blocks. ForwardBegin: validation and the
   // embedding, returns the first block's input; ForwardEnd: the head and loss, returns Forward's
   // result. BackwardBegin: the head's backward, returns the last block's output gradient;

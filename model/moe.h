@@ -103,6 +103,7 @@ class Moe {
   void UpdateBias(const std::vector<int64_t>& loads) { gate_.UpdateBias(loads); }
 
   int64_t num_experts() const { return gate_.num_experts(); }
+  const MoeGate<T>& gate() const { return gate_; }
   int64_t num_local_experts() const { return static_cast<int64_t>(experts_.size()); }
   int ep_size() const { return ep_size_; }
   // The gate (weight and bias), the shared experts, then the local routed experts.

@@ -44,7 +44,8 @@ void BM_MoeBlock(benchmark::State& state) {
   config.set_top_k(4);
   config.set_num_groups(4);
   config.set_topk_groups(2);
-  config.set_route_scale(2.5f);
+  config.set_route_scale(2.5);
+  config.set_gate_bias(true);  // V3's gate (the reference has the bias only at width 7168)
   config.set_expert_intermediate_size(static_cast<int>(hidden / 2));
   Moe<float> moe("moe.", hidden, config);
   InitParams(moe.Params(), 0.02, 1);

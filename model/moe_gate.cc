@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "core/check.h"
+#include "model/config.h"
 
 namespace model {
 namespace {
@@ -27,13 +28,16 @@ MoeGate<T>::MoeGate(const std::string& prefix, int64_t hidden, const MoeConfig& 
       top_k_(moe.top_k()),
       num_groups_(moe.num_groups()),
       topk_groups_(moe.topk_groups()),
+      softmax_(moe.score_func() == "softmax"),
+      has_bias_(GateHasBias(moe, hidden)),
       route_scale_(static_cast<T>(moe.route_scale())),
       bias_update_speed_(static_cast<T>(moe.bias_update_speed())),
       aux_alpha_(static_cast<T>(moe.sequence_aux_loss_alpha())),
       proj_(prefix + "weight", hidden, moe.num_routed_experts()),
       bias_(prefix + "e_score_correction_bias", 1, moe.num_routed_experts(), ParamKind::kBuffer) {
   CHECK(num_groups_ > 0 && num_experts_ % num_groups_ == 0 && top_k_ > 0 &&
-            topk_groups_ * (num_experts_ / num_groups_) >= top_k_,
+            topk_groups_ * (num_experts_ / num_groups_) >= top_k_ &&
+            (softmax_ || moe.score_func() == "sigmoid"),
         prefix, ": invalid MoE config (run ValidateConfig first)");
 }
 
@@ -42,7 +46,12 @@ Routing<T> MoeGate<T>::Forward(const Matrix<T>& x, const BatchInfo& batch, Conte
   CHECK(batch.seq_len > 0 && x.rows() % batch.seq_len == 0, proj_.weight().name, ": ", x.rows(),
         " tokens are not whole sequences of ", batch.seq_len);
   const Matrix<T> logits = proj_.Forward(x, &ctx->proj);
-  ctx->scores = (T(1) / (T(1) + (-logits.array()).exp())).matrix();
+  if (softmax_) {
+    const Matrix<T> e = (logits.colwise() - logits.rowwise().maxCoeff()).array().exp().matrix();
+    ctx->scores = (e.array().colwise() / e.rowwise().sum().array()).matrix();
+  } else {
+    ctx->scores = (T(1) / (T(1) + (-logits.array()).exp())).matrix();
+  }
   const int64_t tokens = x.rows();
   const int64_t group_size = num_experts_ / num_groups_;
   const int64_t per_group = std::min<int64_t>(2, group_size);
@@ -54,10 +63,16 @@ Routing<T> MoeGate<T>::Forward(const Matrix<T>& x, const BatchInfo& batch, Conte
   std::vector<int64_t> all_groups(num_groups_);
   std::iota(all_groups.begin(), all_groups.end(), 0);
   for (int64_t t = 0; t < tokens; ++t) {
-    for (int64_t e = 0; e < num_experts_; ++e) biased[e] = ctx->scores(t, e) + bias_.value(0, e);
+    for (int64_t e = 0; e < num_experts_; ++e) {
+      biased[e] = has_bias_ ? ctx->scores(t, e) + bias_.value(0, e) : ctx->scores(t, e);
+    }
     for (int64_t g = 0; g < num_groups_; ++g) {
       std::vector<int64_t> members(group_size);
       std::iota(members.begin(), members.end(), g * group_size);
+      if (!has_bias_) {  // the group's best score
+        group_scores[g] = biased[TopIndices(biased, members, 1)[0]];
+        continue;
+      }
       group_scores[g] = 0;
       for (int64_t e : TopIndices(biased, members, per_group)) group_scores[g] += biased[e];
     }
@@ -72,7 +87,8 @@ Routing<T> MoeGate<T>::Forward(const Matrix<T>& x, const BatchInfo& batch, Conte
     for (int64_t e : chosen) sum += ctx->scores(t, e);
     for (int64_t j = 0; j < top_k_; ++j) {
       routing.experts[t * top_k_ + j] = static_cast<int32_t>(chosen[j]);
-      routing.weights(t, j) = ctx->scores(t, chosen[j]) / sum * route_scale_;
+      routing.weights(t, j) = softmax_ ? ctx->scores(t, chosen[j]) * route_scale_
+                                       : ctx->scores(t, chosen[j]) / sum * route_scale_;
     }
   }
   ctx->experts = routing.experts;
@@ -106,10 +122,15 @@ Matrix<T> MoeGate<T>::BackwardInput(const Matrix<T>& d_weights, Context* ctx) co
   const int64_t tokens = ctx->scores.rows();
   CHECK(d_weights.rows() == tokens && d_weights.cols() == top_k_, proj_.weight().name,
         ": routing-weight gradient shape does not match the forward pass");
-  // w_j = c s_j / S with S = sum of the chosen s: ds_i = c (dw_i - sum_j dw_j s_j / S) / S.
+  // Sigmoid: w_j = c s_j / S with S = sum of the chosen s: ds_i = c (dw_i - sum_j dw_j s_j / S) /
+  // S. Softmax: w_j = c s_j: ds_i = c dw_i.
   Matrix<T> d_scores = Matrix<T>::Zero(tokens, num_experts_);
   for (int64_t t = 0; t < tokens; ++t) {
     const int32_t* chosen = &ctx->experts[t * top_k_];
+    if (softmax_) {
+      for (int64_t j = 0; j < top_k_; ++j) d_scores(t, chosen[j]) = route_scale_ * d_weights(t, j);
+      continue;
+    }
     T sum = 0;
     T weighted = 0;
     for (int64_t j = 0; j < top_k_; ++j) sum += ctx->scores(t, chosen[j]);
@@ -128,8 +149,13 @@ Matrix<T> MoeGate<T>::BackwardInput(const Matrix<T>& d_weights, Context* ctx) co
       d_scores.row(t).array() += (g.array() - g_dot) / sum;
     }
   }
-  Matrix<T> d_logits =
-      (d_scores.array() * ctx->scores.array() * (T(1) - ctx->scores.array())).matrix();
+  Matrix<T> d_logits;
+  if (softmax_) {  // dl = s * (ds - sum(ds * s)) per token
+    const Matrix<T> dot = (d_scores.array() * ctx->scores.array()).rowwise().sum().matrix();
+    d_logits = (ctx->scores.array() * (d_scores.colwise() - dot.col(0)).array()).matrix();
+  } else {
+    d_logits = (d_scores.array() * ctx->scores.array() * (T(1) - ctx->scores.array())).matrix();
+  }
   ctx->scores = Matrix<T>();
   ctx->experts.clear();
   ctx->aux_f = Matrix<T>();
@@ -145,6 +171,7 @@ template <typename T>
 void MoeGate<T>::UpdateBias(const std::vector<int64_t>& loads) {
   CHECK(static_cast<int64_t>(loads.size()) == num_experts_, bias_.name, ": ", loads.size(),
         " loads for ", num_experts_, " experts");
+  if (!has_bias_) return;
   const double mean = static_cast<double>(std::accumulate(loads.begin(), loads.end(), int64_t{0})) /
                       static_cast<double>(num_experts_);
   for (int64_t e = 0; e < num_experts_; ++e) {

@@ -1,10 +1,13 @@
-// The DeepSeek-V3 MoE router (gate), with auxiliary-loss-free balancing:
-//   s = sigmoid(x Wg^T)                                     [tokens, experts]
-//   group score = sum of the top-2 of (s + b) in each group; keep the best topk_groups groups;
-//   choose the top_k experts by (s + b) among the kept groups' experts;
-//   weights = s of the chosen experts / their sum * route_scale.
-// The bias b only steers selection: it gets no gradient, and UpdateBias moves it once per
-// optimizer step, b_i += gamma * sign(mean load - load_i). Ties go to the lower index.
+// The DeepSeek MoE router (gate) of every model family, as DeepSeek-V3's reference Gate defines
+// it, with auxiliary-loss-free balancing when it has a bias:
+//   s = sigmoid(x Wg^T) or softmax(x Wg^T) per token (moe.score_func)     [tokens, experts]
+//   with the bias b (GateHasBias): group score = sum of the top-2 of (s + b) in each group;
+//   without: group score = the group's largest s; keep the best topk_groups groups;
+//   choose the top_k experts by (s + b), or s, among the kept groups' experts;
+//   weights = s of the chosen experts, divided by their sum for sigmoid only, times route_scale.
+// DeepSeek-V3 is sigmoid with the bias, V2 softmax without. The bias b only steers selection: it
+// gets no gradient, and UpdateBias moves it once per optimizer step,
+// b_i += gamma * sign(mean load - load_i). Ties go to the lower index.
 //
 // Optional sequence-wise balance loss (alpha = sequence_aux_loss_alpha > 0), per sequence of T
 // tokens, averaged over the sequences: L = alpha sum_i f_i P_i with
@@ -45,18 +48,20 @@ class MoeGate {
  public:
   struct Context {
     typename Linear<T>::Context proj;
-    Matrix<T> scores;              // [tokens, experts]: sigmoid of the logits
+    Matrix<T> scores;              // [tokens, experts]: sigmoid or softmax of the logits
     std::vector<int32_t> experts;  // as Routing::experts
     int64_t seq_len = 0;
     T aux_coefficient = 0;  // alpha * loss_scale / (seq_len * sequences); 0 when disabled
     Matrix<T> aux_f;        // [sequences, experts]: f_i of each sequence
   };
 
-  // Weight prefix + "weight" [experts, hidden] and bias prefix + "e_score_correction_bias"
-  // [experts] (a buffer). `moe` must have passed ValidateConfig.
+  // Weight prefix + "weight" [experts, hidden] and, if GateHasBias(moe, hidden), bias prefix +
+  // "e_score_correction_bias" [experts] (a buffer). `moe` must have passed ValidateConfig.
   MoeGate(const std::string& prefix, int64_t hidden, const MoeConfig& moe);
 
   int64_t num_experts() const { return num_experts_; }
+  bool has_bias() const { return has_bias_; }
+  bool is_softmax() const { return softmax_; }
 
   // x [tokens, hidden] -> the routing of every token. CHECKs that batch.seq_len divides tokens.
   Routing<T> Forward(const Matrix<T>& x, const BatchInfo& batch, Context* ctx) const;
@@ -66,22 +71,28 @@ class MoeGate {
   // weight.grad += the gradient of ctx's micro-batch; frees ctx's saved input.
   void BackwardWeight(Context* ctx);
 
-  // b_i += bias_update_speed * sign(mean(loads) - loads[i]). CHECKs loads.size() == experts.
+  // b_i += bias_update_speed * sign(mean(loads) - loads[i]); nothing without a bias. CHECKs
+  // loads.size() == experts.
   void UpdateBias(const std::vector<int64_t>& loads);
 
-  // The weight and the bias (a non-trainable buffer).
-  std::vector<Param<T>*> Params() { return {&proj_.weight(), &bias_}; }
+  // The weight and, if the gate has one, the bias (a non-trainable buffer).
+  std::vector<Param<T>*> Params() {
+    if (!has_bias_) return {&proj_.weight()};
+    return {&proj_.weight(), &bias_};
+  }
 
  private:
   int64_t num_experts_;
   int64_t top_k_;
   int64_t num_groups_;
   int64_t topk_groups_;
+  bool softmax_;   // score function softmax (else sigmoid)
+  bool has_bias_;  // bias_ takes part in selection and is a parameter
   T route_scale_;
   T bias_update_speed_;
   T aux_alpha_;
   Linear<T> proj_;
-  Param<T> bias_;  // [1, experts], stored as [experts]
+  Param<T> bias_;  // [1, experts], stored as [experts]; zeros when !has_bias_
 };
 
 // How many of `experts` (as Routing::experts) go to each of num_experts experts.

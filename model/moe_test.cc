@@ -16,7 +16,8 @@ MoeConfig TestConfig(int shared) {
   moe.set_top_k(3);
   moe.set_num_groups(4);
   moe.set_topk_groups(2);
-  moe.set_route_scale(2.5f);
+  moe.set_route_scale(2.5);
+  moe.set_gate_bias(true);  // V3's gate (the reference has the bias only at width 7168)
   moe.set_expert_intermediate_size(4);
   return moe;
 }

@@ -16,10 +16,12 @@ namespace model {
 absl::Status SaveWeights(const std::string& path, const std::vector<Param<float>*>& params,
                          const std::map<std::string, std::string>& metadata = {});
 
-// Sets every parameter's value from the tensor of the same name (F32, or BF16 widened to f32).
-// Tensors no parameter names are ignored, so a pipeline stage can load its part of a whole
-// model's file. NOT_FOUND if a parameter is missing; INVALID_ARGUMENT if a shape or dtype does not
-// fit; errors of ReadSafetensors otherwise. On error no parameter is changed.
+// Sets every parameter's value from the tensor of the same name in the file at `path` (F32, BF16
+// widened to f32, F64 rounded, fp8 dequantized: LoadDeepSeekCheckpoint of
+// model/deepseek_checkpoint.h, which also takes a checkpoint directory). Tensors no parameter names
+// are ignored, so a pipeline stage can load its part of a whole model's file. NOT_FOUND if a
+// parameter is missing; INVALID_ARGUMENT if a shape or dtype does not fit; file errors as
+// SafetensorsReader. On error no parameter is changed.
 absl::Status LoadWeights(const std::string& path, const std::vector<Param<float>*>& params);
 
 }  // namespace model

@@ -14,6 +14,8 @@ packages=(
   libopenmpi-dev openmpi-bin
   libcpp-httplib-dev nlohmann-json3-dev libopenblas-dev
   libpcre2-dev libicu-dev fortunes
+  # //model/reference:reference_test runs a PyTorch port of DeepSeek's reference model.
+  python3-torch python3-numpy
 )
 
 missing=()

@@ -48,6 +48,11 @@ absl::StatusOr<MoeLayer> MoeLayer::Create(Moe<float>& moe, const MoeConfig& conf
   if (moe.ep_size() != 1) {
     return absl::InvalidArgumentError("MoeLayer: expert parallelism is not supported on the GPU");
   }
+  if (!moe.gate().has_bias() || moe.gate().is_softmax()) {
+    return absl::InvalidArgumentError(
+        "MoeLayer: the GPU gate is DeepSeek-V3's only (sigmoid scores with the selection bias; "
+        "MoeConfig.score_func sigmoid and gate_bias)");
+  }
   const std::vector<Param<float>*> params = moe.Params();
   MoeLayer layer(handle);
   layer.top_k_ = config.top_k();

@@ -18,7 +18,8 @@ TEST(MoeLayerTest, MatchesTheCpuMoe) {
   config.set_top_k(4);
   config.set_num_groups(4);
   config.set_topk_groups(2);
-  config.set_route_scale(2.5f);
+  config.set_route_scale(2.5);
+  config.set_gate_bias(true);  // V3's gate (the reference has the bias only at width 7168)
   config.set_expert_intermediate_size(32);
   Moe<float> moe("m.", kHidden, config);
   InitParams(moe.Params(), 0.1, 1);

@@ -27,7 +27,8 @@ MoeConfig TestConfig() {
   moe.set_top_k(kTopK);
   moe.set_num_groups(8);
   moe.set_topk_groups(3);
-  moe.set_route_scale(2.5f);
+  moe.set_route_scale(2.5);
+  moe.set_gate_bias(true);  // V3's gate (the reference has the bias only at width 7168)
   moe.set_expert_intermediate_size(1);
   return moe;
 }
