@@ -45,6 +45,7 @@ constexpr char kConfig[] = R"pb(
       route_scale: 1.5
       expert_intermediate_size: 8
       bias_update_speed: 0.01
+      gate_bias: true
       sequence_aux_loss_alpha: 0.001
     }
   }
