@@ -47,6 +47,9 @@ TEST_P(LocalConformanceTest, Broadcast) {
 TEST_P(LocalConformanceTest, BarrierAndSplit) {
   ExpectAllRanksPass(GetParam(), internal::CheckBarrierAndSplit);
 }
+TEST_P(LocalConformanceTest, MismatchesAreCaught) {
+  ExpectAllRanksPass(GetParam(), internal::CheckMismatchesAreCaught);
+}
 
 INSTANTIATE_TEST_SUITE_P(Sizes, LocalConformanceTest, testing::Values(1, 2, 3, 4, 8));
 

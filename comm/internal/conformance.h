@@ -54,6 +54,12 @@ absl::Status CheckAllToAll(Communicator& comm, TestMemory& memory);
 absl::Status CheckBroadcast(Communicator& comm, TestMemory& memory);
 // Barrier, then Split into even and odd ranks (reverse order by key) and an AllReduce in each.
 absl::Status CheckBarrierAndSplit(Communicator& comm, TestMemory& memory);
+// Ranks that call mismatched collectives (rank 0 one call, the others another: different kinds,
+// Broadcast roots, reduce ops, counts, dtypes, AllToAll counts) all get INVALID_ARGUMENT naming
+// both calls, with no output buffer touched; a receive that does not fit its message (shorter,
+// longer, another element size) is INVALID_ARGUMENT on the receiver. After each, the communicator
+// still works. Needs checked mode on backends where it is optional (mpi); OK at once on 1 rank.
+absl::Status CheckMismatchesAreCaught(Communicator& comm, TestMemory& memory);
 
 }  // namespace comm::internal
 
