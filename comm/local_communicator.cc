@@ -65,8 +65,8 @@ class LocalRequest : public Request {
 
 class LocalCommunicator : public Communicator {
  public:
-  LocalCommunicator(std::shared_ptr<LocalWorld> world, int rank)
-      : Communicator(rank, world->size()), world_(std::move(world)) {}
+  LocalCommunicator(std::shared_ptr<LocalWorld> world, int rank, const CommOptions& options)
+      : Communicator(rank, world->size(), options), world_(std::move(world)) {}
   ~LocalCommunicator() override { world_->Leave(rank()); }
 
   absl::string_view backend() const override { return "local"; }
@@ -169,7 +169,7 @@ class LocalCommunicator : public Communicator {
     RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "Split"));
     const int new_rank =
         std::find(members.begin(), members.end(), std::make_pair(key, rank())) - members.begin();
-    return std::make_unique<LocalCommunicator>(std::move(child), new_rank);
+    return std::make_unique<LocalCommunicator>(std::move(child), new_rank, options());
   }
 
   void OnAbort() override { world_->Abort(rank(), aborted()); }
@@ -203,17 +203,31 @@ class LocalCommunicator : public Communicator {
 
 }  // namespace
 
-std::vector<std::unique_ptr<Communicator>> CreateLocalGroup(int size) {
+std::vector<std::unique_ptr<Communicator>> CreateLocalGroup(int size, const CommOptions& options) {
   CHECK(size >= 1, "CreateLocalGroup: size = ", size);
+  const absl::Status valid = ValidateCommOptions(options);
+  CHECK(valid.ok(), "CreateLocalGroup: ", valid.message());
   auto world = std::make_shared<LocalWorld>(size);
   std::vector<std::unique_ptr<Communicator>> group;
-  for (int r = 0; r < size; ++r) group.push_back(std::make_unique<LocalCommunicator>(world, r));
+  for (int r = 0; r < size; ++r) {
+    group.push_back(std::make_unique<LocalCommunicator>(world, r, options));
+  }
   return group;
 }
 
-std::vector<absl::Status> RunLocalRanks(int size,
+std::vector<std::unique_ptr<Communicator>> CreateLocalGroup(int size) {
+  const absl::StatusOr<CommOptions> options = CommOptionsFromFlags();
+  CHECK(options.ok(), "CreateLocalGroup: ", options.status().message());
+  return CreateLocalGroup(size, *options);
+}
+
+std::vector<absl::Status> RunLocalRanks(int size, const CommOptions& options,
                                         const std::function<absl::Status(Communicator&)>& body) {
-  std::vector<std::unique_ptr<Communicator>> group = CreateLocalGroup(size);
+  CHECK(size >= 1, "RunLocalRanks: size = ", size);
+  if (absl::Status valid = ValidateCommOptions(options); !valid.ok()) {
+    return std::vector<absl::Status>(size, valid);
+  }
+  std::vector<std::unique_ptr<Communicator>> group = CreateLocalGroup(size, options);
   std::vector<absl::Status> statuses(size);
   std::vector<std::thread> threads;
   for (int r = 0; r < size; ++r) {
@@ -224,6 +238,13 @@ std::vector<absl::Status> RunLocalRanks(int size,
   }
   for (std::thread& thread : threads) thread.join();
   return statuses;
+}
+
+std::vector<absl::Status> RunLocalRanks(int size,
+                                        const std::function<absl::Status(Communicator&)>& body) {
+  const absl::StatusOr<CommOptions> options = CommOptionsFromFlags();
+  if (!options.ok()) return std::vector<absl::Status>(size, options.status());
+  return RunLocalRanks(size, *options, body);
 }
 
 }  // namespace comm

@@ -194,7 +194,8 @@ class MpiRequest : public Request {
 
 class MpiCommunicator : public Communicator {
  public:
-  MpiCommunicator(MPI_Comm comm, int rank, int size) : Communicator(rank, size), comm_(comm) {}
+  MpiCommunicator(MPI_Comm comm, int rank, int size, const CommOptions& options)
+      : Communicator(rank, size, options), comm_(comm) {}
   ~MpiCommunicator() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -283,18 +284,19 @@ class MpiCommunicator : public Communicator {
                  deadline, "Split"));
     MPI_Comm child;
     RETURN_IF_ERROR(MpiStatus(MPI_Comm_split(comm_, color, key, &child), "MPI_Comm_split"));
-    return Wrap(child);
+    return Wrap(child, options());
   }
 
  public:
   // A communicator over `comm`, which it then owns; errors come back as codes, not aborts.
-  static absl::StatusOr<std::unique_ptr<Communicator>> Wrap(MPI_Comm comm) {
+  static absl::StatusOr<std::unique_ptr<Communicator>> Wrap(MPI_Comm comm,
+                                                            const CommOptions& options) {
     RETURN_IF_ERROR(
         MpiStatus(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler"));
     int rank = 0, size = 0;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    return std::make_unique<MpiCommunicator>(comm, rank, size);
+    return std::make_unique<MpiCommunicator>(comm, rank, size, options);
   }
 
  private:
@@ -311,13 +313,19 @@ class MpiCommunicator : public Communicator {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Communicator>> CreateMpiWorld() {
+absl::StatusOr<std::unique_ptr<Communicator>> CreateMpiWorld(const CommOptions& options) {
+  RETURN_IF_ERROR(ValidateCommOptions(options));
   RETURN_IF_ERROR(State().status);
   static std::mutex mu;  // MPI_Comm_dup from several threads at once would need a fixed order
   std::lock_guard<std::mutex> lock(mu);
   MPI_Comm world;
   RETURN_IF_ERROR(MpiStatus(MPI_Comm_dup(MPI_COMM_WORLD, &world), "MPI_Comm_dup"));
-  return MpiCommunicator::Wrap(world);
+  return MpiCommunicator::Wrap(world, options);
+}
+
+absl::StatusOr<std::unique_ptr<Communicator>> CreateMpiWorld() {
+  ASSIGN_OR_RETURN(const CommOptions options, CommOptionsFromFlags());
+  return CreateMpiWorld(options);
 }
 
 }  // namespace comm
