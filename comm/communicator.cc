@@ -94,9 +94,9 @@ absl::Status Communicator::CheckNotAborted() const {
 absl::Status Communicator::CheckUsable(ConstBuffer buffer, absl::string_view what) const {
   RETURN_IF_ERROR(CheckNotAborted());
   if (!Supports(buffer.memory)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": the ", backend(), " backend does not accept ",
-                     buffer.memory == MemoryKind::kHost ? "host" : "device", " memory"));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": the ", backend(),
+                                                   " backend does not accept ",
+                                                   core::Name(buffer.memory), " memory"));
   }
   if (buffer.data == nullptr && buffer.count > 0) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": null data with count ", buffer.count));

@@ -111,8 +111,8 @@ class Communicator {
 
   // "local", "mpi" or "nccl".
   virtual absl::string_view backend() const = 0;
-  // Whether buffers of this memory kind are accepted.
-  virtual bool Supports(MemoryKind memory) const = 0;
+  // Whether buffers in memory of `device` are accepted.
+  virtual bool Supports(core::Device device) const = 0;
 
   const CommOptions& options() const { return options_; }
   // The time each blocking call may take (options().timeout). Precondition for set_timeout:

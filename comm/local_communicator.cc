@@ -70,7 +70,7 @@ class LocalCommunicator : public Communicator {
   ~LocalCommunicator() override { world_->Leave(rank()); }
 
   absl::string_view backend() const override { return "local"; }
-  bool Supports(MemoryKind memory) const override { return memory == MemoryKind::kHost; }
+  bool Supports(core::Device device) const override { return device == core::Device::kHost; }
 
  protected:
   absl::Status DoBatchP2P(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,

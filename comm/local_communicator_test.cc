@@ -69,7 +69,7 @@ TEST(LocalCommunicatorTest, RejectsBadArgumentsAndStaysUsable) {
     EXPECT_TRUE(absl::IsInvalidArgument(
         comm.AllToAll(ConstHostBuffer<float>(a), {counts, 1}, HostBuffer<float>(a), counts)));
     EXPECT_TRUE(absl::IsInvalidArgument(comm.Split(-1, 0).status()));
-    Buffer device{a.data(), a.size(), core::DType::kF32, MemoryKind::kDevice};
+    Buffer device{a.data(), a.size(), core::DType::kF32, core::Device::kCuda};
     EXPECT_TRUE(absl::IsInvalidArgument(comm.Broadcast(device, 0)));
     return comm.Barrier();
   });

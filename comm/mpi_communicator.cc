@@ -252,7 +252,7 @@ class MpiCommunicator : public Communicator {
   }
 
   absl::string_view backend() const override { return "mpi"; }
-  bool Supports(MemoryKind memory) const override { return memory == MemoryKind::kHost; }
+  bool Supports(core::Device device) const override { return device == core::Device::kHost; }
 
  protected:
   absl::Status DoBatchP2P(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,

@@ -119,7 +119,7 @@ TEST_P(MpiCommunicatorTest, RejectsBadArgumentsAndStaysUsable) {
   std::vector<float> values(4);
   EXPECT_TRUE(absl::IsInvalidArgument(comm_->Send(ConstHostBuffer<float>(values), comm_->size())));
   EXPECT_TRUE(absl::IsInvalidArgument(comm_->Send(ConstHostBuffer<float>(values), 0, -3)));
-  Buffer device{values.data(), values.size(), core::DType::kF32, MemoryKind::kDevice};
+  Buffer device{values.data(), values.size(), core::DType::kF32, core::Device::kCuda};
   EXPECT_TRUE(absl::IsInvalidArgument(comm_->Broadcast(device, 0)));
   EXPECT_TRUE(comm_->Barrier().ok());
 }

@@ -112,7 +112,7 @@ class NcclCommunicator : public Communicator {
   }
 
   absl::string_view backend() const override { return "nccl"; }
-  bool Supports(MemoryKind memory) const override { return memory == MemoryKind::kDevice; }
+  bool Supports(core::Device device) const override { return device == core::Device::kCuda; }
 
  protected:
   absl::Status DoBatchP2P(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,

@@ -8,7 +8,7 @@
 namespace comm::internal {
 namespace {
 
-const ConstBuffer kFourFloats(nullptr, 4, core::DType::kF32, MemoryKind::kHost);
+const ConstBuffer kFourFloats(nullptr, 4, core::DType::kF32, core::Device::kHost);
 
 TEST(CallTest, DescribesEachKind) {
   EXPECT_EQ(Describe(Call::AllReduce(kFourFloats, ReduceOp::kMax)), "AllReduce(max, 4 x f32)");
@@ -23,7 +23,7 @@ TEST(CallTest, ComparesWhatRanksMustAgreeOn) {
   const Call sum = Call::AllReduce(kFourFloats, ReduceOp::kSum);
   EXPECT_TRUE(CompareCalls(std::vector<Call>{sum, sum, sum}).ok());
   // AllToAll's counts may differ between ranks; only its dtype is compared.
-  const ConstBuffer two_floats(nullptr, 2, core::DType::kF32, MemoryKind::kHost);
+  const ConstBuffer two_floats(nullptr, 2, core::DType::kF32, core::Device::kHost);
   EXPECT_TRUE(
       CompareCalls(std::vector<Call>{Call::AllToAll(kFourFloats), Call::AllToAll(two_floats)})
           .ok());

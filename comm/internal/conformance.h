@@ -18,7 +18,7 @@ namespace comm::internal {
 class TestMemory {
  public:
   virtual ~TestMemory() = default;
-  virtual MemoryKind kind() const = 0;
+  virtual core::Device kind() const = 0;
   // Returns `bytes` of memory of kind(), zero-filled; ownership stays with this object, which
   // frees everything it allocated when destroyed.
   virtual void* Allocate(size_t bytes) = 0;
@@ -29,7 +29,7 @@ class TestMemory {
 // Host memory from the heap.
 class HostTestMemory : public TestMemory {
  public:
-  MemoryKind kind() const override { return MemoryKind::kHost; }
+  core::Device kind() const override { return core::Device::kHost; }
   void* Allocate(size_t bytes) override;
   void CopyIn(void* dst, const void* host_src, size_t bytes) override;
   void CopyOut(void* host_dst, const void* src, size_t bytes) override;
