@@ -43,24 +43,30 @@ absl::StatusOr<LaunchEnvironment> ReadVariables(const EnvLookup& getenv, Launche
 }
 
 // The local communicator of a process that is the whole job.
-std::unique_ptr<Communicator> SingleProcess() { return std::move(CreateLocalGroup(1).front()); }
-
-// mpi under a launcher, local otherwise.
-absl::StatusOr<std::unique_ptr<Communicator>> CpuWorld(const LaunchEnvironment& env) {
-  if (env.launcher == Launcher::kNone) return SingleProcess();
-  return CreateMpiWorld();
+std::unique_ptr<Communicator> SingleProcess(const CommOptions& options) {
+  return std::move(CreateLocalGroup(1, options).front());
 }
 
-absl::StatusOr<std::unique_ptr<Communicator>> NcclWorld(const LaunchEnvironment& env) {
+// mpi under a launcher, local otherwise.
+absl::StatusOr<std::unique_ptr<Communicator>> CpuWorld(const LaunchEnvironment& env,
+                                                       const CommOptions& options) {
+  if (env.launcher == Launcher::kNone) return SingleProcess(options);
+  return CreateMpiWorld(options);
+}
+
+// The nccl communicator takes its options from the bootstrap one.
+absl::StatusOr<std::unique_ptr<Communicator>> NcclWorld(const LaunchEnvironment& env,
+                                                        const CommOptions& options) {
 #ifdef COMM_WITH_NCCL
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     return absl::UnavailableError("the nccl backend needs a CUDA GPU; none is visible");
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Communicator> bootstrap, CpuWorld(env));
+  ASSIGN_OR_RETURN(std::unique_ptr<Communicator> bootstrap, CpuWorld(env, options));
   return CreateNcclCommunicator(*bootstrap, env.local_rank % devices);
 #else
   (void)env;
+  (void)options;
   return absl::UnimplementedError("the nccl backend needs a build with --config=cuda");
 #endif
 }
@@ -91,23 +97,30 @@ absl::StatusOr<Backend> ParseBackend(absl::string_view name) {
       absl::StrCat("unknown backend '", name, "': expected auto, local, mpi or nccl"));
 }
 
-absl::StatusOr<std::unique_ptr<Communicator>> CreateWorldCommunicator(Backend backend) {
+absl::StatusOr<std::unique_ptr<Communicator>> CreateWorldCommunicator(Backend backend,
+                                                                      const CommOptions& options) {
+  RETURN_IF_ERROR(ValidateCommOptions(options));
   ASSIGN_OR_RETURN(const LaunchEnvironment env, ReadLaunchEnvironment());
   switch (backend) {
     case Backend::kAuto:
-      return CpuWorld(env);
+      return CpuWorld(env, options);
     case Backend::kLocal:
       if (env.size > 1) {
         return absl::FailedPreconditionError(absl::StrCat(
             "the local backend runs in one process, but the launcher started ", env.size));
       }
-      return SingleProcess();
+      return SingleProcess(options);
     case Backend::kMpi:
-      return CreateMpiWorld();
+      return CreateMpiWorld(options);
     case Backend::kNccl:
-      return NcclWorld(env);
+      return NcclWorld(env, options);
   }
   return absl::InvalidArgumentError("unknown backend");
+}
+
+absl::StatusOr<std::unique_ptr<Communicator>> CreateWorldCommunicator(Backend backend) {
+  ASSIGN_OR_RETURN(const CommOptions options, CommOptionsFromFlags());
+  return CreateWorldCommunicator(backend, options);
 }
 
 }  // namespace comm

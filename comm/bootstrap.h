@@ -43,9 +43,13 @@ enum class Backend {
 // "auto", "local", "mpi" or "nccl"; INVALID_ARGUMENT otherwise.
 absl::StatusOr<Backend> ParseBackend(absl::string_view name);
 
-// Returns this process's communicator over the whole job for `backend` (see Backend). Collective
-// over the job's processes. FAILED_PRECONDITION for local under a multi-process launcher;
-// UNIMPLEMENTED for nccl in a build without --config=cuda; else the backend's errors.
+// Returns this process's communicator over the whole job for `backend` (see Backend), with
+// `options`. Collective over the job's processes. INVALID_ARGUMENT for bad options;
+// FAILED_PRECONDITION for local under a multi-process launcher; UNIMPLEMENTED for nccl in a build
+// without --config=cuda; else the backend's errors.
+absl::StatusOr<std::unique_ptr<Communicator>> CreateWorldCommunicator(Backend backend,
+                                                                      const CommOptions& options);
+// The same with CommOptionsFromFlags() (a bad flag is the error returned).
 absl::StatusOr<std::unique_ptr<Communicator>> CreateWorldCommunicator(Backend backend);
 
 }  // namespace comm

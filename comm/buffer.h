@@ -1,4 +1,5 @@
-// Communication buffers: a pointer, an element count, an element type and where the memory lives.
+// Communication buffers: a pointer, an element count, an element type and where the memory lives
+// (core::Device, the enum the allocators and tensors use).
 // Buffers never own memory; the caller keeps it alive and unchanged for the duration of a call.
 #ifndef COMM_BUFFER_H_
 #define COMM_BUFFER_H_
@@ -9,21 +10,24 @@
 #include <type_traits>
 
 #include "core/dtype.h"
+#include "core/memory.h"
 
 namespace comm {
 
-// Where a buffer's memory lives. Device memory is only accepted by backends that have devices.
-enum class MemoryKind { kHost, kDevice };
+// The former name of core::Device, kept for code outside comm/ that still spells
+// comm::MemoryKind::kHost; new code uses core::Device.
+using MemoryKind = core::Device;
 
 // Reductions supported by AllReduce.
 enum class ReduceOp { kSum, kMax };
 
-// A mutable buffer: `count` elements of `dtype` at `data`.
+// A mutable buffer: `count` elements of `dtype` at `data`, in `memory` (host, or CUDA memory,
+// which only backends with devices accept).
 struct Buffer {
   void* data = nullptr;
   size_t count = 0;
   core::DType dtype = core::DType::kF32;
-  MemoryKind memory = MemoryKind::kHost;
+  core::Device memory = core::Device::kHost;
 
   size_t bytes() const { return count * core::SizeOf(dtype); }
 };
@@ -33,10 +37,10 @@ struct ConstBuffer {
   const void* data = nullptr;
   size_t count = 0;
   core::DType dtype = core::DType::kF32;
-  MemoryKind memory = MemoryKind::kHost;
+  core::Device memory = core::Device::kHost;
 
   ConstBuffer() = default;
-  ConstBuffer(const void* data, size_t count, core::DType dtype, MemoryKind memory)
+  ConstBuffer(const void* data, size_t count, core::DType dtype, core::Device memory)
       : data(data), count(count), dtype(dtype), memory(memory) {}
   ConstBuffer(const Buffer& buffer)  // NOLINT: implicit, as span<T> -> span<const T>.
       : data(buffer.data), count(buffer.count), dtype(buffer.dtype), memory(buffer.memory) {}
@@ -54,11 +58,11 @@ inline std::string Shape(size_t count, core::DType dtype) {
 template <typename T>
 Buffer HostBuffer(std::span<T> values) {
   static_assert(!std::is_const_v<T>, "use ConstHostBuffer for read-only data");
-  return Buffer{values.data(), values.size(), core::DTypeOf<T>(), MemoryKind::kHost};
+  return Buffer{values.data(), values.size(), core::DTypeOf<T>(), core::Device::kHost};
 }
 template <typename T>
 ConstBuffer ConstHostBuffer(std::span<const T> values) {
-  return ConstBuffer(values.data(), values.size(), core::DTypeOf<T>(), MemoryKind::kHost);
+  return ConstBuffer(values.data(), values.size(), core::DTypeOf<T>(), core::Device::kHost);
 }
 
 // One send of a batched point-to-point call: `buffer` goes to rank `peer` with `tag`.

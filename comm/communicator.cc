@@ -10,9 +10,13 @@
 #include "core/check.h"
 #include "core/status_macros.h"
 
-ABSL_FLAG(absl::Duration, comm_timeout, absl::Seconds(60),
+ABSL_FLAG(absl::Duration, comm_timeout, comm::CommOptions().timeout,
           "Longest a blocking communication call may wait before it fails with "
           "DEADLINE_EXCEEDED; must be positive.");
+ABSL_FLAG(bool, comm_checked, comm::kCheckedByDefault,
+          "Checked mode: before each collective the ranks compare their calls, so that mismatched "
+          "calls fail with INVALID_ARGUMENT naming both (costs a small all-gather per collective "
+          "on mpi). Defaults to true except in -c opt builds.");
 
 namespace comm {
 namespace {
@@ -46,26 +50,37 @@ class DeferredRequest : public Request {
 
 }  // namespace
 
-absl::Status ValidateCommFlags() {
-  const absl::Duration timeout = absl::GetFlag(FLAGS_comm_timeout);
-  if (timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--comm_timeout must be positive, got ", absl::FormatDuration(timeout)));
+absl::Status ValidateCommOptions(const CommOptions& options) {
+  if (options.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("communicator timeout must be positive, got ",
+                                                   absl::FormatDuration(options.timeout)));
   }
   return absl::OkStatus();
 }
 
-Communicator::Communicator(int rank, int size)
-    : rank_(rank), size_(size), timeout_(absl::GetFlag(FLAGS_comm_timeout)) {
+absl::StatusOr<CommOptions> CommOptionsFromFlags() {
+  const CommOptions options = {.timeout = absl::GetFlag(FLAGS_comm_timeout),
+                               .checked = absl::GetFlag(FLAGS_comm_checked)};
+  if (options.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("--comm_timeout must be positive, got ",
+                                                   absl::FormatDuration(options.timeout)));
+  }
+  return options;
+}
+
+absl::Status ValidateCommFlags() { return CommOptionsFromFlags().status(); }
+
+Communicator::Communicator(int rank, int size, const CommOptions& options)
+    : rank_(rank), size_(size), options_(options) {
   CHECK(size > 0 && rank >= 0 && rank < size, "Communicator: rank ", rank, " for size ", size);
-  const absl::Status flags = ValidateCommFlags();
-  CHECK(flags.ok(), "Communicator: ", flags.message());
+  const absl::Status valid = ValidateCommOptions(options);
+  CHECK(valid.ok(), "Communicator: ", valid.message());
 }
 
 void Communicator::set_timeout(absl::Duration timeout) {
   CHECK(timeout > absl::ZeroDuration(), "Communicator::set_timeout: timeout ",
         absl::FormatDuration(timeout));
-  timeout_ = timeout;
+  options_.timeout = timeout;
 }
 
 absl::Status Communicator::CheckNotAborted() const {
@@ -79,9 +94,9 @@ absl::Status Communicator::CheckNotAborted() const {
 absl::Status Communicator::CheckUsable(ConstBuffer buffer, absl::string_view what) const {
   RETURN_IF_ERROR(CheckNotAborted());
   if (!Supports(buffer.memory)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": the ", backend(), " backend does not accept ",
-                     buffer.memory == MemoryKind::kHost ? "host" : "device", " memory"));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": the ", backend(),
+                                                   " backend does not accept ",
+                                                   core::Name(buffer.memory), " memory"));
   }
   if (buffer.data == nullptr && buffer.count > 0) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": null data with count ", buffer.count));
@@ -106,7 +121,9 @@ absl::Status Communicator::CheckTag(int tag) const {
 }
 
 absl::Status Communicator::Finish(absl::Status status) {
-  if ((absl::IsDeadlineExceeded(status) || absl::IsUnavailable(status)) && aborted_.ok()) {
+  if ((absl::IsDeadlineExceeded(status) || absl::IsUnavailable(status) ||
+       absl::IsInternal(status)) &&
+      aborted_.ok()) {
     aborted_ = status;
     OnAbort();
   }
@@ -159,7 +176,7 @@ absl::Status Communicator::CheckBatch(absl::Span<const SendOp> sends,
 absl::Status Communicator::BatchP2P(absl::Span<const SendOp> sends,
                                     absl::Span<const RecvOp> recvs) {
   RETURN_IF_ERROR(CheckBatch(sends, recvs));
-  return Finish(DoBatchP2P(sends, recvs, absl::Now() + timeout_));
+  return Finish(DoBatchP2P(sends, recvs, absl::Now() + timeout()));
 }
 
 absl::StatusOr<std::unique_ptr<Request>> Communicator::StartBatchP2P(
@@ -176,7 +193,7 @@ absl::Status Communicator::AllReduce(ConstBuffer input, Buffer output, ReduceOp 
         absl::StrCat("AllReduce: input has ", Shape(input.count, input.dtype), " but output has ",
                      Shape(output.count, output.dtype)));
   }
-  return Finish(DoAllReduce(input, output, op, absl::Now() + timeout_));
+  return Finish(DoAllReduce(input, output, op, absl::Now() + timeout()));
 }
 
 absl::Status Communicator::AllGather(ConstBuffer input, Buffer output) {
@@ -187,7 +204,7 @@ absl::Status Communicator::AllGather(ConstBuffer input, Buffer output) {
         "AllGather: output must hold size() * input count = ",
         Shape(input.count * size_, input.dtype), ", has ", Shape(output.count, output.dtype)));
   }
-  return Finish(DoAllGather(input, output, absl::Now() + timeout_));
+  return Finish(DoAllGather(input, output, absl::Now() + timeout()));
 }
 
 absl::Status Communicator::AllToAll(ConstBuffer input, absl::Span<const size_t> send_counts,
@@ -210,18 +227,18 @@ absl::Status Communicator::AllToAll(ConstBuffer input, absl::Span<const size_t> 
         absl::StrCat("AllToAll: counts sum to ", Sum(send_counts), " sent and ", Sum(recv_counts),
                      " received, buffers hold ", input.count, " and ", output.count));
   }
-  return Finish(DoAllToAll(input, send_counts, output, recv_counts, absl::Now() + timeout_));
+  return Finish(DoAllToAll(input, send_counts, output, recv_counts, absl::Now() + timeout()));
 }
 
 absl::Status Communicator::Broadcast(Buffer buffer, int root) {
   RETURN_IF_ERROR(CheckUsable(buffer, "Broadcast buffer"));
   RETURN_IF_ERROR(CheckPeer(root, "Broadcast root"));
-  return Finish(DoBroadcast(buffer, root, absl::Now() + timeout_));
+  return Finish(DoBroadcast(buffer, root, absl::Now() + timeout()));
 }
 
 absl::Status Communicator::Barrier() {
   RETURN_IF_ERROR(CheckNotAborted());
-  return Finish(DoBarrier(absl::Now() + timeout_));
+  return Finish(DoBarrier(absl::Now() + timeout()));
 }
 
 absl::StatusOr<std::unique_ptr<Communicator>> Communicator::Split(int color, int key) {
@@ -229,9 +246,10 @@ absl::StatusOr<std::unique_ptr<Communicator>> Communicator::Split(int color, int
     return absl::InvalidArgumentError(absl::StrCat("Split: color must be >= 0, got ", color));
   }
   RETURN_IF_ERROR(CheckNotAborted());
-  absl::StatusOr<std::unique_ptr<Communicator>> child = DoSplit(color, key, absl::Now() + timeout_);
+  absl::StatusOr<std::unique_ptr<Communicator>> child =
+      DoSplit(color, key, absl::Now() + timeout());
   if (!child.ok()) return Finish(child.status());
-  (*child)->timeout_ = timeout_;
+  (*child)->options_ = options_;
   return child;
 }
 

@@ -2,12 +2,14 @@
 //
 // A Communicator is one rank's handle on a group of `size()` ranks. Collective calls must be made
 // by every rank of the group in the same order. Every blocking call waits at most `timeout()`
-// (default: --comm_timeout) and then returns DEADLINE_EXCEEDED; a peer known to have left returns
-// UNAVAILABLE. After either error the communicator is aborted: every later call returns
+// (CommOptions, given at construction) and then returns DEADLINE_EXCEEDED; a peer known to have
+// left returns UNAVAILABLE; a backend call that failed and left the backend's state unknown
+// returns INTERNAL. After any of these the communicator is aborted: every later call returns
 // FAILED_PRECONDITION, and the caller should rebuild its groups.
 //
-// Argument errors (bad peer, mismatched dtype or count, unsupported memory) return
-// INVALID_ARGUMENT and leave the communicator usable.
+// Argument errors (bad peer, unsupported memory, and calls that do not match across ranks:
+// another collective, root, reduce op, count or dtype on another rank, a message that does not
+// fit its receive) return INVALID_ARGUMENT and leave the communicator usable.
 //
 // Thread-safety: one Communicator is used by one thread at a time. Distinct communicators (other
 // ranks, or groups made by Split) may be used concurrently from different threads.
@@ -26,10 +28,42 @@
 #include "absl/types/span.h"
 #include "comm/buffer.h"
 
-// Default time a blocking communication call may take before DEADLINE_EXCEEDED.
+// The flags behind CommOptionsFromFlags (see CommOptions).
 ABSL_DECLARE_FLAG(absl::Duration, comm_timeout);
+ABSL_DECLARE_FLAG(bool, comm_checked);
 
 namespace comm {
+
+// Whether checked mode is on by default: in builds with DCHECKs (no NDEBUG: the default build,
+// -c dbg, tests), not under -c opt.
+#ifdef NDEBUG
+inline constexpr bool kCheckedByDefault = false;
+#else
+inline constexpr bool kCheckedByDefault = true;
+#endif
+
+// How a communicator behaves, fixed at construction (Split's groups inherit it).
+struct CommOptions {
+  // The longest a blocking call, or a Request's Wait, may take before DEADLINE_EXCEEDED. > 0.
+  absl::Duration timeout = absl::Seconds(60);
+  // Checked mode: before each collective the ranks compare their calls (kind, root, reduce op,
+  // count, dtype; AllToAll's per-pair counts), so that a mismatch is INVALID_ARGUMENT on every
+  // rank, naming both calls, before any buffer is touched. Costs one small all-gather per
+  // collective on the mpi backend; the local backend always compares (it costs nothing there);
+  // the nccl backend does not compare yet.
+  bool checked = kCheckedByDefault;
+};
+
+// OK if `options` are usable (timeout > 0), else INVALID_ARGUMENT naming the bad field.
+absl::Status ValidateCommOptions(const CommOptions& options);
+
+// CommOptions from --comm_timeout (default 60s) and --comm_checked (default kCheckedByDefault).
+// INVALID_ARGUMENT naming the flag when a value is bad. Binaries call it after parsing flags and
+// pass the result to the function that makes their communicator.
+absl::StatusOr<CommOptions> CommOptionsFromFlags();
+
+// CommOptionsFromFlags().status(), for binaries that let the communicator read the flags itself.
+absl::Status ValidateCommFlags();
 
 class Communicator;
 
@@ -63,10 +97,6 @@ class Request {
   std::optional<absl::Status> result_;
 };
 
-// OK if --comm_timeout is positive, else INVALID_ARGUMENT naming the flag. Binaries call it after
-// absl::ParseCommandLine; constructing a communicator with a bad flag aborts.
-absl::Status ValidateCommFlags();
-
 class Communicator {
  public:
   // Point-to-point tags are in [0, kMaxTag] (the least upper bound MPI guarantees).
@@ -81,14 +111,18 @@ class Communicator {
 
   // "local", "mpi" or "nccl".
   virtual absl::string_view backend() const = 0;
-  // Whether buffers of this memory kind are accepted.
-  virtual bool Supports(MemoryKind memory) const = 0;
+  // Whether buffers in memory of `device` are accepted.
+  virtual bool Supports(core::Device device) const = 0;
 
-  // The time each blocking call may take. Precondition for set_timeout: timeout > 0.
-  absl::Duration timeout() const { return timeout_; }
+  const CommOptions& options() const { return options_; }
+  // The time each blocking call may take (options().timeout). Precondition for set_timeout:
+  // timeout > 0; it changes this communicator only, not groups already split from it.
+  absl::Duration timeout() const { return options_.timeout; }
   void set_timeout(absl::Duration timeout);
+  // Whether collectives compare the ranks' calls first (options().checked).
+  bool checked() const { return options_.checked; }
 
-  // OK until a call failed with DEADLINE_EXCEEDED or UNAVAILABLE; then that error.
+  // OK until a call failed with DEADLINE_EXCEEDED, UNAVAILABLE or INTERNAL; then that error.
   const absl::Status& aborted() const { return aborted_; }
 
   // Sends `buffer` to `peer`; returns when the buffer may be reused. The receive on `peer` must
@@ -125,12 +159,12 @@ class Communicator {
 
   // Collective: splits the group into one group per distinct `color` (>= 0); within a group the
   // ranks are ordered by (key, old rank). Returns this rank's new communicator (owned by the
-  // caller, same backend and timeout), which outlives or may be destroyed before this one.
+  // caller, same backend and options), which outlives or may be destroyed before this one.
   absl::StatusOr<std::unique_ptr<Communicator>> Split(int color, int key);
 
  protected:
-  // Preconditions: 0 <= rank < size.
-  Communicator(int rank, int size);
+  // Preconditions: 0 <= rank < size; ValidateCommOptions(options) is OK.
+  Communicator(int rank, int size, const CommOptions& options);
 
   // Backend implementations. Arguments are already validated: peers and roots in range, dtypes
   // and local counts consistent, memory kinds supported, communicator not aborted.
@@ -162,12 +196,12 @@ class Communicator {
   absl::Status CheckUsable(ConstBuffer buffer, absl::string_view what) const;
   absl::Status CheckTag(int tag) const;
   absl::Status CheckPeer(int peer, absl::string_view what) const;
-  // Records DEADLINE_EXCEEDED / UNAVAILABLE as the abort reason; returns `status`.
+  // Records DEADLINE_EXCEEDED / UNAVAILABLE / INTERNAL as the abort reason; returns `status`.
   absl::Status Finish(absl::Status status);
 
   const int rank_;
   const int size_;
-  absl::Duration timeout_;
+  CommOptions options_;
   absl::Status aborted_;
 };
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "comm/internal/call.h"
 #include "comm/internal/local_world.h"
 #include "comm/internal/reduce.h"
 #include "core/check.h"
@@ -64,12 +65,12 @@ class LocalRequest : public Request {
 
 class LocalCommunicator : public Communicator {
  public:
-  LocalCommunicator(std::shared_ptr<LocalWorld> world, int rank)
-      : Communicator(rank, world->size()), world_(std::move(world)) {}
+  LocalCommunicator(std::shared_ptr<LocalWorld> world, int rank, const CommOptions& options)
+      : Communicator(rank, world->size(), options), world_(std::move(world)) {}
   ~LocalCommunicator() override { world_->Leave(rank()); }
 
   absl::string_view backend() const override { return "local"; }
-  bool Supports(MemoryKind memory) const override { return memory == MemoryKind::kHost; }
+  bool Supports(core::Device device) const override { return device == core::Device::kHost; }
 
  protected:
   absl::Status DoBatchP2P(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
@@ -90,8 +91,7 @@ class LocalCommunicator : public Communicator {
   absl::Status DoAllReduce(ConstBuffer input, Buffer output, ReduceOp op,
                            absl::Time deadline) override {
     Post() = {.input = input, .output = output};
-    RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "AllReduce"));
-    const absl::Status status = CheckSameShape(input, "AllReduce");
+    RETURN_IF_ERROR(world_->Meet(rank(), internal::Call::AllReduce(input, op), deadline));
     const size_t begin = SliceBegin(input.count, rank());
     const size_t count = SliceBegin(input.count, rank() + 1) - begin;
     // In place, the output is another rank's input until the next barrier: reduce aside.
@@ -101,52 +101,36 @@ class LocalCommunicator : public Communicator {
       scratch.resize(count * core::SizeOf(input.dtype));
       reduced = scratch.data();
     }
-    if (status.ok()) {
-      Copy(reduced, At(world_->post(0).input, begin), count * core::SizeOf(input.dtype));
-      for (int r = 1; r < size(); ++r) {
-        internal::ReduceInto(op, input.dtype, At(world_->post(r).input, begin), reduced, count);
-      }
-      Post().reduced = reduced;
+    Copy(reduced, At(world_->post(0).input, begin), count * core::SizeOf(input.dtype));
+    for (int r = 1; r < size(); ++r) {
+      internal::ReduceInto(op, input.dtype, At(world_->post(r).input, begin), reduced, count);
     }
+    Post().reduced = reduced;
     RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "AllReduce"));
-    if (status.ok()) {
-      for (int r = 0; r < size(); ++r) {
-        const size_t slice = SliceBegin(input.count, r);
-        Copy(At(output, slice), world_->post(r).reduced,
-             (SliceBegin(input.count, r + 1) - slice) * core::SizeOf(input.dtype));
-      }
+    for (int r = 0; r < size(); ++r) {
+      const size_t slice = SliceBegin(input.count, r);
+      Copy(At(output, slice), world_->post(r).reduced,
+           (SliceBegin(input.count, r + 1) - slice) * core::SizeOf(input.dtype));
     }
-    RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "AllReduce"));
-    return status;
+    return world_->Barrier(rank(), deadline, "AllReduce");
   }
 
   absl::Status DoAllGather(ConstBuffer input, Buffer output, absl::Time deadline) override {
     Post() = {.input = input, .output = output};
-    RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "AllGather"));
-    const absl::Status status = CheckSameShape(input, "AllGather");
-    if (status.ok()) {
-      for (int r = 0; r < size(); ++r) {
-        Copy(At(output, r * input.count), world_->post(r).input.data, input.bytes());
-      }
+    RETURN_IF_ERROR(world_->Meet(rank(), internal::Call::AllGather(input), deadline));
+    for (int r = 0; r < size(); ++r) {
+      Copy(At(output, r * input.count), world_->post(r).input.data, input.bytes());
     }
-    RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "AllGather"));
-    return status;
+    return world_->Barrier(rank(), deadline, "AllGather");
   }
 
   absl::Status DoAllToAll(ConstBuffer input, absl::Span<const size_t> send_counts, Buffer output,
                           absl::Span<const size_t> recv_counts, absl::Time deadline) override {
     Post() = {
         .input = input, .output = output, .send_counts = send_counts, .recv_counts = recv_counts};
-    RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "AllToAll"));
-    absl::Status status;
-    for (int r = 0; r < size() && status.ok(); ++r) {
-      const LocalWorld::Post& peer = world_->post(r);
-      if (peer.input.dtype != input.dtype || peer.send_counts[rank()] != recv_counts[r]) {
-        status = absl::InvalidArgumentError(absl::StrCat(
-            "AllToAll: rank ", r, " sends ", Shape(peer.send_counts[rank()], peer.input.dtype),
-            " to rank ", rank(), " which expects ", Shape(recv_counts[r], input.dtype)));
-      }
-    }
+    RETURN_IF_ERROR(world_->Meet(rank(), internal::Call::AllToAll(input), deadline));
+    // Every rank checks every pair, so that all reach the same verdict.
+    absl::Status status = CheckAllToAllCounts();
     if (status.ok()) {
       for (int r = 0; r < size(); ++r) {
         const LocalWorld::Post& peer = world_->post(r);
@@ -160,21 +144,19 @@ class LocalCommunicator : public Communicator {
 
   absl::Status DoBroadcast(Buffer buffer, int root, absl::Time deadline) override {
     Post() = {.input = buffer};
-    RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "Broadcast"));
-    const absl::Status status = CheckSameShape(world_->post(root).input, "Broadcast");
-    if (status.ok()) Copy(buffer.data, world_->post(root).input.data, buffer.bytes());
-    RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "Broadcast"));
-    return status;
+    RETURN_IF_ERROR(world_->Meet(rank(), internal::Call::Broadcast(buffer, root), deadline));
+    Copy(buffer.data, world_->post(root).input.data, buffer.bytes());
+    return world_->Barrier(rank(), deadline, "Broadcast");
   }
 
   absl::Status DoBarrier(absl::Time deadline) override {
-    return world_->Barrier(rank(), deadline, "Barrier");
+    return world_->Meet(rank(), internal::Call::Barrier(), deadline);
   }
 
   absl::StatusOr<std::unique_ptr<Communicator>> DoSplit(int color, int key,
                                                         absl::Time deadline) override {
     Post() = {.color = color, .key = key};
-    RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "Split"));
+    RETURN_IF_ERROR(world_->Meet(rank(), internal::Call::Split(), deadline));
     std::vector<std::pair<int, int>> members;  // (key, old rank) of this rank's group
     for (int r = 0; r < size(); ++r) {
       if (world_->post(r).color == color) members.emplace_back(world_->post(r).key, r);
@@ -187,7 +169,7 @@ class LocalCommunicator : public Communicator {
     RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "Split"));
     const int new_rank =
         std::find(members.begin(), members.end(), std::make_pair(key, rank())) - members.begin();
-    return std::make_unique<LocalCommunicator>(std::move(child), new_rank);
+    return std::make_unique<LocalCommunicator>(std::move(child), new_rank, options());
   }
 
   void OnAbort() override { world_->Abort(rank(), aborted()); }
@@ -198,14 +180,19 @@ class LocalCommunicator : public Communicator {
   // First element of rank r's slice when `count` elements are cut into size() slices.
   size_t SliceBegin(size_t count, int r) const { return count * r / size(); }
 
-  // INVALID_ARGUMENT unless every rank's input has the count and dtype of `expected`.
-  absl::Status CheckSameShape(ConstBuffer expected, absl::string_view what) {
-    for (int r = 0; r < size(); ++r) {
-      const ConstBuffer peer = world_->post(r).input;
-      if (peer.count != expected.count || peer.dtype != expected.dtype) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(what, ": rank ", r, " passed ", Shape(peer.count, peer.dtype), ", rank ",
-                         rank(), " expected ", Shape(expected.count, expected.dtype)));
+  // INVALID_ARGUMENT naming the first pair (sender, receiver) of the posted AllToAll whose counts
+  // differ: what the sender sends and what the receiver expects.
+  absl::Status CheckAllToAllCounts() {
+    for (int to = 0; to < size(); ++to) {
+      for (int from = 0; from < size(); ++from) {
+        const LocalWorld::Post& sender = world_->post(from);
+        const LocalWorld::Post& receiver = world_->post(to);
+        if (sender.send_counts[to] != receiver.recv_counts[from]) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "mismatched AllToAll counts: rank ", from, " sends ",
+              Shape(sender.send_counts[to], sender.input.dtype), " to rank ", to,
+              ", which expects ", Shape(receiver.recv_counts[from], receiver.output.dtype)));
+        }
       }
     }
     return absl::OkStatus();
@@ -216,17 +203,31 @@ class LocalCommunicator : public Communicator {
 
 }  // namespace
 
-std::vector<std::unique_ptr<Communicator>> CreateLocalGroup(int size) {
+std::vector<std::unique_ptr<Communicator>> CreateLocalGroup(int size, const CommOptions& options) {
   CHECK(size >= 1, "CreateLocalGroup: size = ", size);
+  const absl::Status valid = ValidateCommOptions(options);
+  CHECK(valid.ok(), "CreateLocalGroup: ", valid.message());
   auto world = std::make_shared<LocalWorld>(size);
   std::vector<std::unique_ptr<Communicator>> group;
-  for (int r = 0; r < size; ++r) group.push_back(std::make_unique<LocalCommunicator>(world, r));
+  for (int r = 0; r < size; ++r) {
+    group.push_back(std::make_unique<LocalCommunicator>(world, r, options));
+  }
   return group;
 }
 
-std::vector<absl::Status> RunLocalRanks(int size,
+std::vector<std::unique_ptr<Communicator>> CreateLocalGroup(int size) {
+  const absl::StatusOr<CommOptions> options = CommOptionsFromFlags();
+  CHECK(options.ok(), "CreateLocalGroup: ", options.status().message());
+  return CreateLocalGroup(size, *options);
+}
+
+std::vector<absl::Status> RunLocalRanks(int size, const CommOptions& options,
                                         const std::function<absl::Status(Communicator&)>& body) {
-  std::vector<std::unique_ptr<Communicator>> group = CreateLocalGroup(size);
+  CHECK(size >= 1, "RunLocalRanks: size = ", size);
+  if (absl::Status valid = ValidateCommOptions(options); !valid.ok()) {
+    return std::vector<absl::Status>(size, valid);
+  }
+  std::vector<std::unique_ptr<Communicator>> group = CreateLocalGroup(size, options);
   std::vector<absl::Status> statuses(size);
   std::vector<std::thread> threads;
   for (int r = 0; r < size; ++r) {
@@ -237,6 +238,13 @@ std::vector<absl::Status> RunLocalRanks(int size,
   }
   for (std::thread& thread : threads) thread.join();
   return statuses;
+}
+
+std::vector<absl::Status> RunLocalRanks(int size,
+                                        const std::function<absl::Status(Communicator&)>& body) {
+  const absl::StatusOr<CommOptions> options = CommOptionsFromFlags();
+  if (!options.ok()) return std::vector<absl::Status>(size, options.status());
+  return RunLocalRanks(size, *options, body);
 }
 
 }  // namespace comm

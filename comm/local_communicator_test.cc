@@ -47,6 +47,9 @@ TEST_P(LocalConformanceTest, Broadcast) {
 TEST_P(LocalConformanceTest, BarrierAndSplit) {
   ExpectAllRanksPass(GetParam(), internal::CheckBarrierAndSplit);
 }
+TEST_P(LocalConformanceTest, MismatchesAreCaught) {
+  ExpectAllRanksPass(GetParam(), internal::CheckMismatchesAreCaught);
+}
 
 INSTANTIATE_TEST_SUITE_P(Sizes, LocalConformanceTest, testing::Values(1, 2, 3, 4, 8));
 
@@ -66,7 +69,7 @@ TEST(LocalCommunicatorTest, RejectsBadArgumentsAndStaysUsable) {
     EXPECT_TRUE(absl::IsInvalidArgument(
         comm.AllToAll(ConstHostBuffer<float>(a), {counts, 1}, HostBuffer<float>(a), counts)));
     EXPECT_TRUE(absl::IsInvalidArgument(comm.Split(-1, 0).status()));
-    Buffer device{a.data(), a.size(), core::DType::kF32, MemoryKind::kDevice};
+    Buffer device{a.data(), a.size(), core::DType::kF32, core::Device::kCuda};
     EXPECT_TRUE(absl::IsInvalidArgument(comm.Broadcast(device, 0)));
     return comm.Barrier();
   });
@@ -182,22 +185,54 @@ TEST(LocalCommunicatorTest, StartBatchP2PRejectsBadArgumentsWithoutPosting) {
   for (const absl::Status& status : statuses) EXPECT_TRUE(status.ok()) << status;
 }
 
-TEST(CommunicatorTest, TimeoutFlagIsValidatedAndSplitInheritsTheTimeout) {
-  EXPECT_TRUE(ValidateCommFlags().ok());
+TEST(CommunicatorTest, FlagsGiveOptionsOrAnError) {
   const absl::Duration saved = absl::GetFlag(FLAGS_comm_timeout);
+  const bool saved_checked = absl::GetFlag(FLAGS_comm_checked);
   absl::SetFlag(&FLAGS_comm_timeout, absl::ZeroDuration());
+  EXPECT_TRUE(absl::IsInvalidArgument(CommOptionsFromFlags().status()));
   EXPECT_TRUE(absl::IsInvalidArgument(ValidateCommFlags()));
+  // A communicator made from the bad flags is an error returned, not a crash.
+  for (const absl::Status& status : RunLocalRanks(2, [](Communicator&) {
+         ADD_FAILURE() << "ran with a bad --comm_timeout";
+         return absl::OkStatus();
+       })) {
+    EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+  }
   absl::SetFlag(&FLAGS_comm_timeout, absl::Seconds(7));
+  absl::SetFlag(&FLAGS_comm_checked, !kCheckedByDefault);
+  const absl::StatusOr<CommOptions> options = CommOptionsFromFlags();
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->timeout, absl::Seconds(7));
+  EXPECT_EQ(options->checked, !kCheckedByDefault);
   const std::vector<absl::Status> statuses = RunLocalRanks(2, [](Communicator& comm) {
     EXPECT_EQ(comm.timeout(), absl::Seconds(7));
+    EXPECT_EQ(comm.checked(), !kCheckedByDefault);
+    return absl::OkStatus();
+  });
+  absl::SetFlag(&FLAGS_comm_timeout, saved);
+  absl::SetFlag(&FLAGS_comm_checked, saved_checked);
+  for (const absl::Status& status : statuses) EXPECT_TRUE(status.ok()) << status;
+}
+
+TEST(CommunicatorTest, OptionsAreValidatedAndSplitInheritsThem) {
+  for (const absl::Status& status : RunLocalRanks(2, {.timeout = -absl::Seconds(1)},
+                                                  [](Communicator&) { return absl::OkStatus(); })) {
+    EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+  }
+  const CommOptions options = {.timeout = absl::Seconds(5), .checked = false};
+  const std::vector<absl::Status> statuses = RunLocalRanks(2, options, [](Communicator& comm) {
+    EXPECT_EQ(comm.timeout(), absl::Seconds(5));
+    EXPECT_FALSE(comm.checked());
     comm.set_timeout(absl::Seconds(3));
     absl::StatusOr<std::unique_ptr<Communicator>> child = comm.Split(0, 0);
     if (!child.ok()) return child.status();
     EXPECT_EQ((*child)->timeout(), absl::Seconds(3));
+    EXPECT_FALSE((*child)->checked());
     return absl::OkStatus();
   });
-  absl::SetFlag(&FLAGS_comm_timeout, saved);
   for (const absl::Status& status : statuses) EXPECT_TRUE(status.ok()) << status;
+  const std::vector<std::unique_ptr<Communicator>> group = CreateLocalGroup(3, options);
+  EXPECT_EQ(group[2]->timeout(), absl::Seconds(5));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "comm/internal/call.h"
 #include "comm/internal/reduce.h"
 #include "core/status_macros.h"
 
@@ -22,7 +23,9 @@ absl::Status MpiStatus(int error, absl::string_view what) {
   if (error == MPI_SUCCESS) return absl::OkStatus();
   char text[MPI_MAX_ERROR_STRING];
   int length = 0;
-  MPI_Error_string(error, text, &length);
+  if (MPI_Error_string(error, text, &length) != MPI_SUCCESS || length == 0) {
+    return absl::InternalError(absl::StrCat(what, ": MPI error ", error));
+  }
   return absl::InternalError(absl::StrCat(what, ": MPI error: ", absl::string_view(text, length)));
 }
 
@@ -76,6 +79,10 @@ const MpiState& State() {
       return s;
     } else {
       std::atexit(FinalizeAtExit);
+      // Open MPI 4.1 reports the errors of non-blocking collectives on MPI_COMM_WORLD, not on
+      // their own communicator: without this, a collective that fails (say, mismatched counts)
+      // kills the job instead of returning an error.
+      MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     }
     if (provided < MPI_THREAD_MULTIPLE) {
       s->status = absl::FailedPreconditionError(absl::StrCat(
@@ -105,14 +112,53 @@ absl::StatusOr<int> IntCount(size_t count, absl::string_view what) {
   return static_cast<int>(count);
 }
 
-// Polls `requests` until all complete or `deadline` passes.
-absl::Status WaitAll(std::vector<MPI_Request>& requests, absl::Time deadline,
-                     absl::string_view what) {
+// OK if the message that completed `recv` (with `status` and `error`, MPI_ERR_TRUNCATE when it
+// was longer than the buffer) fills its buffer exactly; INVALID_ARGUMENT otherwise.
+absl::Status CheckReceived(const RecvOp& recv, MPI_Status& status, int error) {
+  const std::string expected = absl::StrCat(Shape(recv.buffer.count, recv.buffer.dtype), " (",
+                                            recv.buffer.bytes(), " bytes)");
+  if (error == MPI_ERR_TRUNCATE) {
+    return absl::InvalidArgumentError(absl::StrCat("Recv from rank ", recv.peer, " (tag ", recv.tag,
+                                                   "): the message is longer than the ", expected,
+                                                   " the receive expects"));
+  }
+  RETURN_IF_ERROR(MpiStatus(error, "Recv"));
+  MPI_Count bytes = 0;
+  RETURN_IF_ERROR(MpiStatus(MPI_Get_elements_x(&status, MPI_BYTE, &bytes), "MPI_Get_elements_x"));
+  if (static_cast<size_t>(bytes) != recv.buffer.bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("Recv from rank ", recv.peer, " (tag ", recv.tag,
+                                                   "): received ", bytes, " bytes, the receive ",
+                                                   "expects ", expected));
+  }
+  return absl::OkStatus();
+}
+
+// Polls `requests` until all complete or `deadline` passes. requests[i] for i < recvs.size()
+// receives recvs[i]: a message that does not fit it exactly is INVALID_ARGUMENT, returned once
+// the other requests have completed too, so that the communicator stays in step.
+absl::Status WaitAll(std::vector<MPI_Request>& requests, absl::Span<const RecvOp> recvs,
+                     absl::Time deadline, absl::string_view what) {
+  std::vector<int> indices(requests.size());
+  std::vector<MPI_Status> statuses(requests.size());
+  absl::Status mismatch;
   for (int spins = 0;; ++spins) {
-    int done = 0;
-    RETURN_IF_ERROR(
-        MpiStatus(MPI_Testall(requests.size(), requests.data(), &done, MPI_STATUSES_IGNORE), what));
-    if (done) return absl::OkStatus();
+    int completed = 0;
+    const int error = MPI_Testsome(static_cast<int>(requests.size()), requests.data(), &completed,
+                                   indices.data(), statuses.data());
+    if (error != MPI_SUCCESS && error != MPI_ERR_IN_STATUS) return MpiStatus(error, what);
+    if (completed == MPI_UNDEFINED) return mismatch;  // no request left active
+    for (int k = 0; k < completed; ++k) {
+      const size_t i = indices[k];
+      const int request_error = error == MPI_ERR_IN_STATUS ? statuses[k].MPI_ERROR : MPI_SUCCESS;
+      if (i >= recvs.size()) {
+        RETURN_IF_ERROR(MpiStatus(request_error, what));
+        continue;
+      }
+      const absl::Status received = CheckReceived(recvs[i], statuses[k], request_error);
+      if (!absl::IsInvalidArgument(received)) RETURN_IF_ERROR(received);
+      if (mismatch.ok()) mismatch = received;
+    }
+    if (completed > 0) continue;
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(
           absl::StrCat(what, ": timed out waiting for the other ranks"));
@@ -170,10 +216,11 @@ absl::Status Post(MPI_Comm comm, absl::Span<const SendOp> sends, absl::Span<cons
 // A posted batch: Wait polls its MPI requests to the deadline; destruction cancels what is left.
 class MpiRequest : public Request {
  public:
-  MpiRequest(Communicator* comm, std::vector<MPI_Request> requests, std::string name,
-             absl::Status posted)
+  MpiRequest(Communicator* comm, std::vector<MPI_Request> requests, absl::Span<const RecvOp> recvs,
+             std::string name, absl::Status posted)
       : Request(comm),
         requests_(std::move(requests)),
+        recvs_(recvs.begin(), recvs.end()),
         name_(std::move(name)),
         posted_(std::move(posted)) {}
   ~MpiRequest() override { CancelAll(requests_); }
@@ -181,20 +228,22 @@ class MpiRequest : public Request {
  protected:
   absl::Status DoWait(absl::Time deadline) override {
     RETURN_IF_ERROR(posted_);
-    absl::Status status = WaitAll(requests_, deadline, name_);
+    absl::Status status = WaitAll(requests_, recvs_, deadline, name_);
     if (!status.ok()) CancelAll(requests_);
     return status;
   }
 
  private:
-  std::vector<MPI_Request> requests_;
+  std::vector<MPI_Request> requests_;  // the receives first, in the order of recvs_
+  std::vector<RecvOp> recvs_;
   std::string name_;
   absl::Status posted_;
 };
 
 class MpiCommunicator : public Communicator {
  public:
-  MpiCommunicator(MPI_Comm comm, int rank, int size) : Communicator(rank, size), comm_(comm) {}
+  MpiCommunicator(MPI_Comm comm, int rank, int size, const CommOptions& options)
+      : Communicator(rank, size, options), comm_(comm) {}
   ~MpiCommunicator() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -203,14 +252,14 @@ class MpiCommunicator : public Communicator {
   }
 
   absl::string_view backend() const override { return "mpi"; }
-  bool Supports(MemoryKind memory) const override { return memory == MemoryKind::kHost; }
+  bool Supports(core::Device device) const override { return device == core::Device::kHost; }
 
  protected:
   absl::Status DoBatchP2P(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
                           absl::Time deadline) override {
     std::vector<MPI_Request> requests;
     absl::Status status = Post(comm_, sends, recvs, requests);
-    if (status.ok()) status = WaitAll(requests, deadline, P2PName(sends, recvs));
+    if (status.ok()) status = WaitAll(requests, recvs, deadline, P2PName(sends, recvs));
     if (!status.ok()) CancelAll(requests);
     return status;
   }
@@ -220,13 +269,14 @@ class MpiCommunicator : public Communicator {
     std::vector<MPI_Request> requests;
     absl::Status status = Post(comm_, sends, recvs, requests);
     if (!status.ok()) CancelAll(requests);
-    return std::make_unique<MpiRequest>(this, std::move(requests), P2PName(sends, recvs),
+    return std::make_unique<MpiRequest>(this, std::move(requests), recvs, P2PName(sends, recvs),
                                         std::move(status));
   }
 
   absl::Status DoAllReduce(ConstBuffer input, Buffer output, ReduceOp op,
                            absl::Time deadline) override {
     ASSIGN_OR_RETURN(const int count, IntCount(input.count, "AllReduce"));
+    RETURN_IF_ERROR(CompareCalls(internal::Call::AllReduce(input, op), deadline));
     const void* send = input.data == output.data ? MPI_IN_PLACE : input.data;
     return Complete(MPI_Iallreduce(send, output.data, count, MpiType(input.dtype),
                                    MpiOp(op, input.dtype), comm_, &request_),
@@ -236,6 +286,7 @@ class MpiCommunicator : public Communicator {
   absl::Status DoAllGather(ConstBuffer input, Buffer output, absl::Time deadline) override {
     ASSIGN_OR_RETURN(const int count, IntCount(input.count, "AllGather"));
     RETURN_IF_ERROR(IntCount(output.count, "AllGather").status());
+    RETURN_IF_ERROR(CompareCalls(internal::Call::AllGather(input), deadline));
     const MPI_Datatype type = MpiType(input.dtype);
     return Complete(
         MPI_Iallgather(input.data, count, type, output.data, count, type, comm_, &request_),
@@ -256,6 +307,8 @@ class MpiCommunicator : public Communicator {
       send_offset += sends[p];
       recv_offset += recvs[p];
     }
+    RETURN_IF_ERROR(CompareCalls(internal::Call::AllToAll(input), deadline));
+    RETURN_IF_ERROR(CompareAllToAllCounts(input.dtype, send_counts, recv_counts, deadline));
     const MPI_Datatype type = MpiType(input.dtype);
     return Complete(MPI_Ialltoallv(input.data, sends.data(), send_offsets.data(), type, output.data,
                                    recvs.data(), recv_offsets.data(), type, comm_, &request_),
@@ -264,16 +317,20 @@ class MpiCommunicator : public Communicator {
 
   absl::Status DoBroadcast(Buffer buffer, int root, absl::Time deadline) override {
     ASSIGN_OR_RETURN(const int count, IntCount(buffer.count, "Broadcast"));
+    RETURN_IF_ERROR(CompareCalls(internal::Call::Broadcast(buffer, root), deadline));
     return Complete(MPI_Ibcast(buffer.data, count, MpiType(buffer.dtype), root, comm_, &request_),
                     deadline, "Broadcast");
   }
 
   absl::Status DoBarrier(absl::Time deadline) override {
+    // In checked mode the comparison's all-gather is itself a barrier.
+    if (checked()) return CompareCalls(internal::Call::Barrier(), deadline);
     return Complete(MPI_Ibarrier(comm_, &request_), deadline, "Barrier");
   }
 
   absl::StatusOr<std::unique_ptr<Communicator>> DoSplit(int color, int key,
                                                         absl::Time deadline) override {
+    RETURN_IF_ERROR(CompareCalls(internal::Call::Split(), deadline));
     // Gather first, with the deadline, so that the blocking MPI_Comm_split below only starts
     // once every rank is known to be in the call.
     const int mine[2] = {color, key};
@@ -283,26 +340,82 @@ class MpiCommunicator : public Communicator {
                  deadline, "Split"));
     MPI_Comm child;
     RETURN_IF_ERROR(MpiStatus(MPI_Comm_split(comm_, color, key, &child), "MPI_Comm_split"));
-    return Wrap(child);
+    return Wrap(child, options());
   }
 
  public:
   // A communicator over `comm`, which it then owns; errors come back as codes, not aborts.
-  static absl::StatusOr<std::unique_ptr<Communicator>> Wrap(MPI_Comm comm) {
+  static absl::StatusOr<std::unique_ptr<Communicator>> Wrap(MPI_Comm comm,
+                                                            const CommOptions& options) {
     RETURN_IF_ERROR(
         MpiStatus(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler"));
     int rank = 0, size = 0;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    return std::make_unique<MpiCommunicator>(comm, rank, size);
+    return std::make_unique<MpiCommunicator>(comm, rank, size, options);
   }
 
  private:
-  // Checks the start of a non-blocking collective in request_, then polls it to the deadline.
+  // Checks the start of a non-blocking collective in request_, then polls it to the deadline. A
+  // collective that fails once started (MPI_ERR_TRUNCATE when the ranks' counts differ) is
+  // INTERNAL and aborts the communicator: the other ranks may be left inside the call.
   absl::Status Complete(int start_error, absl::Time deadline, absl::string_view what) {
     RETURN_IF_ERROR(MpiStatus(start_error, what));
     std::vector<MPI_Request> requests = {request_};
-    return WaitAll(requests, deadline, what);
+    absl::Status status = WaitAll(requests, {}, deadline, what);
+    if (absl::IsInternal(status) && !checked()) {
+      status = absl::InternalError(
+          absl::StrCat(status.message(),
+                       " (if the ranks' calls differ, checked mode, --comm_checked, names "
+                       "them)"));
+    }
+    return status;
+  }
+
+  // Checked mode: every rank gathers every rank's call and compares them before the collective
+  // runs (see CommOptions::checked), so that all fail together, with the same message.
+  absl::Status CompareCalls(const internal::Call& call, absl::Time deadline) {
+    if (!checked()) return absl::OkStatus();
+    const internal::EncodedCall mine = internal::Encode(call);
+    std::vector<int64_t> all(internal::kEncodedCallSize * size());
+    RETURN_IF_ERROR(
+        Complete(MPI_Iallgather(mine.data(), internal::kEncodedCallSize, MPI_INT64_T, all.data(),
+                                internal::kEncodedCallSize, MPI_INT64_T, comm_, &request_),
+                 deadline, internal::Describe(call)));
+    return internal::CompareEncodedCalls(all);
+  }
+
+  // Checked mode, AllToAll: each rank learns what every peer sends it (an all-to-all of counts)
+  // and reports its first mismatch; an all-gather of the reports gives every rank the same
+  // verdict, naming the first (receiver, sender) pair as the local backend does.
+  absl::Status CompareAllToAllCounts(core::DType dtype, absl::Span<const size_t> send_counts,
+                                     absl::Span<const size_t> recv_counts, absl::Time deadline) {
+    if (!checked()) return absl::OkStatus();
+    std::vector<int64_t> sent(send_counts.begin(), send_counts.end()), sent_here(size());
+    RETURN_IF_ERROR(Complete(MPI_Ialltoall(sent.data(), 1, MPI_INT64_T, sent_here.data(), 1,
+                                           MPI_INT64_T, comm_, &request_),
+                             deadline, "AllToAll counts"));
+    int64_t report[3] = {-1, 0, 0};  // first sender whose count differs, its count, the expected
+    for (int p = 0; p < size() && report[0] < 0; ++p) {
+      if (sent_here[p] != static_cast<int64_t>(recv_counts[p])) {
+        report[0] = p;
+        report[1] = sent_here[p];
+        report[2] = static_cast<int64_t>(recv_counts[p]);
+      }
+    }
+    std::vector<int64_t> reports(3 * size());
+    RETURN_IF_ERROR(Complete(
+        MPI_Iallgather(report, 3, MPI_INT64_T, reports.data(), 3, MPI_INT64_T, comm_, &request_),
+        deadline, "AllToAll counts"));
+    for (int to = 0; to < size(); ++to) {
+      const int64_t* r = &reports[3 * to];
+      if (r[0] >= 0) {
+        return absl::InvalidArgumentError(absl::StrCat("mismatched AllToAll counts: rank ", r[0],
+                                                       " sends ", Shape(r[1], dtype), " to rank ",
+                                                       to, ", which expects ", Shape(r[2], dtype)));
+      }
+    }
+    return absl::OkStatus();
   }
 
   MPI_Comm comm_;
@@ -311,13 +424,19 @@ class MpiCommunicator : public Communicator {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Communicator>> CreateMpiWorld() {
+absl::StatusOr<std::unique_ptr<Communicator>> CreateMpiWorld(const CommOptions& options) {
+  RETURN_IF_ERROR(ValidateCommOptions(options));
   RETURN_IF_ERROR(State().status);
   static std::mutex mu;  // MPI_Comm_dup from several threads at once would need a fixed order
   std::lock_guard<std::mutex> lock(mu);
   MPI_Comm world;
   RETURN_IF_ERROR(MpiStatus(MPI_Comm_dup(MPI_COMM_WORLD, &world), "MPI_Comm_dup"));
-  return MpiCommunicator::Wrap(world);
+  return MpiCommunicator::Wrap(world, options);
+}
+
+absl::StatusOr<std::unique_ptr<Communicator>> CreateMpiWorld() {
+  ASSIGN_OR_RETURN(const CommOptions options, CommOptionsFromFlags());
+  return CreateMpiWorld(options);
 }
 
 }  // namespace comm

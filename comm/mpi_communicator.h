@@ -21,8 +21,11 @@ namespace comm {
 
 // Returns a communicator over all processes of the job (a duplicate of MPI_COMM_WORLD). The first
 // call initializes MPI with MPI_THREAD_MULTIPLE and registers MPI_Finalize to run at exit.
-// Collective over all processes. Errors: UNAVAILABLE if MPI cannot start, FAILED_PRECONDITION if
-// MPI was already initialized (or comes up) without MPI_THREAD_MULTIPLE. Thread-safe.
+// Collective over all processes. Errors: INVALID_ARGUMENT for bad options, UNAVAILABLE if MPI
+// cannot start, FAILED_PRECONDITION if MPI was already initialized (or comes up) without
+// MPI_THREAD_MULTIPLE. Thread-safe.
+absl::StatusOr<std::unique_ptr<Communicator>> CreateMpiWorld(const CommOptions& options);
+// The same with CommOptionsFromFlags() (a bad flag is the error returned).
 absl::StatusOr<std::unique_ptr<Communicator>> CreateMpiWorld();
 
 }  // namespace comm

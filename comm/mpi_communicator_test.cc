@@ -2,6 +2,7 @@
 #include "comm/mpi_communicator.h"
 
 #include <cstdint>
+#include <iostream>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -14,13 +15,14 @@ namespace {
 
 using internal::HostTestMemory;
 
-class MpiCommunicatorTest : public testing::Test {
+// Every test runs with checked mode on and off (the parameter).
+class MpiCommunicatorTest : public testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
-    absl::StatusOr<std::unique_ptr<Communicator>> world = CreateMpiWorld();
+    absl::StatusOr<std::unique_ptr<Communicator>> world =
+        CreateMpiWorld({.timeout = absl::Seconds(20), .checked = GetParam()});
     ASSERT_TRUE(world.ok()) << world.status();
     comm_ = *std::move(world);
-    comm_->set_timeout(absl::Seconds(20));
     ASSERT_EQ(comm_->backend(), "mpi");
     ASSERT_GE(comm_->size(), 2) << "run under mpirun with 2 or more processes";
   }
@@ -29,51 +31,100 @@ class MpiCommunicatorTest : public testing::Test {
   HostTestMemory memory_;
 };
 
-TEST_F(MpiCommunicatorTest, PointToPoint) {
+TEST_P(MpiCommunicatorTest, PointToPoint) {
   const absl::Status status = internal::CheckPointToPoint(*comm_, memory_);
   EXPECT_TRUE(status.ok()) << status;
 }
 
-TEST_F(MpiCommunicatorTest, NonBlockingP2P) {
+TEST_P(MpiCommunicatorTest, NonBlockingP2P) {
   const absl::Status status = internal::CheckNonBlockingP2P(*comm_, memory_);
   EXPECT_TRUE(status.ok()) << status;
 }
 
-TEST_F(MpiCommunicatorTest, AllReduce) {
+TEST_P(MpiCommunicatorTest, AllReduce) {
   const absl::Status status = internal::CheckAllReduce(*comm_, memory_);
   EXPECT_TRUE(status.ok()) << status;
 }
 
-TEST_F(MpiCommunicatorTest, AllGather) {
+TEST_P(MpiCommunicatorTest, AllGather) {
   const absl::Status status = internal::CheckAllGather(*comm_, memory_);
   EXPECT_TRUE(status.ok()) << status;
 }
 
-TEST_F(MpiCommunicatorTest, AllToAll) {
+TEST_P(MpiCommunicatorTest, AllToAll) {
   const absl::Status status = internal::CheckAllToAll(*comm_, memory_);
   EXPECT_TRUE(status.ok()) << status;
 }
 
-TEST_F(MpiCommunicatorTest, Broadcast) {
+TEST_P(MpiCommunicatorTest, Broadcast) {
   const absl::Status status = internal::CheckBroadcast(*comm_, memory_);
   EXPECT_TRUE(status.ok()) << status;
 }
 
-TEST_F(MpiCommunicatorTest, BarrierAndSplit) {
+TEST_P(MpiCommunicatorTest, BarrierAndSplit) {
   const absl::Status status = internal::CheckBarrierAndSplit(*comm_, memory_);
   EXPECT_TRUE(status.ok()) << status;
 }
 
-TEST_F(MpiCommunicatorTest, RejectsBadArgumentsAndStaysUsable) {
+TEST_P(MpiCommunicatorTest, MismatchesAreCaught) {
+  if (!comm_->checked()) {
+    GTEST_SKIP() << "needs checked mode";
+  }
+  const absl::Status status = internal::CheckMismatchesAreCaught(*comm_, memory_);
+  EXPECT_TRUE(status.ok()) << status;
+}
+
+TEST_P(MpiCommunicatorTest, ReceivesThatDoNotFitAreCaughtUnchecked) {
+  if (comm_->checked()) {
+    GTEST_SKIP() << "for unchecked mode";
+  }
+  // Point-to-point checks need no checked mode: the receiver checks what arrived.
+  std::vector<float> four(4, 1.0f), three(3, 1.0f);
+  std::vector<int32_t> value = {1};
+  if (comm_->rank() == 0) {
+    EXPECT_TRUE(comm_->Send(ConstHostBuffer<float>(three), 1, 9).ok());
+  }
+  if (comm_->rank() == 1) {
+    const absl::Status status = comm_->Recv(HostBuffer<float>(four), 0, 9);
+    EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+  }
+  EXPECT_TRUE(
+      comm_->AllReduce(ConstHostBuffer<int32_t>(value), HostBuffer<int32_t>(value), ReduceOp::kSum)
+          .ok());
+  EXPECT_EQ(value[0], comm_->size());
+}
+
+// Unchecked, ranks that pass different counts to AllReduce are undefined in MPI. The job must
+// still survive: each rank returns an error or (with wrong data) OK, the communicator of the
+// failed call is aborted where it failed, and other communicators keep working.
+TEST_P(MpiCommunicatorTest, UncheckedCountMismatchDoesNotKillTheJob) {
+  if (comm_->checked()) {
+    GTEST_SKIP() << "for unchecked mode";
+  }
+  absl::StatusOr<std::unique_ptr<Communicator>> other =
+      CreateMpiWorld({.timeout = absl::Seconds(2), .checked = false});
+  ASSERT_TRUE(other.ok()) << other.status();
+  std::vector<float> values(comm_->rank() == 0 ? 4 : 8, 1.0f);
+  const absl::Status status = (*other)->AllReduce(ConstHostBuffer<float>(values),
+                                                  HostBuffer<float>(values), ReduceOp::kSum);
+  std::cerr << "rank " << comm_->rank() << ": " << status << "\n";
+  if (!status.ok()) {
+    EXPECT_TRUE(absl::IsInternal(status) || absl::IsDeadlineExceeded(status)) << status;
+    EXPECT_TRUE(absl::IsFailedPrecondition((*other)->Barrier()));
+  }
+  EXPECT_TRUE(comm_->Barrier().ok());
+}
+
+TEST_P(MpiCommunicatorTest, RejectsBadArgumentsAndStaysUsable) {
   std::vector<float> values(4);
   EXPECT_TRUE(absl::IsInvalidArgument(comm_->Send(ConstHostBuffer<float>(values), comm_->size())));
   EXPECT_TRUE(absl::IsInvalidArgument(comm_->Send(ConstHostBuffer<float>(values), 0, -3)));
-  Buffer device{values.data(), values.size(), core::DType::kF32, MemoryKind::kDevice};
+  Buffer device{values.data(), values.size(), core::DType::kF32, core::Device::kCuda};
   EXPECT_TRUE(absl::IsInvalidArgument(comm_->Broadcast(device, 0)));
   EXPECT_TRUE(comm_->Barrier().ok());
 }
 
-TEST_F(MpiCommunicatorTest, ThreadsUseSplitCommunicatorsConcurrently) {
+TEST_P(MpiCommunicatorTest, ThreadsUseSplitCommunicatorsConcurrently) {
   // MPI_THREAD_MULTIPLE: two threads per process, each on its own communicator.
   absl::StatusOr<std::unique_ptr<Communicator>> a = comm_->Split(0, comm_->rank());
   absl::StatusOr<std::unique_ptr<Communicator>> b = comm_->Split(0, comm_->rank());
@@ -89,6 +140,11 @@ TEST_F(MpiCommunicatorTest, ThreadsUseSplitCommunicatorsConcurrently) {
   EXPECT_TRUE(status_a.ok()) << status_a;
   EXPECT_TRUE(status_b.ok()) << status_b;
 }
+
+INSTANTIATE_TEST_SUITE_P(CheckedAndUnchecked, MpiCommunicatorTest, testing::Bool(),
+                         [](const testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Checked" : "Unchecked";
+                         });
 
 }  // namespace
 }  // namespace comm

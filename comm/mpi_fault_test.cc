@@ -23,14 +23,13 @@ constexpr absl::Duration kDeadline = absl::Seconds(2);
 // Slack for an oversubscribed machine: the error must come well before anything hangs.
 constexpr absl::Duration kSlack = absl::Seconds(5);
 
-int Run(const std::string& fault) {
-  absl::StatusOr<std::unique_ptr<Communicator>> world = CreateMpiWorld();
+int Run(const std::string& fault, const CommOptions& options) {
+  absl::StatusOr<std::unique_ptr<Communicator>> world = CreateMpiWorld(options);
   if (!world.ok()) {
     std::cerr << world.status() << "\n";
     return 1;
   }
   Communicator& comm = **world;
-  comm.set_timeout(kDeadline);
   const int last = comm.size() - 1;
   if (comm.rank() == last) {
     if (fault == "never_joins") absl::SleepFor(kDeadline + kSlack);
@@ -57,14 +56,16 @@ int Run(const std::string& fault) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Fault test of the mpi backend; run under mpirun.");
   absl::ParseCommandLine(argc, argv);
-  if (const absl::Status flags = comm::ValidateCommFlags(); !flags.ok()) {
-    std::cerr << flags.message() << "\n";
+  absl::StatusOr<comm::CommOptions> options = comm::CommOptionsFromFlags();
+  if (!options.ok()) {
+    std::cerr << options.status().message() << "\n";
     return 2;
   }
+  options->timeout = comm::kDeadline;
   const std::string fault = absl::GetFlag(FLAGS_fault);
   if (fault != "never_joins" && fault != "exits") {
     std::cerr << "--fault must be never_joins or exits, got '" << fault << "'\n";
     return 2;
   }
-  return comm::Run(fault);
+  return comm::Run(fault, *options);
 }

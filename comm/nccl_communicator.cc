@@ -81,11 +81,13 @@ absl::Status AwaitReady(ncclComm_t comm, absl::Time deadline, absl::string_view 
 class NcclCommunicator : public Communicator {
  public:
   // Takes ownership of `comm`, which is ready (not in progress).
-  static absl::StatusOr<std::unique_ptr<Communicator>> Create(ncclComm_t comm, int device) {
+  static absl::StatusOr<std::unique_ptr<Communicator>> Create(ncclComm_t comm, int device,
+                                                              const CommOptions& options) {
     int rank = 0, size = 0;
     RETURN_IF_ERROR(NcclStatus(ncclCommUserRank(comm, &rank), comm, "ncclCommUserRank"));
     RETURN_IF_ERROR(NcclStatus(ncclCommCount(comm, &size), comm, "ncclCommCount"));
-    auto result = std::unique_ptr<NcclCommunicator>(new NcclCommunicator(comm, device, rank, size));
+    auto result =
+        std::unique_ptr<NcclCommunicator>(new NcclCommunicator(comm, device, rank, size, options));
     RETURN_IF_ERROR(
         COMM_CUDA_STATUS(cudaStreamCreateWithFlags(&result->stream_, cudaStreamNonBlocking)));
     RETURN_IF_ERROR(COMM_CUDA_STATUS(cudaMalloc(&result->scratch_, sizeof(float))));
@@ -110,7 +112,7 @@ class NcclCommunicator : public Communicator {
   }
 
   absl::string_view backend() const override { return "nccl"; }
-  bool Supports(MemoryKind memory) const override { return memory == MemoryKind::kDevice; }
+  bool Supports(core::Device device) const override { return device == core::Device::kCuda; }
 
  protected:
   absl::Status DoBatchP2P(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
@@ -209,7 +211,7 @@ class NcclCommunicator : public Communicator {
       ncclCommAbort(child);
       return ready;
     }
-    return Create(child, device_);
+    return Create(child, device_, options());
   }
 
   void OnAbort() override {
@@ -221,8 +223,8 @@ class NcclCommunicator : public Communicator {
   }
 
  private:
-  NcclCommunicator(ncclComm_t comm, int device, int rank, int size)
-      : Communicator(rank, size), comm_(comm), device_(device) {}
+  NcclCommunicator(ncclComm_t comm, int device, int rank, int size, const CommOptions& options)
+      : Communicator(rank, size, options), comm_(comm), device_(device) {}
 
   // Enqueues with `enqueue` (returning its Status), then polls the stream and NCCL's
   // asynchronous error until the work is done, fails, or `deadline` passes.
@@ -284,7 +286,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Communicato
     ncclCommAbort(comm);
     return ready;
   }
-  return NcclCommunicator::Create(comm, device);
+  return NcclCommunicator::Create(comm, device, bootstrap.options());
 }
 
 }  // namespace comm

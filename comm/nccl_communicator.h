@@ -23,8 +23,9 @@ namespace comm {
 // Returns this rank's NCCL communicator over the ranks of `bootstrap` (same rank and size),
 // using CUDA device `device`, which becomes the calling thread's current device. Collective over
 // `bootstrap`, with its deadline for the broadcast and this call's timeout for NCCL's own
-// initialization. `bootstrap` is only used during the call. Errors: INVALID_ARGUMENT for a bad
-// device, UNAVAILABLE without a GPU, DEADLINE_EXCEEDED if a rank does not join.
+// initialization; the new communicator has `bootstrap`'s options. `bootstrap` is only used during
+// the call. Errors: INVALID_ARGUMENT for a bad device, UNAVAILABLE without a GPU,
+// DEADLINE_EXCEEDED if a rank does not join.
 absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Communicator& bootstrap,
                                                                      int device);
 

@@ -24,7 +24,7 @@ class CudaTestMemory : public internal::TestMemory {
   ~CudaTestMemory() override {
     for (void* block : blocks_) cudaFree(block);
   }
-  MemoryKind kind() const override { return MemoryKind::kDevice; }
+  core::Device kind() const override { return core::Device::kCuda; }
   void* Allocate(size_t bytes) override {
     void* data = nullptr;
     EXPECT_EQ(cudaMalloc(&data, bytes + 1), cudaSuccess);
@@ -100,8 +100,8 @@ TEST(NcclCommunicatorTest, RankThatNeverJoinsTimesOutAndAborts) {
       void* data = memory.Allocate(sizeof(float));
       const absl::Time start = absl::Now();
       status =
-          comm->AllReduce(Buffer{data, 1, core::DType::kF32, MemoryKind::kDevice},
-                          Buffer{data, 1, core::DType::kF32, MemoryKind::kDevice}, ReduceOp::kSum);
+          comm->AllReduce(Buffer{data, 1, core::DType::kF32, core::Device::kCuda},
+                          Buffer{data, 1, core::DType::kF32, core::Device::kCuda}, ReduceOp::kSum);
       EXPECT_LT(absl::Now() - start, absl::Seconds(10));
       EXPECT_TRUE(absl::IsDeadlineExceeded(status)) << status;
       EXPECT_TRUE(absl::IsFailedPrecondition(comm->Barrier()));

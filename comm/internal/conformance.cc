@@ -2,11 +2,14 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/dtype.h"
 #include "core/status_macros.h"
 
@@ -71,6 +74,67 @@ std::vector<int64_t> Sequence(size_t count, int64_t start) {
   std::vector<int64_t> values(count);
   for (size_t i = 0; i < count; ++i) values[i] = start + static_cast<int64_t>(i);
   return values;
+}
+
+// OK if `status` is INVALID_ARGUMENT and its message contains each of `names`.
+absl::Status ExpectInvalid(const Communicator& comm, absl::string_view what,
+                           const absl::Status& status, std::vector<std::string> names) {
+  bool named = true;
+  for (const std::string& name : names) named = named && absl::StrContains(status.message(), name);
+  if (absl::IsInvalidArgument(status) && named) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(what, " on rank ", comm.rank(), ": got ",
+                                          status.ToString(), ", want INVALID_ARGUMENT naming ",
+                                          absl::StrJoin(names, " and ")));
+}
+
+// A collective that works: every rank's rank + 1 summed.
+absl::Status ExpectUsable(Communicator& comm, TestMemory& memory, absl::string_view after) {
+  const Buffer value = Make<int32_t>(memory, {comm.rank() + 1});
+  RETURN_IF_ERROR(comm.AllReduce(value, value, ReduceOp::kSum));
+  const int64_t n = comm.size();
+  return Expect<int32_t>(memory, comm, absl::StrCat("AllReduce after ", after), value,
+                         {n * (n + 1) / 2});
+}
+
+// Rank 0 runs `first`, the others `others`; every rank must get INVALID_ARGUMENT naming `names`,
+// leave each of `untouched` (filled with -1 f32) as it was, and then still work.
+absl::Status ExpectMismatch(Communicator& comm, TestMemory& memory, absl::string_view what,
+                            const std::function<absl::Status()>& first,
+                            const std::function<absl::Status()>& others,
+                            std::vector<std::string> names, std::vector<Buffer> untouched) {
+  const absl::Status status = comm.rank() == 0 ? first() : others();
+  RETURN_IF_ERROR(ExpectInvalid(comm, what, status, std::move(names)));
+  for (const Buffer& buffer : untouched) {
+    RETURN_IF_ERROR(Expect<float>(memory, comm, absl::StrCat(what, ": output"), buffer,
+                                  std::vector<int64_t>(buffer.count, -1)));
+  }
+  return ExpectUsable(comm, memory, what);
+}
+
+// Rank 0 sends `sent`, rank 1 receives into `received` (non-blocking when `start`); rank 1 must
+// get INVALID_ARGUMENT naming rank 0 and the receive buffer's shape; rank 0 may see OK (mpi: a
+// sender learns nothing) or the same error (local). Then every rank still works.
+absl::Status ExpectReceiveMismatch(Communicator& comm, TestMemory& memory, absl::string_view what,
+                                   Buffer sent, Buffer received, bool start) {
+  constexpr int kTag = 21;
+  absl::Status status;
+  if (comm.rank() == 0) {
+    status = comm.Send(sent, 1, kTag);
+  } else if (comm.rank() == 1) {
+    const RecvOp recv{received, 0, kTag};
+    if (start) {
+      ASSIGN_OR_RETURN(std::unique_ptr<Request> request, comm.StartBatchP2P({}, {&recv, 1}));
+      status = request->Wait();
+    } else {
+      status = comm.Recv(received, 0, kTag);
+    }
+  }
+  const std::string shape = Shape(received.count, received.dtype);
+  if (comm.rank() == 1 || (comm.rank() == 0 && !status.ok())) {
+    RETURN_IF_ERROR(ExpectInvalid(comm, what, status, {"rank 0", shape}));
+  }
+  RETURN_IF_ERROR(comm.Barrier());
+  return ExpectUsable(comm, memory, what);
 }
 
 template <typename T>
@@ -254,6 +318,90 @@ absl::Status CheckBarrierAndSplit(Communicator& comm, TestMemory& memory) {
   RETURN_IF_ERROR(half->AllReduce(value, value, ReduceOp::kSum));
   RETURN_IF_ERROR(Expect<int32_t>(memory, comm, "AllReduce after Split", value, {sum}));
   return half->Barrier();
+}
+
+absl::Status CheckMismatchesAreCaught(Communicator& comm, TestMemory& memory) {
+  if (comm.size() < 2) return absl::OkStatus();
+  const int n = comm.size();
+  const ReduceOp kSum = ReduceOp::kSum;
+  // Fresh buffers of -1 for every case, so that a case that wrongly runs shows in its output.
+  auto f32 = [&](size_t count) { return Filled<float>(memory, count, -1); };
+
+  {
+    const Buffer a = f32(4), b = f32(4);
+    RETURN_IF_ERROR(ExpectMismatch(
+        comm, memory, "AllReduce against Broadcast", [&] { return comm.AllReduce(a, b, kSum); },
+        [&] { return comm.Broadcast(b, 0); },
+        {"AllReduce(sum, 4 x f32)", "Broadcast(root 0, 4 x f32)"}, {b}));
+  }
+  {
+    const Buffer a = f32(4), b = f32(4), gathered = f32(4 * n);
+    RETURN_IF_ERROR(ExpectMismatch(
+        comm, memory, "AllReduce against AllGather", [&] { return comm.AllReduce(a, b, kSum); },
+        [&] { return comm.AllGather(a, gathered); },
+        {"AllReduce(sum, 4 x f32)", "AllGather(4 x f32)"}, {b, gathered}));
+  }
+  {
+    const Buffer a = f32(4), b = f32(4);
+    RETURN_IF_ERROR(ExpectMismatch(
+        comm, memory, "Barrier against AllReduce", [&] { return comm.Barrier(); },
+        [&] { return comm.AllReduce(a, b, kSum); }, {"Barrier()", "AllReduce(sum, 4 x f32)"}, {b}));
+  }
+  {
+    const Buffer b = f32(4);
+    RETURN_IF_ERROR(ExpectMismatch(
+        comm, memory, "Broadcast roots", [&] { return comm.Broadcast(b, 0); },
+        [&] { return comm.Broadcast(b, 1); },
+        {"Broadcast(root 0, 4 x f32)", "Broadcast(root 1, 4 x f32)"}, {b}));
+  }
+  {
+    const Buffer a = f32(4), b = f32(4);
+    RETURN_IF_ERROR(ExpectMismatch(
+        comm, memory, "AllReduce ops", [&] { return comm.AllReduce(a, b, kSum); },
+        [&] { return comm.AllReduce(a, b, ReduceOp::kMax); },
+        {"AllReduce(sum, 4 x f32)", "AllReduce(max, 4 x f32)"}, {b}));
+  }
+  {
+    const Buffer a4 = f32(4), b4 = f32(4), a5 = f32(5), b5 = f32(5);
+    RETURN_IF_ERROR(ExpectMismatch(
+        comm, memory, "AllReduce counts", [&] { return comm.AllReduce(a4, b4, kSum); },
+        [&] { return comm.AllReduce(a5, b5, kSum); },
+        {"AllReduce(sum, 4 x f32)", "AllReduce(sum, 5 x f32)"}, {b4, b5}));
+  }
+  {
+    const Buffer a = f32(4), b = f32(4);
+    const Buffer ints = Filled<int32_t>(memory, 4, 1);
+    RETURN_IF_ERROR(ExpectMismatch(
+        comm, memory, "AllReduce dtypes", [&] { return comm.AllReduce(a, b, kSum); },
+        [&] { return comm.AllReduce(ints, ints, kSum); },
+        {"AllReduce(sum, 4 x f32)", "AllReduce(sum, 4 x i32)"}, {b}));
+  }
+  {
+    const Buffer a3 = f32(3), out3 = f32(3 * n), a4 = f32(4), out4 = f32(4 * n);
+    RETURN_IF_ERROR(ExpectMismatch(
+        comm, memory, "AllGather counts", [&] { return comm.AllGather(a4, out4); },
+        [&] { return comm.AllGather(a3, out3); }, {"AllGather(4 x f32)", "AllGather(3 x f32)"},
+        {out3, out4}));
+  }
+  {
+    RETURN_IF_ERROR(ExpectMismatch(
+        comm, memory, "Split against Barrier", [&] { return comm.Split(0, comm.rank()).status(); },
+        [&] { return comm.Barrier(); }, {"Split()", "Barrier()"}, {}));
+  }
+  {
+    // Rank 0 expects two elements from rank 1, which sends one; every other pair agrees.
+    std::vector<size_t> send_counts(n, 1), recv_counts(n, 1);
+    if (comm.rank() == 0) recv_counts[1] = 2;
+    const Buffer in = f32(n), out = f32(n + 1);
+    auto all_to_all = [&] { return comm.AllToAll(in, send_counts, out, recv_counts); };
+    RETURN_IF_ERROR(ExpectMismatch(comm, memory, "AllToAll counts", all_to_all, all_to_all,
+                                   {"rank 1 sends 1 x f32 to rank 0", "expects 2 x f32"}, {out}));
+  }
+  RETURN_IF_ERROR(ExpectReceiveMismatch(comm, memory, "short message", f32(3), f32(4), false));
+  RETURN_IF_ERROR(ExpectReceiveMismatch(comm, memory, "long message", f32(5), f32(4), false));
+  RETURN_IF_ERROR(ExpectReceiveMismatch(comm, memory, "f32 received as i64", f32(4),
+                                        Filled<int64_t>(memory, 4, -1), true));
+  return absl::OkStatus();
 }
 
 }  // namespace comm::internal

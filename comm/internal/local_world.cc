@@ -10,7 +10,7 @@ bool LocalWorld::WaitUntil(std::unique_lock<std::mutex>& lock, absl::Time deadli
   return cv_.wait_until(lock, absl::ToChronoTime(deadline)) == std::cv_status::timeout;
 }
 
-LocalWorld::LocalWorld(int size) : size_(size), posts_(size), gone_(size, false) {}
+LocalWorld::LocalWorld(int size) : size_(size), posts_(size), calls_(size), gone_(size, false) {}
 
 absl::Status LocalWorld::HealthLocked(int peer) const {
   if (!failure_.ok()) return failure_;
@@ -23,14 +23,27 @@ absl::Status LocalWorld::HealthLocked(int peer) const {
 }
 
 absl::Status LocalWorld::Barrier(int rank, absl::Time deadline, absl::string_view what) {
+  return Arrive(rank, nullptr, deadline, what);
+}
+
+absl::Status LocalWorld::Meet(int rank, const Call& call, absl::Time deadline) {
+  return Arrive(rank, &call, deadline, Describe(call));
+}
+
+absl::Status LocalWorld::Arrive(int rank, const Call* call, absl::Time deadline,
+                                absl::string_view what) {
   std::unique_lock<std::mutex> lock(mu_);
   if (!failure_.ok()) return failure_;
+  if (call != nullptr) calls_[rank] = *call;
   const uint64_t generation = generation_;
   if (++arrived_ == size_) {
+    // The last to arrive judges for all. No rank can start the next Meet before every rank has
+    // left this one, so verdict_ holds until all have read it.
+    if (call != nullptr) verdict_ = CompareCalls(calls_);
     arrived_ = 0;
     ++generation_;
     cv_.notify_all();
-    return absl::OkStatus();
+    return call != nullptr ? verdict_ : absl::OkStatus();
   }
   bool timed_out = false;
   while (generation_ == generation) {
@@ -42,7 +55,7 @@ absl::Status LocalWorld::Barrier(int rank, absl::Time deadline, absl::string_vie
     }
     timed_out = WaitUntil(lock, deadline);
   }
-  return absl::OkStatus();
+  return call != nullptr ? verdict_ : absl::OkStatus();
 }
 
 absl::Status LocalWorld::ReceiveOne(int rank, const RecvOp& recv, absl::Time deadline) {

@@ -2,9 +2,11 @@
 // exchange data by copying straight from the sender's buffer into the receiver's (no staging).
 //
 // Collectives use "posts": each rank writes its post (pointers and arguments of the call), then
-// all ranks meet at a Barrier, read each other's posts and buffers, and meet again before any
-// post or buffer is reused. Point-to-point messages are rendezvous: a send is posted, and the
-// receiver copies from the sender's buffer, then marks it done.
+// all ranks Meet, which compares what each rank called (internal::Call) and fails them all
+// together when the calls differ, before anyone reads a post; then they read each other's posts
+// and buffers, and meet again at a Barrier before any post or buffer is reused. Point-to-point
+// messages are rendezvous: a send is posted, and the receiver copies from the sender's buffer, then
+// marks it done.
 #ifndef COMM_INTERNAL_LOCAL_WORLD_H_
 #define COMM_INTERNAL_LOCAL_WORLD_H_
 
@@ -21,6 +23,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "comm/buffer.h"
+#include "comm/internal/call.h"
 
 namespace comm::internal {
 
@@ -50,6 +53,10 @@ class LocalWorld {
   // Returns once all ranks have called Barrier the same number of times. DEADLINE_EXCEEDED at
   // `deadline`; UNAVAILABLE if a rank left or the group was aborted. `what` names the call.
   absl::Status Barrier(int rank, absl::Time deadline, absl::string_view what);
+  // A Barrier that also compares the ranks' calls: the same errors as Barrier, or on every rank
+  // the INVALID_ARGUMENT of CompareCalls when the calls differ. The first barrier of every
+  // collective, so that a mismatch fails all ranks at the same point and they stay in step.
+  absl::Status Meet(int rank, const Call& call, absl::Time deadline);
 
   // A posted send (see PostSends).
   struct Message {
@@ -87,6 +94,8 @@ class LocalWorld {
   // OK unless aborted or `peer` (any rank if -1) has left.
   // Callers hold mu_.
   absl::Status HealthLocked(int peer) const;
+  // Barrier, and Meet when `call` is not null.
+  absl::Status Arrive(int rank, const Call* call, absl::Time deadline, absl::string_view what);
   // Waits on cv_ until notified or `deadline`; true if the deadline passed.
   bool WaitUntil(std::unique_lock<std::mutex>& lock, absl::Time deadline);
   absl::Status ReceiveOne(int rank, const RecvOp& recv, absl::Time deadline);
@@ -98,6 +107,8 @@ class LocalWorld {
   std::mutex mu_;
   std::condition_variable cv_;
   int arrived_ = 0;
+  std::vector<Call> calls_;  // each rank's call at the current Meet
+  absl::Status verdict_;     // of the last Meet; stable until every rank has read it
   uint64_t generation_ = 0;
   std::vector<bool> gone_;
   absl::Status failure_;
