@@ -14,10 +14,6 @@
 
 namespace comm {
 
-// The former name of core::Device, kept for code outside comm/ that still spells
-// comm::MemoryKind::kHost; new code uses core::Device.
-using MemoryKind = core::Device;
-
 // Reductions supported by AllReduce.
 enum class ReduceOp { kSum, kMax };
 

@@ -36,7 +36,7 @@ ValueKey KeyOf(const Transfer& transfer) {
 }
 
 comm::Buffer BytesBuffer(std::vector<std::byte>& bytes) {
-  return comm::Buffer{bytes.data(), bytes.size(), core::DType::kU8, comm::MemoryKind::kHost};
+  return comm::Buffer{bytes.data(), bytes.size(), core::DType::kU8, core::Device::kHost};
 }
 
 // `status` with "rank R, F0.3: " in front of its message.

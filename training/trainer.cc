@@ -351,7 +351,7 @@ absl::Status RankTrainer::SyncGradients() {
       for (size_t begin = 0; begin < flat.size(); begin += kBucketFloats) {
         const size_t count = std::min(kBucketFloats, flat.size() - begin);
         const comm::Buffer bucket{flat.data() + begin, count, core::DType::kF32,
-                                  comm::MemoryKind::kHost};
+                                  core::Device::kHost};
         RETURN_IF_ERROR(groups_.data->AllReduce(bucket, bucket, comm::ReduceOp::kSum));
       }
       UnflattenGrads(flat, s.trainable);
@@ -374,14 +374,14 @@ absl::StatusOr<double> RankTrainer::GlobalGradNorm() {
   }
   // comm reduces f32; the sum of squares is split into a high and a low part to keep precision.
   float parts[2] = {static_cast<float>(sum), static_cast<float>(sum - static_cast<float>(sum))};
-  const comm::Buffer buffer{parts, 2, core::DType::kF32, comm::MemoryKind::kHost};
+  const comm::Buffer buffer{parts, 2, core::DType::kF32, core::Device::kHost};
   RETURN_IF_ERROR(world_.AllReduce(buffer, buffer, comm::ReduceOp::kSum));
   return std::sqrt(std::max(0.0, double{parts[0]} + parts[1]));
 }
 
 absl::StatusOr<double> RankTrainer::MeanOverPipelines(double value) {
   float v = static_cast<float>(value);
-  const comm::Buffer buffer{&v, 1, core::DType::kF32, comm::MemoryKind::kHost};
+  const comm::Buffer buffer{&v, 1, core::DType::kF32, core::Device::kHost};
   RETURN_IF_ERROR(groups_.expert->AllReduce(buffer, buffer, comm::ReduceOp::kSum));
   RETURN_IF_ERROR(groups_.data->AllReduce(buffer, buffer, comm::ReduceOp::kSum));
   return v / (config_.parallel().ep() * config_.parallel().dp());
@@ -399,7 +399,7 @@ absl::StatusOr<double> RankTrainer::UpdateExpertBias(int64_t step) {
       flat[path].insert(flat[path].end(), block.begin(), block.end());
     }
     const comm::Buffer buffer{flat[path].data(), flat[path].size(), core::DType::kI64,
-                              comm::MemoryKind::kHost};
+                              core::Device::kHost};
     RETURN_IF_ERROR(groups_.expert->AllReduce(buffer, buffer, comm::ReduceOp::kSum));
     RETURN_IF_ERROR(groups_.data->AllReduce(buffer, buffer, comm::ReduceOp::kSum));
   }
@@ -438,7 +438,7 @@ absl::StatusOr<double> RankTrainer::UpdateExpertBias(int64_t step) {
   }
   // The worst layer's max / mean load over the whole model.
   float w = static_cast<float>(worst);
-  const comm::Buffer buffer{&w, 1, core::DType::kF32, comm::MemoryKind::kHost};
+  const comm::Buffer buffer{&w, 1, core::DType::kF32, core::Device::kHost};
   RETURN_IF_ERROR(groups_.pipeline->AllReduce(buffer, buffer, comm::ReduceOp::kMax));
   const int every = config_.logging().expert_loads_every();
   if (every > 0 && step % every == 0) RETURN_IF_ERROR(WriteExpertLoads(step, layer_loads));
@@ -463,7 +463,7 @@ absl::Status RankTrainer::WriteExpertLoads(int64_t step,
     }
     if (first_copy) std::copy(loads.begin(), loads.end(), table.begin() + row * experts);
   }
-  const comm::Buffer buffer{table.data(), table.size(), core::DType::kI64, comm::MemoryKind::kHost};
+  const comm::Buffer buffer{table.data(), table.size(), core::DType::kI64, core::Device::kHost};
   RETURN_IF_ERROR(groups_.pipeline->AllReduce(buffer, buffer, comm::ReduceOp::kSum));
   if (!IsWorldZero()) return absl::OkStatus();
   const fs::path dir = fs::path(options_.output_dir) / "expert_loads";
@@ -488,7 +488,7 @@ absl::Status RankTrainer::SaveCheckpoint(int64_t step) {
   }
   std::vector<char> name(4096, 0);
   std::copy(tmp.begin(), tmp.end(), name.begin());
-  const comm::Buffer buffer{name.data(), name.size(), core::DType::kU8, comm::MemoryKind::kHost};
+  const comm::Buffer buffer{name.data(), name.size(), core::DType::kU8, core::Device::kHost};
   RETURN_IF_ERROR(world_.Broadcast(buffer, 0));
   tmp = std::string(name.data());
   nlohmann::json weight_map = nlohmann::json::object();
@@ -681,7 +681,7 @@ absl::StatusOr<TrainSummary> RankTrainer::Run() {
         (options_.stop != nullptr && options_.stop->load()) || step_ == options_.stop_after_step
             ? 1
             : 0;
-    const comm::Buffer stop_buffer{&stop, 1, core::DType::kI32, comm::MemoryKind::kHost};
+    const comm::Buffer stop_buffer{&stop, 1, core::DType::kI32, core::Device::kHost};
     RETURN_IF_ERROR(world_.AllReduce(stop_buffer, stop_buffer, comm::ReduceOp::kMax));
     const bool last = step_ == config_.steps() || stop != 0;
     const int eval_every = config_.logging().eval_every();
