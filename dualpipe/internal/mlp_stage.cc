@@ -7,7 +7,9 @@
 #include <cstring>
 #include <vector>
 
+#include "Eigen/Core"
 #include "absl/strings/str_cat.h"
+#include "unsupported/Eigen/SpecialFunctions"
 #include "core/status_macros.h"
 
 namespace dualpipe::internal {
@@ -40,18 +42,18 @@ void Gemm(bool transpose_a, bool transpose_b, int m, int n, int k, const float* 
               transpose_b ? k : n, accumulate ? 1.0f : 0.0f, c, n);
 }
 
-// GELU (erf form) of each h into a, and its derivative into grad.
+// GELU (erf form) of each h into a, and its derivative into grad, with Eigen's vectorized erf and
+// exp (as PyTorch vectorizes its GELU).
 void Gelu(const std::vector<float>& h, std::vector<float>& a, std::vector<float>& grad) {
   a.resize(h.size());
   grad.resize(h.size());
+  const Eigen::Map<const Eigen::ArrayXf> x(h.data(), static_cast<Eigen::Index>(h.size()));
   const float inv_sqrt2 = static_cast<float>(M_SQRT1_2);
   const float inv_sqrt_2pi = static_cast<float>(0.5 * M_2_SQRTPI * M_SQRT1_2);
-  for (size_t i = 0; i < h.size(); ++i) {
-    const float x = h[i];
-    const float cdf = 0.5f * (1.0f + std::erf(x * inv_sqrt2));
-    a[i] = x * cdf;
-    grad[i] = cdf + x * std::exp(-0.5f * x * x) * inv_sqrt_2pi;
-  }
+  const Eigen::ArrayXf cdf = 0.5f * (1.0f + (x * inv_sqrt2).erf());
+  Eigen::Map<Eigen::ArrayXf>(a.data(), x.size()) = x * cdf;
+  Eigen::Map<Eigen::ArrayXf>(grad.data(), x.size()) =
+      cdf + x * (-0.5f * x.square()).exp() * inv_sqrt_2pi;
 }
 
 std::vector<float> FromBytes(absl::Span<const std::byte> bytes) {
