@@ -101,19 +101,11 @@ dualpipe::Simulation AsSimulation(const std::vector<std::vector<dualpipe::OpTimi
 absl::StatusOr<RankResult> RunRank(const Config& config, comm::Communicator& comm,
                                    core::TraceRecorder* trace) {
   const dualpipe::Schedule& schedule = config.schedule;
-  std::vector<std::unique_ptr<dualpipe::internal::MlpStage>> owned;
-  std::vector<dualpipe::Stage*> stages(schedule.NumPaths(), nullptr);
-  for (const dualpipe::HostedStage& hs : dualpipe::HostedStages(schedule, comm.rank())) {
-    owned.push_back(
-        std::make_unique<dualpipe::internal::MlpStage>(config.spec, hs.stage, hs.first_microbatch));
-    stages[hs.path] = owned.back().get();
-  }
-  std::vector<std::vector<std::byte>> inputs;
-  for (int m = 0; m < schedule.TotalMicrobatches(); ++m) {
-    const std::vector<float> input = dualpipe::internal::MlpInput(config.spec, m);
-    inputs.emplace_back(input.size() * sizeof(float));
-    std::memcpy(inputs.back().data(), input.data(), inputs.back().size());
-  }
+  const dualpipe::internal::HostedMlpStages hosted =
+      dualpipe::internal::MakeHostedStages(config.spec, schedule, comm.rank());
+  const std::vector<dualpipe::Stage*>& stages = hosted.by_path;
+  const std::vector<std::vector<std::byte>> inputs =
+      dualpipe::internal::MlpInputBytes(config.spec, schedule.TotalMicrobatches());
   std::vector<absl::Span<const std::byte>> spans(inputs.begin(), inputs.end());
   ASSIGN_OR_RETURN(std::unique_ptr<dualpipe::Executor> executor,
                    dualpipe::Executor::Create(schedule, stages, &comm));

@@ -47,29 +47,20 @@ TEST_P(ExecutorMpiTest, EqualsSequential) {
   absl::StatusOr<internal::SequentialResult> reference = internal::RunSequential(spec, routes);
   ASSERT_TRUE(reference.ok()) << reference.status();
 
-  std::vector<std::vector<std::byte>> inputs;
-  for (int m = 0; m < microbatches; ++m) {
-    const std::vector<float> input = internal::MlpInput(spec, m);
-    inputs.emplace_back(input.size() * sizeof(float));
-    std::memcpy(inputs.back().data(), input.data(), inputs.back().size());
-  }
+  const std::vector<std::vector<std::byte>> inputs = internal::MlpInputBytes(spec, microbatches);
   std::vector<absl::Span<const std::byte>> spans(inputs.begin(), inputs.end());
-  std::vector<std::unique_ptr<MlpStage>> owned;
-  std::vector<Stage*> stages(schedule->NumPaths(), nullptr);
+  const internal::HostedMlpStages stages =
+      internal::MakeHostedStages(spec, *schedule, comm_->rank());
   const std::vector<HostedStage> hosted = HostedStages(*schedule, comm_->rank());
-  for (const HostedStage& hs : hosted) {
-    owned.push_back(std::make_unique<MlpStage>(spec, hs.stage, hs.first_microbatch));
-    stages[hs.path] = owned.back().get();
-  }
   absl::StatusOr<std::unique_ptr<Executor>> executor =
-      Executor::Create(*schedule, stages, comm_.get());
+      Executor::Create(*schedule, stages.by_path, comm_.get());
   ASSERT_TRUE(executor.ok()) << executor.status();
   absl::StatusOr<StepResult> step = (*executor)->Step(spans);
   ASSERT_TRUE(step.ok()) << step.status();
   EXPECT_EQ(step->losses, reference->losses);
   for (size_t i = 0; i < hosted.size(); ++i) {
-    EXPECT_EQ(owned[i]->grad_w1(), reference->w1[hosted[i].route][hosted[i].stage]);
-    EXPECT_EQ(owned[i]->grad_w2(), reference->w2[hosted[i].route][hosted[i].stage]);
+    EXPECT_EQ(stages.owned[i]->grad_w1(), reference->w1[hosted[i].route][hosted[i].stage]);
+    EXPECT_EQ(stages.owned[i]->grad_w2(), reference->w2[hosted[i].route][hosted[i].stage]);
   }
 }
 

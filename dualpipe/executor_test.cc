@@ -39,17 +39,6 @@ int NumStages(const Schedule& schedule) {
   return stages;
 }
 
-// Every global micro-batch's input bytes.
-std::vector<std::vector<std::byte>> Inputs(const MlpSpec& spec, int microbatches) {
-  std::vector<std::vector<std::byte>> inputs;
-  for (int m = 0; m < microbatches; ++m) {
-    const std::vector<float> input = internal::MlpInput(spec, m);
-    std::vector<std::byte>& bytes = inputs.emplace_back(input.size() * sizeof(float));
-    std::memcpy(bytes.data(), input.data(), bytes.size());
-  }
-  return inputs;
-}
-
 // What one rank's executor produced.
 struct RankOutcome {
   absl::Status status;
@@ -62,17 +51,15 @@ struct RankOutcome {
 std::vector<RankOutcome> RunPipelined(const Schedule& schedule, const MlpSpec& spec,
                                       int steps = 1) {
   std::vector<RankOutcome> outcomes(schedule.num_ranks);
-  const std::vector<std::vector<std::byte>> inputs = Inputs(spec, schedule.TotalMicrobatches());
+  const std::vector<std::vector<std::byte>> inputs =
+      internal::MlpInputBytes(spec, schedule.TotalMicrobatches());
   std::vector<absl::Span<const std::byte>> input_spans(inputs.begin(), inputs.end());
   comm::RunLocalRanks(schedule.num_ranks, [&](comm::Communicator& comm) {
     RankOutcome& outcome = outcomes[comm.rank()];
-    std::vector<std::unique_ptr<MlpStage>> owned;
-    std::vector<Stage*> stages(schedule.NumPaths(), nullptr);
-    for (const HostedStage& hs : HostedStages(schedule, comm.rank())) {
-      owned.push_back(std::make_unique<MlpStage>(spec, hs.stage, hs.first_microbatch));
-      stages[hs.path] = owned.back().get();
-    }
-    absl::StatusOr<std::unique_ptr<Executor>> executor = Executor::Create(schedule, stages, &comm);
+    const internal::HostedMlpStages stages =
+        internal::MakeHostedStages(spec, schedule, comm.rank());
+    absl::StatusOr<std::unique_ptr<Executor>> executor =
+        Executor::Create(schedule, stages.by_path, &comm);
     if (!executor.ok()) return outcome.status = executor.status();
     for (int step = 0; step < steps; ++step) {
       absl::StatusOr<StepResult> result = (*executor)->Step(input_spans);
@@ -80,7 +67,7 @@ std::vector<RankOutcome> RunPipelined(const Schedule& schedule, const MlpSpec& s
       outcome.step = *std::move(result);
     }
     for (const HostedStage& hs : HostedStages(schedule, comm.rank())) {
-      const MlpStage& stage = *static_cast<const MlpStage*>(stages[hs.path]);
+      const MlpStage& stage = *static_cast<const MlpStage*>(stages.by_path[hs.path]);
       EXPECT_EQ(stage.in_flight(), 0) << "rank " << comm.rank() << " path " << hs.path;
       outcome.w1[{hs.route, hs.stage}] = stage.grad_w1();
       outcome.w2[{hs.route, hs.stage}] = stage.grad_w2();
@@ -228,7 +215,7 @@ std::vector<absl::Status> RunWithFault(absl::Duration stall, absl::Duration time
   EXPECT_TRUE(schedule.ok()) << schedule.status();
   MlpSpec spec;
   spec.num_stages = 4;
-  const std::vector<std::vector<std::byte>> inputs = Inputs(spec, 8);
+  const std::vector<std::vector<std::byte>> inputs = internal::MlpInputBytes(spec, 8);
   std::vector<absl::Span<const std::byte>> spans(inputs.begin(), inputs.end());
   return comm::RunLocalRanks(4, [&](comm::Communicator& comm) {
     comm.set_timeout(timeout);
@@ -275,18 +262,14 @@ TEST(ExecutorTest, TraceHasEveryOpOfTheStep) {
   ASSERT_TRUE(schedule.ok());
   MlpSpec spec;
   spec.num_stages = 4;
-  const std::vector<std::vector<std::byte>> inputs = Inputs(spec, 4);
+  const std::vector<std::vector<std::byte>> inputs = internal::MlpInputBytes(spec, 4);
   std::vector<absl::Span<const std::byte>> spans(inputs.begin(), inputs.end());
   core::TraceRecorder trace;
   comm::RunLocalRanks(2, [&](comm::Communicator& comm) {
-    std::vector<std::unique_ptr<MlpStage>> owned;
-    std::vector<Stage*> stages(schedule->NumPaths(), nullptr);
-    for (const HostedStage& hs : HostedStages(*schedule, comm.rank())) {
-      owned.push_back(std::make_unique<MlpStage>(spec, hs.stage, hs.first_microbatch));
-      stages[hs.path] = owned.back().get();
-    }
+    const internal::HostedMlpStages stages =
+        internal::MakeHostedStages(spec, *schedule, comm.rank());
     absl::StatusOr<std::unique_ptr<Executor>> executor =
-        Executor::Create(*schedule, stages, &comm, {.trace = &trace});
+        Executor::Create(*schedule, stages.by_path, &comm, {.trace = &trace});
     if (!executor.ok()) return executor.status();
     return (*executor)->Step(spans).status();
   });

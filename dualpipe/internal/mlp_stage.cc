@@ -9,8 +9,8 @@
 
 #include "Eigen/Core"
 #include "absl/strings/str_cat.h"
-#include "unsupported/Eigen/SpecialFunctions"
 #include "core/status_macros.h"
+#include "unsupported/Eigen/SpecialFunctions"
 
 namespace dualpipe::internal {
 namespace {
@@ -184,6 +184,26 @@ absl::StatusOr<float> MlpStage::Loss(int microbatch) const {
     return absl::NotFoundError(absl::StrCat("no loss for micro-batch ", microbatch));
   }
   return it->second;
+}
+
+HostedMlpStages MakeHostedStages(const MlpSpec& spec, const Schedule& schedule, int rank) {
+  HostedMlpStages stages;
+  stages.by_path.assign(schedule.NumPaths(), nullptr);
+  for (const HostedStage& hs : HostedStages(schedule, rank)) {
+    stages.owned.push_back(std::make_unique<MlpStage>(spec, hs.stage, hs.first_microbatch));
+    stages.by_path[hs.path] = stages.owned.back().get();
+  }
+  return stages;
+}
+
+std::vector<std::vector<std::byte>> MlpInputBytes(const MlpSpec& spec, int microbatches) {
+  std::vector<std::vector<std::byte>> inputs;
+  for (int m = 0; m < microbatches; ++m) {
+    const std::vector<float> input = MlpInput(spec, m);
+    std::vector<std::byte>& bytes = inputs.emplace_back(input.size() * sizeof(float));
+    std::memcpy(bytes.data(), input.data(), bytes.size());
+  }
+  return inputs;
 }
 
 absl::StatusOr<SequentialResult> RunSequential(const MlpSpec& spec,

@@ -9,12 +9,15 @@
 #ifndef DUALPIPE_INTERNAL_MLP_STAGE_H_
 #define DUALPIPE_INTERNAL_MLP_STAGE_H_
 
+#include <cstddef>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "dualpipe/placement.h"
+#include "dualpipe/schedule.h"
 #include "dualpipe/stage.h"
 
 namespace dualpipe::internal {
@@ -55,12 +58,12 @@ class MlpStage : public Stage {
 
  private:
   struct Saved {
-    std::vector<float> x;   // [tokens, dim]
+    std::vector<float> x;          // [tokens, dim]
     std::vector<float> a;          // [tokens, hidden], after GELU
     std::vector<float> gelu_grad;  // [tokens, hidden], GELU's derivative at its input
-    std::vector<float> y;   // [tokens, dim], last stage only
-    std::vector<float> dy;  // [tokens, dim], from BackwardInput
-    std::vector<float> dh;  // [tokens, hidden], from BackwardInput
+    std::vector<float> y;          // [tokens, dim], last stage only
+    std::vector<float> dy;         // [tokens, dim], from BackwardInput
+    std::vector<float> dh;         // [tokens, hidden], from BackwardInput
     bool backward_input_done = false;
   };
 
@@ -75,6 +78,17 @@ class MlpStage : public Stage {
   std::map<int, Saved> saved_;
   std::map<int, float> losses_;
 };
+
+// The stages `rank` hosts under `schedule` (model stage and micro-batch numbering from
+// HostedStages), owned here, and the executor's stage list by path.
+struct HostedMlpStages {
+  std::vector<std::unique_ptr<MlpStage>> owned;
+  std::vector<Stage*> by_path;  // null where the rank hosts no stage
+};
+HostedMlpStages MakeHostedStages(const MlpSpec& spec, const Schedule& schedule, int rank);
+
+// MlpInput of global micro-batches 0 .. microbatches - 1, as bytes.
+std::vector<std::vector<std::byte>> MlpInputBytes(const MlpSpec& spec, int microbatches);
 
 // `steps` steps of the whole model on one rank, micro-batch by micro-batch: forward through every
 // stage, then the full backward, in global micro-batch order (weights do not change between
