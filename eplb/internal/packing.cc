@@ -2,12 +2,13 @@
 
 #include <algorithm>
 #include <bit>
-#include <cassert>
 #include <cstdint>
 #include <functional>
 #include <limits>
 #include <numeric>
 #include <utility>
+
+#include "core/check.h"
 
 namespace eplb::internal {
 namespace {
@@ -328,7 +329,7 @@ void Resettle(std::span<Member> members, int at) {
 
 Packing BalancedPacking(std::span<const float> weights, int num_packs) {
   const int n = static_cast<int>(weights.size());
-  assert(num_packs > 0 && n % num_packs == 0);
+  DCHECK(num_packs > 0 && n % num_packs == 0);
   std::vector<uint64_t>& keys = Scratch<uint64_t, Use::kSortKeys>(n);
   for (int i = 0; i < n; ++i) keys[i] = SortKey(weights[i], i);
   SortKeys(keys);
@@ -338,7 +339,7 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs) {
 }
 
 void HeaviestFirst(std::span<const float> weights, std::span<int> order) {
-  assert(order.size() == weights.size());
+  DCHECK(order.size() == weights.size());
   std::vector<uint64_t>& keys = Scratch<uint64_t, Use::kSortKeys>(weights.size());
   for (size_t i = 0; i < keys.size(); ++i) keys[i] = SortKey(weights[i], static_cast<int>(i));
   SortKeys(keys);
@@ -347,7 +348,7 @@ void HeaviestFirst(std::span<const float> weights, std::span<int> order) {
 
 Replication ReplicateExperts(std::span<const float> weights, int num_phy, int max_replicas) {
   const int num_log = static_cast<int>(weights.size());
-  assert(num_log > 0 && num_phy >= num_log && max_replicas > 0);
+  DCHECK(num_log > 0 && num_phy >= num_log && max_replicas > 0);
   Replication result;
   OneReplicaEach(num_log, num_phy, result);
   std::vector<uint64_t> heap;
@@ -363,8 +364,8 @@ Replication ReplicateExperts(std::span<const float> weights, int num_phy, int ma
 void ReplicateForPacking(std::span<const float> weights, std::span<const int> order, int num_phy,
                          int max_replicas, ReplicatedPacking& result) {
   const int num_log = static_cast<int>(weights.size());
-  assert(num_log > 0 && num_phy >= num_log);
-  assert(order.size() == weights.size() && max_replicas > 0);
+  DCHECK(num_log > 0 && num_phy >= num_log);
+  DCHECK(order.size() == weights.size() && max_replicas > 0);
   Replication& rep = result.rep;
   OneReplicaEach(num_log, num_phy, rep);
   // An expert after the first extra + 1 in `order` never gets a replica: to be the first maximum
@@ -410,7 +411,7 @@ void ReplicateForPacking(std::span<const float> weights, std::span<const int> or
 }
 
 void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs) {
-  assert(!plans.empty() && num_packs > 0);
+  DCHECK(!plans.empty() && num_packs > 0);
   thread_local std::vector<std::span<const uint64_t>> sorted;
   thread_local std::vector<std::span<const float>> weights;
   thread_local std::vector<Packing*> results;
@@ -418,7 +419,7 @@ void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs) {
   weights.clear();
   results.clear();
   for (ReplicatedPacking& plan : plans) {
-    assert(plan.sorted.size() == plans[0].sorted.size() && plan.sorted.size() % num_packs == 0);
+    DCHECK(plan.sorted.size() == plans[0].sorted.size() && plan.sorted.size() % num_packs == 0);
     sorted.push_back(plan.sorted);
     weights.push_back(plan.replica_loads);
     results.push_back(&plan.packing);
@@ -428,7 +429,7 @@ void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs) {
 
 void ReplicateAndPack(std::span<const float> weights, std::span<const int> order, int num_phy,
                       int num_packs, int max_replicas, ReplicatedPacking& result) {
-  assert(num_packs > 0 && num_phy % num_packs == 0);
+  DCHECK(num_packs > 0 && num_phy % num_packs == 0);
   ReplicateForPacking(weights, order, num_phy, max_replicas, result);
   PackReplicated({&result, 1}, num_packs);
 }
@@ -444,7 +445,7 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
   std::vector<double>& load = Scratch<double, Use::kPackLoads>(num_packs, 0.0);
   for (int i = 0; i < n; ++i) {
     const int p = packing.pack[i];
-    assert(packing.rank[i] >= 0 && packing.rank[i] < per_pack);
+    DCHECK(packing.rank[i] >= 0 && packing.rank[i] < per_pack);
     members[p * per_pack + per_pack - 1 - packing.rank[i]] = {weights[i], i};
     load[p] += weights[i];
   }
