@@ -51,6 +51,14 @@ expect_error "loads[0][1] is -3" --loads="$TMP/negative.csv" "${SIZES[@]}"
 expect_error "line 2 has 2 loads but earlier lines have 4" --loads="$TMP/ragged.csv" "${SIZES[@]}"
 expect_error "'abc' is not a number" --loads="$TMP/text.csv" "${SIZES[@]}"
 expect_error "no data lines" --loads="$TMP/empty.csv" "${SIZES[@]}"
+expect_error "is a directory" --loads="$TMP" "${SIZES[@]}"
+expect_error "holds more than 64 MiB" --loads=/dev/zero "${SIZES[@]}"
+printf '1,%s\n' "$(printf '\033[31m%.0s' {1..30})" >"$TMP/escape.csv"
+# The field escaped and cut at 40 bytes: 8 of its 30 five-byte escape sequences.
+expect_error "field 2: '$(printf '\\x1b[31m%.0s' {1..8})...' is not a number" \
+  --loads="$TMP/escape.csv" "${SIZES[@]}"
+printf '1e38,1e38,1e38,1e38\n' >"$TMP/overflow.csv"
+expect_error "loads of layer 0 sum to 4e+38" --loads="$TMP/overflow.csv" "${SIZES[@]}"
 expect_error "--num_gpus must be a positive integer, got 0" "${ARGS[@]}" --num_gpus=0
 expect_error "num_gpus" "${ARGS[@]}" --num_gpus=abc
 expect_error "num_gpus (6) must divide num_replicas (16)" "${ARGS[@]}" --num_gpus=6

@@ -3,7 +3,8 @@
 //   bazel run //eplb:rebalance -- --loads=FILE.csv --num_replicas=16 --num_groups=4
 //       --num_nodes=2 --num_gpus=8 [--policy=deepseek|refined] [--format=json|text|svg]
 //
-// FILE.csv has one MoE layer per line of comma-separated expert loads. Bad flags or input print
+// FILE.csv has one MoE layer per line of comma-separated expert loads, at most 64 MiB and 2^24
+// loads. Bad flags or input print
 // one line on stderr and exit non-zero (core::ParseFlagsOrExit's codes for flag syntax, 1 for bad
 // values and input).
 #include <cstdio>
@@ -21,7 +22,8 @@
 #include "eplb/placement_svg.h"
 #include "eplb/rebalance.h"
 
-ABSL_FLAG(std::string, loads, "", "CSV file of expert loads: one layer per line, comma-separated");
+ABSL_FLAG(std::string, loads, "",
+          "CSV file of expert loads: one layer per line, comma-separated; at most 64 MiB");
 ABSL_FLAG(int, num_replicas, 0, "replicas (physical experts) per layer; a multiple of num_gpus");
 ABSL_FLAG(int, num_groups, 0, "expert groups; must divide the number of experts");
 ABSL_FLAG(int, num_nodes, 0, "server nodes; must divide num_gpus");
