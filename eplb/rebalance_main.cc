@@ -7,6 +7,7 @@
 // loads. Bad flags or input print
 // one line on stderr and exit non-zero (core::ParseFlagsOrExit's codes for flag syntax, 1 for bad
 // values and input).
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -69,7 +70,15 @@ absl::StatusOr<std::string> Run() {
                 absl::GetFlag(FLAGS_num_nodes), absl::GetFlag(FLAGS_num_gpus), policy));
   ASSIGN_OR_RETURN(const BalancednessReport report, ComputeBalancedness(placement, loads));
   if (format == "json") return PlacementToJson(placement, report);
-  if (format == "svg") return PlacementToSvg(placement, loads, report);
+  if (format == "svg") {
+    const int64_t boxes = int64_t{placement.num_layers()} * placement.num_replicas();
+    if (boxes > kMaxSvgReplicas) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "an SVG of ", boxes, " replicas (layers x replicas) is too large to open (at most ",
+          kMaxSvgReplicas, "): use fewer layers, or --format=json or --format=text"));
+    }
+    return PlacementToSvg(placement, loads, report);
+  }
   return PlacementToText(placement, loads, report);
 }
 
