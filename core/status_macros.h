@@ -4,7 +4,14 @@
 //   RETURN_IF_ERROR(expr);            // returns expr's status from the enclosing function if !ok
 //   ASSIGN_OR_RETURN(auto x, expr);   // x = *expr, or returns expr.status() if !ok
 //
-// Both work in functions returning absl::Status or any absl::StatusOr<T>.
+// The _WITH forms prepend context to the message of the status they return, so that an error
+// deep in a call chain says where it happened ("layer 3, micro-batch 5: deadline exceeded ..."):
+//
+//   RETURN_IF_ERROR_WITH(comm.Recv(buf, peer), "layer ", layer, " attention, micro-batch ", mb);
+//   ASSIGN_OR_RETURN_WITH(auto weights, Load(path), "reading ", path);
+//
+// The context arguments are pieces for absl::StrCat, evaluated only when the status is an error.
+// All four work in functions returning absl::Status or any absl::StatusOr<T>.
 #ifndef CORE_STATUS_MACROS_H_
 #define CORE_STATUS_MACROS_H_
 
@@ -12,6 +19,24 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+
+namespace core {
+
+// `status` with "context: " prepended to its message; the same code and payloads. An OK status
+// is returned as it is (OK carries no message), and so is `status` when `context` is empty.
+inline absl::Status Annotate(const absl::Status& status, absl::string_view context) {
+  if (status.ok() || context.empty()) return status;
+  absl::Status annotated(status.code(), absl::StrCat(context, ": ", status.message()));
+  status.ForEachPayload([&](absl::string_view type_url, const absl::Cord& payload) {
+    annotated.SetPayload(type_url, payload);
+  });
+  return annotated;
+}
+
+}  // namespace core
 
 #define CORE_STATUS_CONCAT_INNER_(a, b) a##b
 #define CORE_STATUS_CONCAT_(a, b) CORE_STATUS_CONCAT_INNER_(a, b)
@@ -24,6 +49,14 @@
     }                                                        \
   } while (false)
 
+#define RETURN_IF_ERROR_WITH(expr, ...)                                                \
+  do {                                                                                 \
+    const ::absl::Status core_status_macro_status_ = (expr);                           \
+    if (!core_status_macro_status_.ok()) {                                             \
+      return ::core::Annotate(core_status_macro_status_, ::absl::StrCat(__VA_ARGS__)); \
+    }                                                                                  \
+  } while (false)
+
 #define ASSIGN_OR_RETURN(lhs, rexpr) \
   CORE_ASSIGN_OR_RETURN_IMPL_(CORE_STATUS_CONCAT_(core_statusor_, __LINE__), lhs, rexpr)
 
@@ -32,6 +65,17 @@
   if (!statusor.ok()) {                                   \
     return std::move(statusor).status();                  \
   }                                                       \
+  lhs = *std::move(statusor)
+
+#define ASSIGN_OR_RETURN_WITH(lhs, rexpr, ...)                                                \
+  CORE_ASSIGN_OR_RETURN_WITH_IMPL_(CORE_STATUS_CONCAT_(core_statusor_, __LINE__), lhs, rexpr, \
+                                   __VA_ARGS__)
+
+#define CORE_ASSIGN_OR_RETURN_WITH_IMPL_(statusor, lhs, rexpr, ...)          \
+  auto statusor = (rexpr);                                                   \
+  if (!statusor.ok()) {                                                      \
+    return ::core::Annotate(statusor.status(), ::absl::StrCat(__VA_ARGS__)); \
+  }                                                                          \
   lhs = *std::move(statusor)
 
 #endif  // CORE_STATUS_MACROS_H_

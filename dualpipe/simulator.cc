@@ -1,6 +1,7 @@
 #include "dualpipe/simulator.h"
 
 #include <algorithm>
+#include <limits>
 #include <set>
 #include <vector>
 
@@ -11,10 +12,33 @@
 #include "dualpipe/validator.h"
 
 namespace dualpipe {
+namespace {
+
+// Simulated times must stay far below infinity, which the dataflow also uses for "not ready yet".
+constexpr double kMaxSimulatedTime = std::numeric_limits<double>::max() / 4;
+
+// InvalidArgument when the ops of `schedule` and their sends, run one after another, could take
+// longer than kMaxSimulatedTime (or overflow to infinity): no simulated time can exceed that sum.
+absl::Status CheckTimesFit(const Schedule& schedule, const OpCosts& costs) {
+  double total = 0;
+  int64_t num_ops = 0;
+  for (const std::vector<Op>& ops : schedule.ops) {
+    for (const Op& op : ops) total += OpCost(op, costs) + costs.p2p_latency;
+    num_ops += static_cast<int64_t>(ops.size());
+  }
+  if (total <= kMaxSimulatedTime) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("costs too large: ", num_ops, " ops and their sends could take ", total,
+                   " time units in all, beyond the simulator's limit of ", kMaxSimulatedTime,
+                   "; scale the costs down"));
+}
+
+}  // namespace
 
 absl::StatusOr<Simulation> Simulate(const Schedule& schedule, const OpCosts& costs) {
   RETURN_IF_ERROR(ValidateCosts(costs));
   RETURN_IF_ERROR(ValidateSchedule(schedule));
+  RETURN_IF_ERROR(CheckTimesFit(schedule, costs));
   ASSIGN_OR_RETURN(
       std::vector<std::vector<internal::Interval>> intervals,
       internal::RunDataflow(

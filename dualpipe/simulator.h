@@ -34,7 +34,8 @@ struct Simulation {
 };
 
 // Simulates `schedule` (validated first: returns the validator's error if it is illegal) under
-// `costs` (InvalidArgument if ValidateCosts fails). Each rank runs its ops in order as soon as the
+// `costs` (InvalidArgument if ValidateCosts fails, or if the sum of all op costs and sends exceeds
+// DBL_MAX / 4: times that large would overflow). Each rank runs its ops in order as soon as the
 // values they consume have arrived. Thread-safe.
 absl::StatusOr<Simulation> Simulate(const Schedule& schedule, const OpCosts& costs);
 

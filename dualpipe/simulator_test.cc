@@ -1,5 +1,7 @@
 #include "dualpipe/simulator.h"
 
+#include <cmath>
+#include <string>
 #include <tuple>
 
 #include "dualpipe/baseline_schedules.h"
@@ -147,6 +149,23 @@ TEST(SimulatorTest, RejectsBadCostsAndIllegalSchedules) {
   schedule->ops[0].pop_back();
   EXPECT_EQ(Simulate(*schedule, Costs(1, 2, 1)).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SimulatorTest, RejectsCostsWhoseTimesWouldOverflow) {
+  // Each cost is finite, but the step would last past DBL_MAX: the simulated times must not turn
+  // into infinity (the dataflow's "not ready"), which reported a deadlock with no reason.
+  absl::StatusOr<Schedule> schedule = GenerateDualPipe(4, 8);
+  ASSERT_TRUE(schedule.ok());
+  const absl::StatusOr<Simulation> huge = Simulate(*schedule, Costs(1e308, 1e308, 1e308));
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(huge.status().message().find("costs too large"), std::string::npos) << huge.status();
+  // F&B as forward + backward overflows on its own.
+  EXPECT_EQ(Simulate(*schedule, Costs(1.7e308, 1.7e308, 1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Large but summable costs simulate.
+  const absl::StatusOr<Simulation> large = Simulate(*schedule, Costs(1e300, 2e300, 1e300));
+  ASSERT_TRUE(large.ok()) << large.status();
+  EXPECT_TRUE(std::isfinite(large->makespan));
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "eplb/loads_csv.h"
 
+#include <string>
+
 #include "gtest/gtest.h"
 
 namespace eplb {
@@ -24,6 +26,21 @@ TEST(ParseLoadsCsv, RejectsNonNumbersNamingTheField) {
   EXPECT_FALSE(ParseLoadsCsv("1,,2\n").ok());
 }
 
+TEST(ParseLoadsCsv, EchoesABadFieldEscapedAndCut) {
+  const std::string field = "\x1b[31m\tbad" + std::string(100, 'z');
+  absl::StatusOr<Matrix<double>> loads = ParseLoadsCsv("1," + field + "\n");
+  EXPECT_EQ(loads.status().message(),
+            "line 1, field 2: '\\x1b[31m\\tbad" + std::string(31, 'z') + "...' is not a number");
+}
+
+TEST(ParseLoadsCsv, RejectsMoreThanTheMostLoads) {
+  std::string text;
+  for (size_t i = 0; i <= kMaxLoads; ++i) text += "0,";
+  text.back() = '\n';
+  absl::StatusOr<Matrix<double>> loads = ParseLoadsCsv(text);
+  EXPECT_EQ(loads.status().message(), "line 1: more than 16777216 loads in all");
+}
+
 TEST(ParseLoadsCsv, RejectsRaggedLines) {
   absl::StatusOr<Matrix<double>> loads = ParseLoadsCsv("1,2\n3\n");
   EXPECT_EQ(loads.status().code(), absl::StatusCode::kInvalidArgument);
@@ -36,6 +53,18 @@ TEST(ParseLoadsCsv, RejectsEmptyInput) {
 
 TEST(ReadLoadsCsv, MissingFileIsNotFound) {
   EXPECT_EQ(ReadLoadsCsv("/nonexistent/loads.csv").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ReadLoadsCsv, DirectoryIsReportedAsOne) {
+  absl::StatusOr<Matrix<double>> loads = ReadLoadsCsv("/tmp");
+  EXPECT_EQ(loads.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(loads.status().message(), "loads file '/tmp' is a directory");
+}
+
+TEST(ReadLoadsCsv, EndlessFileIsRefusedAtTheCap) {
+  absl::StatusOr<Matrix<double>> loads = ReadLoadsCsv("/dev/zero");
+  EXPECT_EQ(loads.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(loads.status().message(), "loads file '/dev/zero' holds more than 64 MiB");
 }
 
 }  // namespace

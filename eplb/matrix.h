@@ -1,14 +1,15 @@
 // A small owning row-major matrix for EPLB's inputs and outputs (loads, placements). EPLB knows
-// nothing of device tensors; this is plain host memory with bounds-checked accessors in debug
-// builds.
+// nothing of device tensors; this is plain host memory with accessors bounds-checked by DCHECK
+// (debug builds only: they are on hot paths).
 #ifndef EPLB_MATRIX_H_
 #define EPLB_MATRIX_H_
 
-#include <cassert>
 #include <cstddef>
 #include <span>
 #include <utility>
 #include <vector>
+
+#include "core/check.h"
 
 namespace eplb {
 
@@ -21,31 +22,27 @@ class Matrix {
   // Precondition: rows >= 0 and cols >= 0. Every element starts as `fill`.
   Matrix(int rows, int cols, T fill = T())
       : rows_(rows), cols_(cols), data_(static_cast<size_t>(rows) * cols, fill) {
-    assert(rows >= 0 && cols >= 0);
+    CHECK(rows >= 0 && cols >= 0, "matrix of ", rows, " x ", cols);
   }
   // Precondition: data.size() == rows * cols. Takes ownership of `data`.
   Matrix(int rows, int cols, std::vector<T> data)
       : rows_(rows), cols_(cols), data_(std::move(data)) {
-    assert(data_.size() == static_cast<size_t>(rows) * cols);
+    CHECK(rows >= 0 && cols >= 0 && data_.size() == static_cast<size_t>(rows) * cols, "matrix of ",
+          rows, " x ", cols, " from ", data_.size(), " elements");
   }
 
   int rows() const { return rows_; }
   int cols() const { return cols_; }
 
   // Precondition: 0 <= r < rows(), 0 <= c < cols().
-  T& operator()(int r, int c) {
-    assert(c < cols_);
-    return data_[Index(r, c)];
-  }
-  const T& operator()(int r, int c) const {
-    assert(c < cols_);
-    return data_[Index(r, c)];
-  }
+  T& operator()(int r, int c) { return data_[Index(r, c)]; }
+  const T& operator()(int r, int c) const { return data_[Index(r, c)]; }
 
   // Row r as a view into this matrix; valid until the matrix is destroyed or reassigned.
-  std::span<T> row(int r) { return {data_.data() + Index(r, 0), static_cast<size_t>(cols_)}; }
+  // Precondition: 0 <= r < rows().
+  std::span<T> row(int r) { return {data_.data() + RowStart(r), static_cast<size_t>(cols_)}; }
   std::span<const T> row(int r) const {
-    return {data_.data() + Index(r, 0), static_cast<size_t>(cols_)};
+    return {data_.data() + RowStart(r), static_cast<size_t>(cols_)};
   }
 
   // All elements, row-major.
@@ -54,9 +51,13 @@ class Matrix {
   friend bool operator==(const Matrix&, const Matrix&) = default;
 
  private:
+  size_t RowStart(int r) const {
+    DCHECK(r >= 0 && r < rows_, "row ", r, " of ", rows_);
+    return static_cast<size_t>(r) * cols_;
+  }
   size_t Index(int r, int c) const {
-    assert(r >= 0 && r < rows_ && c >= 0 && c <= cols_);
-    return static_cast<size_t>(r) * cols_ + c;
+    DCHECK(c >= 0 && c < cols_, "column ", c, " of ", cols_);
+    return RowStart(r) + c;
   }
 
   int rows_ = 0;

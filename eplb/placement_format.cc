@@ -1,5 +1,6 @@
 #include "eplb/placement_format.h"
 
+#include <span>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -10,23 +11,39 @@
 namespace eplb {
 
 std::string PlacementToJson(const Placement& placement, const BalancednessReport& report) {
-  nlohmann::ordered_json phy2log = nlohmann::ordered_json::array();
-  nlohmann::ordered_json log2phy = nlohmann::ordered_json::array();
-  nlohmann::ordered_json logcnt = nlohmann::ordered_json::array();
+  // Written as text rather than built as a JSON document: a document of 10,000 layers took 20
+  // times the memory of its text.
+  std::string out = "{\"phy2log\":[";
+  const auto append_row = [&out](std::span<const int32_t> row) {
+    out += '[';
+    out += absl::StrJoin(row, ",");
+    out += ']';
+  };
   for (int layer = 0; layer < placement.num_layers(); ++layer) {
-    phy2log.push_back(placement.phy2log.row(layer));
-    logcnt.push_back(placement.logcnt.row(layer));
-    nlohmann::ordered_json experts = nlohmann::ordered_json::array();
-    for (int e = 0; e < placement.num_experts(); ++e) {
-      experts.push_back(placement.Log2Phy(layer, e));
-    }
-    log2phy.push_back(std::move(experts));
+    if (layer > 0) out += ',';
+    append_row(placement.phy2log.row(layer));
   }
-  const nlohmann::ordered_json result = {{"phy2log", std::move(phy2log)},
-                                         {"log2phy", std::move(log2phy)},
-                                         {"logcnt", std::move(logcnt)},
-                                         {"balancedness", report.per_layer}};
-  return result.dump() + "\n";
+  out += "],\"log2phy\":[";
+  for (int layer = 0; layer < placement.num_layers(); ++layer) {
+    out += layer > 0 ? ",[" : "[";
+    for (int e = 0; e < placement.num_experts(); ++e) {
+      if (e > 0) out += ',';
+      append_row(placement.Log2Phy(layer, e));
+    }
+    out += ']';
+  }
+  out += "],\"logcnt\":[";
+  for (int layer = 0; layer < placement.num_layers(); ++layer) {
+    if (layer > 0) out += ',';
+    append_row(placement.logcnt.row(layer));
+  }
+  out += "],\"balancedness\":[";
+  for (size_t layer = 0; layer < report.per_layer.size(); ++layer) {
+    if (layer > 0) out += ',';
+    out += nlohmann::json(report.per_layer[layer]).dump();  // Shortest round-trip form.
+  }
+  out += "]}\n";
+  return out;
 }
 
 std::string PlacementToText(const Placement& placement, const Matrix<double>& loads,

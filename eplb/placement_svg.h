@@ -4,6 +4,7 @@
 #ifndef EPLB_PLACEMENT_SVG_H_
 #define EPLB_PLACEMENT_SVG_H_
 
+#include <cstdint>
 #include <string>
 
 #include "eplb/balancedness.h"
@@ -11,6 +12,10 @@
 #include "eplb/placement.h"
 
 namespace eplb {
+
+// The most replica boxes (layers x replicas) PlacementToSvg draws: about 20 MB of SVG. A larger
+// picture opens in no viewer; callers refuse it (the rebalance tool says so).
+inline constexpr int64_t kMaxSvgReplicas = 100000;
 
 // A standalone SVG document. Preconditions: loads [layers, experts] and report belong to this
 // placement.

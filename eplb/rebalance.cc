@@ -22,6 +22,12 @@ using internal::LayerShape;
 // Upper bound on phy2log and log2phy entries, so that absurd sizes fail cleanly.
 constexpr int64_t kMaxEntries = int64_t{1} << 24;
 
+// Upper bound on the sum of one layer's loads. DeepSeek's policy sums loads in float32 (groups,
+// GPUs); with the layer's sum at most half of FLT_MAX no float32 partial sum can round up to
+// infinity (each of its fewer than 2^24 additions rounds by at most 2^-24 relative), which would
+// silently break the packing.
+constexpr double kMaxLayerSum = FLT_MAX / 2;
+
 absl::Status CheckPositive(const char* name, int value) {
   if (value > 0) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(name, " must be positive, got ", value));
@@ -59,6 +65,7 @@ absl::Status Validate(const Matrix<double>& loads, int num_replicas, int num_gro
                                                    " entries"));
   }
   for (int layer = 0; layer < loads.rows(); ++layer) {
+    double sum = 0.0;
     for (int e = 0; e < num_experts; ++e) {
       const double load = loads(layer, e);
       if (!(load >= 0.0 && load <= FLT_MAX)) {
@@ -66,6 +73,12 @@ absl::Status Validate(const Matrix<double>& loads, int num_replicas, int num_gro
             absl::StrCat("loads[", layer, "][", e, "] is ", load,
                          ": loads must be finite, non-negative and at most FLT_MAX"));
       }
+      sum += load;
+    }
+    if (sum > kMaxLayerSum) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "loads of layer ", layer, " sum to ", sum, ": a layer's loads must sum to at most ",
+          kMaxLayerSum, " (FLT_MAX / 2), so that the float32 sums of the packing stay finite"));
     }
   }
   return absl::OkStatus();
@@ -127,13 +140,15 @@ struct LayerBuffers {
   LayerPlacement kept;
   LayerPlacement regrouped;  // DeepSeek's placement on refined groups (not a candidate itself).
   std::vector<double> deepseek_gpu_loads;
+  internal::PlaceWorkspace workspace;
 };
 
 // DeepSeek's placement of one layer, in buffers.deepseek.
 const LayerPlacement& PlaceDeepSeek(std::span<const float> loads32, const LayerShape& shape,
                                     LayerBuffers& buffers) {
-  internal::PlaceNodes(loads32, shape, internal::PackGroups(loads32, shape, /*refined=*/nullptr),
-                       buffers.deepseek, /*improved=*/nullptr);
+  internal::PlaceNodes(loads32, shape,
+                       internal::PackGroups(loads32, shape, /*refined=*/nullptr, buffers.workspace),
+                       buffers.deepseek, /*improved=*/nullptr, buffers.workspace);
   return buffers.deepseek;
 }
 
@@ -144,9 +159,11 @@ const LayerPlacement& PlaceDeepSeek(std::span<const float> loads32, const LayerS
 const LayerPlacement& PlaceRefined(std::span<const float> loads32, std::span<const double> loads,
                                    const LayerShape& shape, LayerBuffers& buffers) {
   internal::Packing better_groups;
-  const internal::Packing groups = internal::PackGroups(loads32, shape, &better_groups);
+  const internal::Packing groups =
+      internal::PackGroups(loads32, shape, &better_groups, buffers.workspace);
   const LayerPlacement& deepseek = buffers.deepseek;
-  internal::PlaceNodes(loads32, shape, groups, buffers.deepseek, &buffers.candidate);
+  internal::PlaceNodes(loads32, shape, groups, buffers.deepseek, &buffers.candidate,
+                       buffers.workspace);
   LayerGpuLoads(loads, deepseek, shape.num_gpus, buffers.deepseek_gpu_loads);
   const std::vector<double>& deepseek_gpu_loads = buffers.deepseek_gpu_loads;
   const LayerPlacement* best = &deepseek;
@@ -163,7 +180,8 @@ const LayerPlacement& PlaceRefined(std::span<const float> loads32, std::span<con
   };
   consider(buffers.candidate);
   if (better_groups.pack != groups.pack) {
-    internal::PlaceNodes(loads32, shape, better_groups, buffers.regrouped, &buffers.candidate);
+    internal::PlaceNodes(loads32, shape, better_groups, buffers.regrouped, &buffers.candidate,
+                         buffers.workspace);
     consider(buffers.candidate);
   }
   return *best;

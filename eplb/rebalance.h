@@ -42,12 +42,15 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view name);
 // Places `loads` [layers, num_experts] (tokens routed to each logical expert; any non-negative
 // finite values) on num_gpus GPUs over num_nodes nodes with num_replicas replicas per layer.
 // Returns the placement, or InvalidArgument naming the bad argument when: loads is empty; a load
-// is negative, NaN, infinite or above FLT_MAX; a count is not positive; num_groups does not divide
-// num_experts; num_nodes does not divide num_gpus; num_gpus does not divide num_replicas;
-// num_replicas < num_experts; or phy2log or log2phy would exceed 2^24 entries. Thread-safe; the
-// caller owns the result. Runs in O(layers * num_replicas * log num_experts) plus refinement swaps;
-// when `pool` is given (not owned; it must outlive the call), layers are placed in parallel on it,
-// with the same result. Must not be called from inside a task of `pool`.
+// is negative, NaN, infinite or above FLT_MAX; a layer's loads sum to more than FLT_MAX / 2 (the
+// policies sum them in float32, as the reference does); a count is not positive; num_groups does
+// not divide num_experts; num_nodes does not divide num_gpus; num_gpus does not divide
+// num_replicas; num_replicas < num_experts; or phy2log or log2phy would exceed 2^24 entries.
+// Thread-safe; the caller owns the result. Runs in O(layers * num_replicas * log num_experts) plus
+// refinement swaps; when `pool` is given (not owned; it must outlive the call), layers are placed
+// in parallel on it, with the same result. Must not be called from inside a task of `pool`.
+// Reentrant: its buffers belong to the call (one workspace per chunk of layers, released when it
+// returns), so concurrent calls from any threads do not share state.
 absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replicas, int num_groups,
                                     int num_nodes, int num_gpus, Policy policy = kDefaultPolicy,
                                     core::ThreadPool* pool = nullptr);

@@ -51,6 +51,21 @@ expect_error "loads[0][1] is -3" --loads="$TMP/negative.csv" "${SIZES[@]}"
 expect_error "line 2 has 2 loads but earlier lines have 4" --loads="$TMP/ragged.csv" "${SIZES[@]}"
 expect_error "'abc' is not a number" --loads="$TMP/text.csv" "${SIZES[@]}"
 expect_error "no data lines" --loads="$TMP/empty.csv" "${SIZES[@]}"
+python3 -c 'print("\n".join(["1,2,3,4"] * 25001))' >"$TMP/many_layers.csv"
+expect_error "an SVG of 100004 replicas (layers x replicas) is too large to open (at most 100000)" \
+  --loads="$TMP/many_layers.csv" "${SIZES[@]}" --format=svg
+"$BIN" --loads="$TMP/many_layers.csv" "${SIZES[@]}" --format=json >"$TMP/big.json" ||
+  fail "big json failed"
+python3 -c 'import json, sys; assert len(json.load(open(sys.argv[1]))["log2phy"]) == 25001' \
+  "$TMP/big.json" || fail "big json is not JSON of 25001 layers"
+expect_error "is a directory" --loads="$TMP" "${SIZES[@]}"
+expect_error "holds more than 64 MiB" --loads=/dev/zero "${SIZES[@]}"
+printf '1,%s\n' "$(printf '\033[31m%.0s' {1..30})" >"$TMP/escape.csv"
+# The field escaped and cut at 40 bytes: 8 of its 30 five-byte escape sequences.
+expect_error "field 2: '$(printf '\\x1b[31m%.0s' {1..8})...' is not a number" \
+  --loads="$TMP/escape.csv" "${SIZES[@]}"
+printf '1e38,1e38,1e38,1e38\n' >"$TMP/overflow.csv"
+expect_error "loads of layer 0 sum to 4e+38" --loads="$TMP/overflow.csv" "${SIZES[@]}"
 expect_error "--num_gpus must be a positive integer, got 0" "${ARGS[@]}" --num_gpus=0
 expect_error "num_gpus" "${ARGS[@]}" --num_gpus=abc
 expect_error "num_gpus (6) must divide num_replicas (16)" "${ARGS[@]}" --num_gpus=6

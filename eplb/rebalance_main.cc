@@ -3,9 +3,11 @@
 //   bazel run //eplb:rebalance -- --loads=FILE.csv --num_replicas=16 --num_groups=4
 //       --num_nodes=2 --num_gpus=8 [--policy=deepseek|refined] [--format=json|text|svg]
 //
-// FILE.csv has one MoE layer per line of comma-separated expert loads. Bad flags or input print
+// FILE.csv has one MoE layer per line of comma-separated expert loads, at most 64 MiB and 2^24
+// loads. Bad flags or input print
 // one line on stderr and exit non-zero (core::ParseFlagsOrExit's codes for flag syntax, 1 for bad
 // values and input).
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -21,7 +23,8 @@
 #include "eplb/placement_svg.h"
 #include "eplb/rebalance.h"
 
-ABSL_FLAG(std::string, loads, "", "CSV file of expert loads: one layer per line, comma-separated");
+ABSL_FLAG(std::string, loads, "",
+          "CSV file of expert loads: one layer per line, comma-separated; at most 64 MiB");
 ABSL_FLAG(int, num_replicas, 0, "replicas (physical experts) per layer; a multiple of num_gpus");
 ABSL_FLAG(int, num_groups, 0, "expert groups; must divide the number of experts");
 ABSL_FLAG(int, num_nodes, 0, "server nodes; must divide num_gpus");
@@ -67,7 +70,15 @@ absl::StatusOr<std::string> Run() {
                 absl::GetFlag(FLAGS_num_nodes), absl::GetFlag(FLAGS_num_gpus), policy));
   ASSIGN_OR_RETURN(const BalancednessReport report, ComputeBalancedness(placement, loads));
   if (format == "json") return PlacementToJson(placement, report);
-  if (format == "svg") return PlacementToSvg(placement, loads, report);
+  if (format == "svg") {
+    const int64_t boxes = int64_t{placement.num_layers()} * placement.num_replicas();
+    if (boxes > kMaxSvgReplicas) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "an SVG of ", boxes, " replicas (layers x replicas) is too large to open (at most ",
+          kMaxSvgReplicas, "): use fewer layers, or --format=json or --format=text"));
+    }
+    return PlacementToSvg(placement, loads, report);
+  }
   return PlacementToText(placement, loads, report);
 }
 

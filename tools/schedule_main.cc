@@ -1,9 +1,16 @@
-// schedule: prints a pipeline schedule (DualPipe, DualPipeV, 1F1B, ZB1P) as op text, an SVG
-// picture, a simulated summary table or a Chrome trace.
+// schedule: prints a pipeline schedule (DualPipe, DualPipeV, 1F1B, ZB1P, interleaved 1F1B, ZB-V)
+// as op text, an SVG picture, a simulated summary table or a Chrome trace.
+//
+// Sizes are bounded so that every accepted request finishes in seconds: ranks * micro-batches
+// (* chunks) at most 500,000; the SVG at most 50,000 ops (a bigger picture opens in no viewer),
+// drawn 1,800 pixels wide whatever the costs; the Chrome trace is streamed to stdout.
 //
 //   bazel run //tools:schedule -- --schedule=dualpipe --ranks=8 --microbatches=20
 //   bazel run //tools:schedule -- --schedule=zb1p --ranks=4 --microbatches=8 --format=summary
+#include <algorithm>
 #include <cstdio>
+#include <iostream>
+#include <limits>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -29,7 +36,7 @@ ABSL_FLAG(int, microbatches, 20,
           "dualpipev: >= 2*ranks.");
 ABSL_FLAG(int, chunks, 2,
           "Model chunks per rank for interleaved1f1b, 2..64 (micro-batches must be a multiple of "
-          "ranks); ignored by the other schedules.");
+          "ranks); ignored (and not checked) by the other schedules.");
 ABSL_FLAG(std::string, format, "ops",
           "Output: ops (one line per rank), svg (picture of the simulated timeline), summary "
           "(simulated per-rank table and totals) or trace (Chrome trace JSON).");
@@ -46,6 +53,12 @@ constexpr int kMaxRanks = 1024;
 constexpr int kMaxMicrobatches = 100000;
 constexpr int kMaxChunks = 64;
 constexpr long kMaxWork = 500000;  // About 1.5 million ops: keeps the simulation to seconds.
+// Ops per unit of work at most: two stages per rank (DualPipe), each with F, I and W.
+constexpr long kMaxOpsPerWork = 6;
+// Simulated times stay far below infinity (Simulate checks the exact sum again).
+constexpr double kMaxTotalCost = std::numeric_limits<double>::max() / 4;
+constexpr long kMaxSvgOps = 50000;          // About 15 MB of SVG.
+constexpr double kSvgTimelineWidth = 1800;  // Pixels from time 0 to the makespan.
 
 absl::Status CheckRange(const char* flag, int value, int low, int high) {
   if (value < low || value > high) {
@@ -55,7 +68,8 @@ absl::Status CheckRange(const char* flag, int value, int low, int high) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Run() {
+// Writes the requested rendering to `out`.
+absl::Status Run(std::ostream& out) {
   const std::string format = absl::GetFlag(FLAGS_format);
   if (format != "ops" && format != "svg" && format != "summary" && format != "trace") {
     return absl::InvalidArgumentError(
@@ -65,11 +79,11 @@ absl::StatusOr<std::string> Run() {
   const int microbatches = absl::GetFlag(FLAGS_microbatches);
   RETURN_IF_ERROR(CheckRange("ranks", ranks, 1, kMaxRanks));
   RETURN_IF_ERROR(CheckRange("microbatches", microbatches, 1, kMaxMicrobatches));
-  const int chunks = absl::GetFlag(FLAGS_chunks);
-  RETURN_IF_ERROR(CheckRange("chunks", chunks, 2, kMaxChunks));
   const std::string name = absl::GetFlag(FLAGS_schedule);
-  const long work =
-      static_cast<long>(ranks) * microbatches * (name == "interleaved1f1b" ? chunks : 1);
+  const bool chunked = name == "interleaved1f1b";
+  const int chunks = chunked ? absl::GetFlag(FLAGS_chunks) : 2;
+  if (chunked) RETURN_IF_ERROR(CheckRange("chunks", chunks, 2, kMaxChunks));
+  const long work = static_cast<long>(ranks) * microbatches * (chunked ? chunks : 1);
   if (work > kMaxWork) {
     return absl::InvalidArgumentError(
         absl::StrCat("--ranks * --microbatches (* --chunks for interleaved1f1b) must be at most ",
@@ -82,6 +96,15 @@ absl::StatusOr<std::string> Run() {
   costs.forward_backward = absl::GetFlag(FLAGS_cost_fb);
   costs.p2p_latency = absl::GetFlag(FLAGS_p2p_latency);
   RETURN_IF_ERROR(dualpipe::ValidateCosts(costs));
+  // Every op and send one after another bounds every simulated (and planned) time.
+  const double per_work = costs.forward + costs.backward + costs.weight +
+                          std::max(costs.forward_backward, 0.0) + costs.p2p_latency;
+  if (!(per_work * kMaxOpsPerWork * work <= kMaxTotalCost)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("costs too large: a step of ", work, " micro-batch stages could take ",
+                     per_work * kMaxOpsPerWork * work, " time units, beyond ", kMaxTotalCost,
+                     "; scale the costs down"));
+  }
 
   dualpipe::GenerateOptions options;
   options.chunks = chunks;
@@ -89,13 +112,31 @@ absl::StatusOr<std::string> Run() {
   ASSIGN_OR_RETURN(dualpipe::Schedule schedule,
                    dualpipe::GenerateSchedule(name, ranks, microbatches, options));
   RETURN_IF_ERROR(dualpipe::ValidateSchedule(schedule));
-  if (format == "ops") return dualpipe::FormatSchedule(schedule);
+  if (format == "ops") {
+    out << dualpipe::FormatSchedule(schedule);
+    return absl::OkStatus();
+  }
+  long num_ops = 0;
+  for (const auto& rank_ops : schedule.ops) num_ops += static_cast<long>(rank_ops.size());
+  if (format == "svg" && num_ops > kMaxSvgOps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("an SVG of ", num_ops, " ops is too large to open (at most ", kMaxSvgOps,
+                     "): use fewer ranks or micro-batches, or --format=summary or --format=trace"));
+  }
   ASSIGN_OR_RETURN(dualpipe::Simulation simulation, dualpipe::Simulate(schedule, costs));
-  if (format == "summary") return dualpipe::RenderSummary(schedule, simulation, costs);
-  if (format == "trace") return dualpipe::RenderChromeTrace(simulation);
-  const std::string title = absl::StrCat(schedule.name, ": ", ranks, " ranks, ", microbatches,
-                                         " micro-batches, makespan ", simulation.makespan);
-  return dualpipe::RenderSvg(simulation, costs, title);
+  if (format == "summary") {
+    out << dualpipe::RenderSummary(schedule, simulation, costs);
+  } else if (format == "trace") {
+    dualpipe::WriteChromeTrace(simulation, out);
+  } else {
+    const std::string title = absl::StrCat(schedule.name, ": ", ranks, " ranks, ", microbatches,
+                                           " micro-batches, makespan ", simulation.makespan);
+    // A fixed width, whatever the unit of the costs.
+    const double pixels_per_unit =
+        simulation.makespan > 0 ? kSvgTimelineWidth / simulation.makespan : 1;
+    out << dualpipe::RenderSvg(simulation, costs, title, pixels_per_unit);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -108,11 +149,16 @@ int main(int argc, char** argv) {
       "Usage: schedule --schedule=dualpipe|dualpipev|1f1b|zb1p|interleaved1f1b|zbv --ranks=N\n"
       "         --microbatches=M [--chunks=V] [--format=ops|svg|summary|trace]\n"
       "         [--cost_f= --cost_b= --cost_w= --cost_fb= --p2p_latency=]");
-  absl::StatusOr<std::string> out = Run();
-  if (!out.ok()) {
-    std::fprintf(stderr, "schedule: %s\n", std::string(out.status().message()).c_str());
+  std::ios::sync_with_stdio(false);
+  const absl::Status status = Run(std::cout);
+  std::cout.flush();
+  if (!status.ok()) {
+    std::fprintf(stderr, "schedule: %s\n", std::string(status.message()).c_str());
     return 1;
   }
-  std::fwrite(out->data(), 1, out->size(), stdout);
+  if (!std::cout) {
+    std::fprintf(stderr, "schedule: cannot write the output\n");
+    return 1;
+  }
   return 0;
 }

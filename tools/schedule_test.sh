@@ -42,5 +42,23 @@ expect_error "--chunks must be in [2, 64], got 1" --schedule=interleaved1f1b --c
 expect_error "micro-batches divisible by ranks (4)" --schedule=interleaved1f1b --ranks=4 --microbatches=6
 expect_error "must be at most 500000, got 1024000" --schedule=1f1b --ranks=1024 --microbatches=1000
 expect_error "unexpected argument 'extra'" extra
+# Finite costs whose sum overflows: a clear error, not a deadlock with an empty reason.
+expect_error "costs too large" --schedule=1f1b --ranks=4 --microbatches=8 --format=summary \
+  --cost_f=1e308 --cost_b=1e308 --cost_w=1e308
+expect_error "costs too large" --schedule=zbv --ranks=4 --microbatches=8 --cost_f=1e306 \
+  --cost_b=1e307 --cost_w=1e306
+# --chunks is neither used nor checked by schedules without chunks.
+out=$("$bin" --schedule=1f1b --ranks=4 --microbatches=8 --chunks=1)
+grep -q "^rank 0: F0.0 " <<<"$out"
+# The SVG is as wide whatever the unit of the costs.
+for cost_f in 1 1000; do
+  out=$("$bin" --schedule=dualpipe --ranks=8 --microbatches=20 --format=svg --cost_f=$cost_f \
+    --cost_b=$((2 * cost_f)) --cost_w=$cost_f)
+  grep -q '^<svg [^>]* width="1890" ' <<<"$out"
+done
+# Pictures too large to open are refused; the trace of the largest accepted size is streamed.
+expect_error "an SVG of 999424 ops is too large to open (at most 50000)" --schedule=1f1b \
+  --ranks=1024 --microbatches=488 --format=svg
+"$bin" --schedule=zbv --ranks=64 --microbatches=128 --format=trace | tail -c 4 | grep -q ']}'
 "$bin" --help | grep -q "Usage: schedule"
 echo PASS

@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(
   bazel-bootstrap bazel-rules-java bazel-platforms
-  g++ build-essential python3 zip unzip
+  g++ build-essential python3 zip unzip git clang-format
   libabsl-dev libprotobuf-dev protobuf-compiler libeigen3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin

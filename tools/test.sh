@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Sets the machine up (tools/setup.sh), runs the whole test suite with `bazel test //...`, and
-# ends with one line `N passed, N failed` counted from Bazel's test summary. Exits non-zero if any
-# test or build failed. Extra arguments go to `bazel test` (e.g. --config=cuda).
+# Sets the machine up (tools/setup.sh), runs the whole test suite with `bazel test //...`, then the
+# checks CI holds the tree to, and ends with one line `N passed, N failed`: the tests counted from
+# Bazel's test summary plus one entry per check. Exits non-zero if any test, check or build failed.
+# Extra arguments go to `bazel test` (e.g. --config=cuda). The checks:
+#   format:     clang-format --dry-run -Werror over every tracked *.cc *.h *.cu (check_format.sh)
+#   layering:   no target depends on a layer above its own (check_layers.sh, bazel query)
+#   cuda build: bazel build --config=cuda //... compiles the GPU code with nvcc (no GPU needed);
+#               skipped, and said so, on a machine without the CUDA toolkit
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,5 +22,26 @@ failed=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|INCOMPLETE|
 # Bazel exits 4 when there were no tests to run; anything else non-zero with no failed test
 # line means the build itself broke.
 if [[ $bazel_rc -ne 0 && $bazel_rc -ne 4 && $failed -eq 0 ]]; then failed=1; fi
+
+# Runs check $1 (the command after it); counts it as one passed or failed entry.
+check() {
+  local name=$1
+  shift
+  if "$@"; then
+    echo "check ${name}: PASSED"
+    passed=$((passed + 1))
+  else
+    echo "check ${name}: FAILED"
+    failed=$((failed + 1))
+  fi
+}
+check format bash tools/check_format.sh
+check layering bash tools/check_layers.sh
+if [[ -x ${CUDA_PATH:-/usr/local/cuda}/bin/nvcc ]]; then
+  check "cuda build" bazel build --keep_going --config=cuda //...
+else
+  echo "check cuda build: skipped (no nvcc at ${CUDA_PATH:-/usr/local/cuda}/bin/nvcc)"
+fi
+
 echo "${passed} passed, ${failed} failed"
 [[ $failed -eq 0 ]]

@@ -16,23 +16,13 @@ using NodePlan = ReplicatedPacking;
 // the bound rules out reaching it.
 constexpr double kRoundingMargin = 1e-9;
 
-// PlaceNodes' buffers, per thread, reused from layer to layer.
-struct PlaceNodesScratch {
-  std::vector<int> mlog2log;
-  std::vector<float> mlog_loads;
-  std::vector<int> node_order;
-  std::vector<NodePlan> plans;
-  NodePlan capped;
-  std::vector<double> node_max;
-  std::vector<char> done;
-};
-
 // The load each replica of `rep` carries, in double: its expert's load divided by the expert's
 // replica count. Replica e < num_log is expert e, and only the experts of the replicas after
-// those have more than one, so only those divide (x / 1 is x). In a buffer of this thread that
+// those have more than one, so only those divide (x / 1 is x). In workspace.replica_loads, which
 // the next call reuses.
-std::span<const double> ReplicaLoads(std::span<const float> node_loads, const Replication& rep) {
-  thread_local std::vector<double> loads;
+std::span<const double> ReplicaLoads(std::span<const float> node_loads, const Replication& rep,
+                                     PlaceWorkspace& workspace) {
+  std::vector<double>& loads = workspace.replica_loads;
   const int num_log = static_cast<int>(rep.logcnt.size());
   const int num_phy = static_cast<int>(rep.phy2log.size());
   loads.resize(num_phy);
@@ -44,10 +34,11 @@ std::span<const double> ReplicaLoads(std::span<const float> node_loads, const Re
   return loads;
 }
 
-double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int gpus_per_node) {
-  thread_local std::vector<double> gpu_loads;
+double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int gpus_per_node,
+                  PlaceWorkspace& workspace) {
+  std::vector<double>& gpu_loads = workspace.gpu_loads;
   gpu_loads.assign(gpus_per_node, 0.0);
-  const std::span<const double> replica_loads = ReplicaLoads(node_loads, plan.rep);
+  const std::span<const double> replica_loads = ReplicaLoads(node_loads, plan.rep, workspace);
   for (size_t p = 0; p < replica_loads.size(); ++p) {
     gpu_loads[plan.packing.pack[p]] += replica_loads[p];
   }
@@ -60,7 +51,7 @@ double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int g
 // gpus_per_node), so that GPU carries at least m * w / k plus the lightest replicas that fill it.
 // 0 when no expert has more replicas than GPUs.
 double SharedGpuLowerBound(std::span<const float> node_loads, const Replication& rep,
-                           int gpus_per_node) {
+                           int gpus_per_node, PlaceWorkspace& workspace) {
   const int per_gpu = static_cast<int>(rep.phy2log.size()) / gpus_per_node;
   double shared = 0.0;
   int shared_count = 0;
@@ -75,8 +66,8 @@ double SharedGpuLowerBound(std::span<const float> node_loads, const Replication&
     }
   }
   if (shared_count == 0) return 0.0;
-  thread_local std::vector<double> loads;
-  const std::span<const double> replica_loads = ReplicaLoads(node_loads, rep);
+  std::vector<double>& loads = workspace.bound_loads;
+  const std::span<const double> replica_loads = ReplicaLoads(node_loads, rep, workspace);
   loads.assign(replica_loads.begin(), replica_loads.end());
   const int fill = per_gpu - shared_count;
   std::nth_element(loads.begin(), loads.begin() + fill, loads.end());
@@ -85,11 +76,12 @@ double SharedGpuLowerBound(std::span<const float> node_loads, const Replication&
 
 // Swap-refines the GPU packing of `plan`. With two or fewer replicas per GPU the greedy packing
 // is already optimal (it pairs the i-th heaviest replica with the i-th lightest): nothing to do.
-void Refine(std::span<const float> node_loads, int gpus_per_node, NodePlan& plan) {
+void Refine(std::span<const float> node_loads, int gpus_per_node, NodePlan& plan,
+            PlaceWorkspace& workspace) {
   const int num_replicas = static_cast<int>(plan.rep.phy2log.size());
   if (num_replicas <= 2 * gpus_per_node) return;
-  RefineBySwaps(ReplicaLoads(node_loads, plan.rep), gpus_per_node, /*max_swaps=*/num_replicas,
-                plan.packing);
+  RefineBySwaps(ReplicaLoads(node_loads, plan.rep, workspace), gpus_per_node,
+                /*max_swaps=*/num_replicas, plan.packing, workspace.packing);
 }
 
 // Writes one node's replicas and replica counts into `placement`: the node's replica p lands at
@@ -121,23 +113,27 @@ int MaxReplicaCount(const Replication& rep) {
 
 }  // namespace
 
-Packing PackGroups(std::span<const float> loads, const LayerShape& shape, Packing* refined) {
+Packing PackGroups(std::span<const float> loads, const LayerShape& shape, Packing* refined,
+                   PlaceWorkspace& workspace) {
   const int group_size = static_cast<int>(loads.size()) / shape.num_groups;
-  std::vector<float> group_load(shape.num_groups, 0.0f);
+  std::vector<float>& group_load = workspace.group_loads;
+  group_load.assign(shape.num_groups, 0.0f);
   for (int g = 0; g < shape.num_groups; ++g) {
     for (int j = 0; j < group_size; ++j) group_load[g] += loads[g * group_size + j];
   }
-  Packing groups = BalancedPacking(group_load, shape.num_nodes);
+  Packing groups = BalancedPacking(group_load, shape.num_nodes, workspace.packing);
   if (refined != nullptr) {
     *refined = groups;
-    const std::vector<double> weights(group_load.begin(), group_load.end());
-    RefineBySwaps(weights, shape.num_nodes, /*max_swaps=*/shape.num_groups, *refined);
+    std::vector<double>& weights = workspace.group_weights;
+    weights.assign(group_load.begin(), group_load.end());
+    RefineBySwaps(weights, shape.num_nodes, /*max_swaps=*/shape.num_groups, *refined,
+                  workspace.packing);
   }
   return groups;
 }
 
 void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Packing& groups,
-                LayerPlacement& placement, LayerPlacement* improved) {
+                LayerPlacement& placement, LayerPlacement* improved, PlaceWorkspace& workspace) {
   const int num_experts = static_cast<int>(loads.size());
   const int group_size = num_experts / shape.num_groups;
   const int groups_per_node = shape.num_groups / shape.num_nodes;
@@ -145,7 +141,7 @@ void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Pac
   const int replicas_per_node = shape.num_replicas / shape.num_nodes;
   const int gpus_per_node = shape.num_gpus / shape.num_nodes;
   const int replicas_per_gpu = shape.num_replicas / shape.num_gpus;
-  thread_local PlaceNodesScratch scratch;
+  PlaceWorkspace& scratch = workspace;
 
   // mlog2log maps an expert's "node-major" index (node, then group within node, then its index
   // in the group) to the expert.
@@ -171,7 +167,7 @@ void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Pac
     return std::span<int>(node_order).subspan(node * experts_per_node, experts_per_node);
   };
   for (int node = 0; node < shape.num_nodes; ++node)
-    HeaviestFirst(node_loads(node), order_of(node));
+    HeaviestFirst(node_loads(node), order_of(node), workspace.packing);
 
   placement.phy2log.resize(shape.num_replicas);
   placement.phyrank.resize(shape.num_replicas);
@@ -180,10 +176,11 @@ void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Pac
   plans.resize(shape.num_nodes);
   for (int node = 0; node < shape.num_nodes; ++node) {
     ReplicateForPacking(node_loads(node), order_of(node), replicas_per_node,
-                        /*max_replicas=*/std::numeric_limits<int>::max(), plans[node]);
+                        /*max_replicas=*/std::numeric_limits<int>::max(), plans[node],
+                        workspace.packing);
   }
-  PackReplicated(plans, gpus_per_node);  // The nodes side by side.
-  int max_count = 0;                     // The largest replica count of any expert.
+  PackReplicated(plans, gpus_per_node, workspace.packing);  // The nodes side by side.
+  int max_count = 0;  // The largest replica count of any expert.
   for (int node = 0; node < shape.num_nodes; ++node) {
     EmitNode(plans[node], replicas_per_gpu, node, node * experts_per_node, mlog2log, placement);
     if (improved != nullptr) max_count = std::max(max_count, MaxReplicaCount(plans[node].rep));
@@ -199,7 +196,7 @@ void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Pac
   std::vector<double>& node_max = scratch.node_max;
   node_max.resize(shape.num_nodes);
   for (int node = 0; node < shape.num_nodes; ++node) {
-    node_max[node] = MaxGpuLoad(node_loads(node), plans[node], gpus_per_node);
+    node_max[node] = MaxGpuLoad(node_loads(node), plans[node], gpus_per_node, workspace);
   }
   std::vector<char>& done = scratch.done;
   done.assign(shape.num_nodes, false);
@@ -218,15 +215,15 @@ void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Pac
     double capped_max = std::numeric_limits<double>::infinity();
     if (over_cap) {
       ReplicateAndPack(node_loads(node), order_of(node), replicas_per_node, gpus_per_node,
-                       /*max_replicas=*/gpus_per_node, capped);
-      Refine(node_loads(node), gpus_per_node, capped);
-      capped_max = MaxGpuLoad(node_loads(node), capped, gpus_per_node);
+                       /*max_replicas=*/gpus_per_node, capped, workspace.packing);
+      Refine(node_loads(node), gpus_per_node, capped, workspace);
+      capped_max = MaxGpuLoad(node_loads(node), capped, gpus_per_node, workspace);
     }
-    if (!over_cap ||
-        SharedGpuLowerBound(node_loads(node), plan.rep, gpus_per_node) * (1.0 - kRoundingMargin) <=
-            capped_max) {
-      Refine(node_loads(node), gpus_per_node, plan);
-      best_max = MaxGpuLoad(node_loads(node), plan, gpus_per_node);
+    if (!over_cap || SharedGpuLowerBound(node_loads(node), plan.rep, gpus_per_node, workspace) *
+                             (1.0 - kRoundingMargin) <=
+                         capped_max) {
+      Refine(node_loads(node), gpus_per_node, plan, workspace);
+      best_max = MaxGpuLoad(node_loads(node), plan, gpus_per_node, workspace);
     }
     if (capped_max < best_max) {
       best = &capped;

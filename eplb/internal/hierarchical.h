@@ -26,12 +26,32 @@ struct LayerPlacement {
   std::vector<int> logcnt;
 };
 
+// The buffers PackGroups and PlaceNodes reuse from layer to layer, so that the layers after the
+// first allocate only while a buffer grows: one per thread of work, owned by the caller (Rebalance
+// keeps one per chunk of layers), released with it. Serves one call at a time.
+struct PlaceWorkspace {
+  PackingWorkspace packing;
+  std::vector<float> group_loads;  // PackGroups.
+  std::vector<double> group_weights;
+  std::vector<int> mlog2log;  // PlaceNodes.
+  std::vector<float> mlog_loads;
+  std::vector<int> node_order;
+  std::vector<ReplicatedPacking> plans;
+  ReplicatedPacking capped;
+  std::vector<double> node_max;
+  std::vector<char> done;
+  std::vector<double> replica_loads;  // ReplicaLoads.
+  std::vector<double> gpu_loads;      // MaxGpuLoad.
+  std::vector<double> bound_loads;    // SharedGpuLowerBound.
+};
+
 // Step 1: packs the expert groups (sums of group_size consecutive float32 loads) onto the nodes
 // with BalancedPacking and returns that packing; when `refined` is not null, also stores there
 // that packing improved by swaps (each group stays whole).
 // Preconditions (validated by the caller): loads.size() % num_groups == 0,
 // num_groups % num_nodes == 0, loads finite and non-negative.
-Packing PackGroups(std::span<const float> loads, const LayerShape& shape, Packing* refined);
+Packing PackGroups(std::span<const float> loads, const LayerShape& shape, Packing* refined,
+                   PlaceWorkspace& workspace);
 
 // Steps 2 and 3 for the group packing `groups`: replicates each node's experts into its replicas
 // and packs them onto its GPUs, as the reference does, into `placement` (reusing its storage);
@@ -43,7 +63,7 @@ Packing PackGroups(std::span<const float> loads, const LayerShape& shape, Packin
 // kept. Preconditions: those of PackGroups, and num_gpus % num_nodes == 0, num_replicas % num_gpus
 // == 0, num_replicas >= loads.size() > 0.
 void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Packing& groups,
-                LayerPlacement& placement, LayerPlacement* improved);
+                LayerPlacement& placement, LayerPlacement* improved, PlaceWorkspace& workspace);
 
 }  // namespace eplb::internal
 

@@ -2,18 +2,53 @@
 
 #include <algorithm>
 #include <bit>
-#include <cassert>
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <utility>
+
+#include "core/check.h"
 
 namespace eplb::internal {
 namespace {
 
+class TreePacker;
+
+// An item of a pack in RefineBySwaps: (weight, item).
+using Member = std::pair<double, int>;
+
+}  // namespace
+
+// The buffers of a PackingWorkspace, named for their users; buffers of different uses may be live
+// together.
+struct PackingWorkspace::Buffers {
+  std::vector<uint32_t> bucket_starts;  // SortKeys.
+  std::vector<uint32_t> buckets;
+  std::vector<uint64_t> sort_buffer;
+  std::vector<uint64_t> sort_keys;  // BalancedPacking, HeaviestFirst.
+  std::vector<uint64_t> tree;       // PackHeaviestFirst.
+  std::vector<int> pack_items;
+  std::vector<TreePacker> packers;
+  std::vector<uint64_t> heap;  // ReplicateForPacking.
+  std::vector<uint64_t> split;
+  std::vector<int> replicated;
+  std::vector<std::span<const uint64_t>> sorted;  // PackReplicated.
+  std::vector<std::span<const float>> weights;
+  std::vector<Packing*> results;
+  std::vector<Member> members;  // RefineBySwaps.
+  std::vector<double> pack_loads;
+  std::vector<int> by_load;
+};
+
+namespace {
+
 // RefineBySwaps stops once the heaviest pack is within this fraction of the mean.
 constexpr double kBalancedEnough = 1e-3;
+
+// RefineBySwaps sorts packs of up to this many items with an insertion sort.
+constexpr int kMaxInsertionSort = 64;
 
 // Relative margin, far above double rounding, by which RefineBySwaps' bound on a swap's result
 // must exceed the best result found before the swap is skipped.
@@ -28,27 +63,10 @@ uint64_t PackKey(float weight, int index) {
 // The weight of a PackKey.
 float KeyWeight(uint64_t key) { return std::bit_cast<float>(static_cast<uint32_t>(key >> 32)); }
 
-// The uses of per-thread scratch vectors; buffers of different uses may be live together.
-enum class Use {
-  kBucketStarts,
-  kBuckets,
-  kSortBuffer,
-  kSortKeys,
-  kTree,
-  kPackItems,
-  kHeap,
-  kSplit,
-  kReplicated,
-  kMembers,
-  kPackLoads,
-  kByLoad
-};
-
-// This thread's scratch vector for `use`, holding `size` copies of `fill`. Reused from call to
-// call, so the hot paths allocate only while a buffer grows; valid until the next call for `use`.
-template <typename T, Use use>
-std::vector<T>& Scratch(size_t size, T fill = T()) {
-  thread_local std::vector<T> buffer;
+// `buffer` holding `size` copies of `fill`: a workspace buffer, reused from call to call, so the
+// hot paths allocate only while a buffer grows.
+template <typename T>
+std::vector<T>& Fill(std::vector<T>& buffer, size_t size, T fill = T()) {
   buffer.assign(size, fill);
   return buffer;
 }
@@ -73,7 +91,7 @@ constexpr uint32_t kMaxBucketKeys = 32;
 // Sorts `keys` (distinct) ascending. From kMinBucketSortKeys keys on: one counting pass into about
 // 2n buckets by the upper 32 bits, coarsened by a shift (so bucket order is key order), then an
 // insertion sort that only has to order each bucket; std::sort when a bucket is large.
-void SortKeys(std::vector<uint64_t>& keys) {
+void SortKeys(std::vector<uint64_t>& keys, PackingWorkspace::Buffers& ws) {
   const size_t n = keys.size();
   if (n < kMinBucketSortKeys) {
     std::sort(keys.begin(), keys.end());
@@ -88,8 +106,8 @@ void SortKeys(std::vector<uint64_t>& keys) {
   int shift = 0;
   while (((hi - lo) >> shift) >= num_buckets) ++shift;
   // start[b + 1] counts bucket b, then becomes where bucket b + 1 starts.
-  std::vector<uint32_t>& start = Scratch<uint32_t, Use::kBucketStarts>(num_buckets + 1);
-  std::vector<uint32_t>& bucket = Scratch<uint32_t, Use::kBuckets>(n);
+  std::vector<uint32_t>& start = Fill(ws.bucket_starts, num_buckets + 1);
+  std::vector<uint32_t>& bucket = Fill(ws.buckets, n);
   for (size_t i = 0; i < n; ++i) {
     bucket[i] = (static_cast<uint32_t>(keys[i] >> 32) - lo) >> shift;
     ++start[bucket[i] + 1];
@@ -103,7 +121,7 @@ void SortKeys(std::vector<uint64_t>& keys) {
     std::sort(keys.begin(), keys.end());
     return;
   }
-  std::vector<uint64_t>& sorted = Scratch<uint64_t, Use::kSortBuffer>(n);
+  std::vector<uint64_t>& sorted = Fill(ws.sort_buffer, n);
   for (size_t i = 0; i < n; ++i) sorted[start[bucket[i]]++] = keys[i];
   InsertionSort(std::span<uint64_t>(sorted), std::less<uint64_t>());
   keys.swap(sorted);
@@ -244,15 +262,13 @@ class TreePacker {
 // that need a search take turns item by item, so that their chains overlap.
 void PackHeaviestFirst(std::span<const std::span<const uint64_t>> sorted,
                        std::span<const std::span<const float>> weights, int num_packs,
-                       std::span<Packing* const> results) {
+                       std::span<Packing* const> results, PackingWorkspace::Buffers& ws) {
   const int num_problems = static_cast<int>(results.size());
   const int n = static_cast<int>(weights[0].size());
   const int tree_size = 2 * TreePacker::TreeSize(num_packs);
-  std::vector<uint64_t>& trees =
-      Scratch<uint64_t, Use::kTree>(size_t{1} * num_problems * tree_size);
-  std::vector<int>& pack_items =
-      Scratch<int, Use::kPackItems>(size_t{1} * num_problems * num_packs);
-  thread_local std::vector<TreePacker> packers;
+  std::vector<uint64_t>& trees = Fill(ws.tree, size_t{1} * num_problems * tree_size);
+  std::vector<int>& pack_items = Fill(ws.pack_items, size_t{1} * num_problems * num_packs);
+  std::vector<TreePacker>& packers = ws.packers;
   packers.clear();
   for (int k = 0; k < num_problems; ++k) {
     if (PackWithoutSearch(sorted[k], weights[k], num_packs, *results[k])) continue;
@@ -268,9 +284,9 @@ void PackHeaviestFirst(std::span<const std::span<const uint64_t>> sorted,
 
 // PackHeaviestFirst for one problem.
 void PackHeaviestFirst(std::span<const uint64_t> sorted, std::span<const float> weights,
-                       int num_packs, Packing& result) {
+                       int num_packs, Packing& result, PackingWorkspace::Buffers& ws) {
   Packing* const results[] = {&result};
-  PackHeaviestFirst({&sorted, 1}, {&weights, 1}, num_packs, results);
+  PackHeaviestFirst({&sorted, 1}, {&weights, 1}, num_packs, results, ws);
 }
 
 // Sets `result` (reusing its storage) to: replica i < num_log is expert i; the rest unassigned.
@@ -313,9 +329,6 @@ void AddReplicas(std::span<const float> weights, int max_replicas, std::vector<u
   }
 }
 
-// An item of a pack in RefineBySwaps: (weight, item).
-using Member = std::pair<double, int>;
-
 // Restores the ascending order of `members` after members[at] changed.
 void Resettle(std::span<Member> members, int at) {
   for (; at > 0 && members[at] < members[at - 1]; --at) std::swap(members[at], members[at - 1]);
@@ -326,28 +339,37 @@ void Resettle(std::span<Member> members, int at) {
 
 }  // namespace
 
-Packing BalancedPacking(std::span<const float> weights, int num_packs) {
+PackingWorkspace::PackingWorkspace() : buffers_(std::make_unique<Buffers>()) {}
+PackingWorkspace::~PackingWorkspace() = default;
+PackingWorkspace::PackingWorkspace(PackingWorkspace&&) noexcept = default;
+PackingWorkspace& PackingWorkspace::operator=(PackingWorkspace&&) noexcept = default;
+
+Packing BalancedPacking(std::span<const float> weights, int num_packs,
+                        PackingWorkspace& workspace) {
+  PackingWorkspace::Buffers& ws = workspace.buffers();
   const int n = static_cast<int>(weights.size());
-  assert(num_packs > 0 && n % num_packs == 0);
-  std::vector<uint64_t>& keys = Scratch<uint64_t, Use::kSortKeys>(n);
+  DCHECK(num_packs > 0 && n % num_packs == 0);
+  std::vector<uint64_t>& keys = Fill(ws.sort_keys, n);
   for (int i = 0; i < n; ++i) keys[i] = SortKey(weights[i], i);
-  SortKeys(keys);
+  SortKeys(keys, ws);
   Packing result;
-  PackHeaviestFirst(keys, weights, num_packs, result);
+  PackHeaviestFirst(keys, weights, num_packs, result, ws);
   return result;
 }
 
-void HeaviestFirst(std::span<const float> weights, std::span<int> order) {
-  assert(order.size() == weights.size());
-  std::vector<uint64_t>& keys = Scratch<uint64_t, Use::kSortKeys>(weights.size());
+void HeaviestFirst(std::span<const float> weights, std::span<int> order,
+                   PackingWorkspace& workspace) {
+  PackingWorkspace::Buffers& ws = workspace.buffers();
+  DCHECK(order.size() == weights.size());
+  std::vector<uint64_t>& keys = Fill(ws.sort_keys, weights.size());
   for (size_t i = 0; i < keys.size(); ++i) keys[i] = SortKey(weights[i], static_cast<int>(i));
-  SortKeys(keys);
+  SortKeys(keys, ws);
   std::transform(keys.begin(), keys.end(), order.begin(), KeyItem);
 }
 
 Replication ReplicateExperts(std::span<const float> weights, int num_phy, int max_replicas) {
   const int num_log = static_cast<int>(weights.size());
-  assert(num_log > 0 && num_phy >= num_log && max_replicas > 0);
+  DCHECK(num_log > 0 && num_phy >= num_log && max_replicas > 0);
   Replication result;
   OneReplicaEach(num_log, num_phy, result);
   std::vector<uint64_t> heap;
@@ -361,10 +383,11 @@ Replication ReplicateExperts(std::span<const float> weights, int num_phy, int ma
 }
 
 void ReplicateForPacking(std::span<const float> weights, std::span<const int> order, int num_phy,
-                         int max_replicas, ReplicatedPacking& result) {
+                         int max_replicas, ReplicatedPacking& result, PackingWorkspace& workspace) {
+  PackingWorkspace::Buffers& ws = workspace.buffers();
   const int num_log = static_cast<int>(weights.size());
-  assert(num_log > 0 && num_phy >= num_log);
-  assert(order.size() == weights.size() && max_replicas > 0);
+  DCHECK(num_log > 0 && num_phy >= num_log);
+  DCHECK(order.size() == weights.size() && max_replicas > 0);
   Replication& rep = result.rep;
   OneReplicaEach(num_log, num_phy, rep);
   // An expert after the first extra + 1 in `order` never gets a replica: to be the first maximum
@@ -374,12 +397,12 @@ void ReplicateForPacking(std::span<const float> weights, std::span<const int> or
   // max_replicas == 1 the heap starts empty, and AddReplicas lifts the cap for all experts.
   const int extra = num_phy - num_log;
   std::vector<uint64_t>& heap =
-      Scratch<uint64_t, Use::kHeap>(max_replicas > 1 ? std::min(extra + 1, num_log) : 0);
+      Fill(ws.heap, max_replicas > 1 ? static_cast<size_t>(std::min(extra + 1, num_log)) : 0);
   for (size_t i = 0; i < heap.size(); ++i) heap[i] = PackKey(weights[order[i]], ~order[i]);
   AddReplicas(weights, max_replicas, heap, rep);
 
   // The replicated experts, each once: the experts of the replicas of rank 1.
-  std::vector<int>& replicated = Scratch<int, Use::kReplicated>(0);
+  std::vector<int>& replicated = Fill(ws.replicated, 0);
   for (int p = num_log; p < num_phy; ++p) {
     if (rep.rank[p] == 1) replicated.push_back(rep.phy2log[p]);
   }
@@ -392,7 +415,7 @@ void ReplicateForPacking(std::span<const float> weights, std::span<const int> or
   // The replicas sorted heaviest first: those of experts with one replica keep `order`; merge in
   // those of the replicated experts (replica e < num_log and those from num_log on), sorted on
   // their own.
-  std::vector<uint64_t>& split = Scratch<uint64_t, Use::kSplit>(0);
+  std::vector<uint64_t>& split = Fill(ws.split, 0);
   for (const int e : replicated) split.push_back(SortKey(replica_loads[e], e));
   for (int p = num_log; p < num_phy; ++p) split.push_back(SortKey(replica_loads[p], p));
   std::sort(split.begin(), split.end());
@@ -409,55 +432,70 @@ void ReplicateForPacking(std::span<const float> weights, std::span<const int> or
   std::copy(next_split, split.end(), out);
 }
 
-void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs) {
-  assert(!plans.empty() && num_packs > 0);
-  thread_local std::vector<std::span<const uint64_t>> sorted;
-  thread_local std::vector<std::span<const float>> weights;
-  thread_local std::vector<Packing*> results;
+void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs,
+                    PackingWorkspace& workspace) {
+  PackingWorkspace::Buffers& ws = workspace.buffers();
+  DCHECK(!plans.empty() && num_packs > 0);
+  std::vector<std::span<const uint64_t>>& sorted = ws.sorted;
+  std::vector<std::span<const float>>& weights = ws.weights;
+  std::vector<Packing*>& results = ws.results;
   sorted.clear();
   weights.clear();
   results.clear();
   for (ReplicatedPacking& plan : plans) {
-    assert(plan.sorted.size() == plans[0].sorted.size() && plan.sorted.size() % num_packs == 0);
+    DCHECK(plan.sorted.size() == plans[0].sorted.size() && plan.sorted.size() % num_packs == 0);
     sorted.push_back(plan.sorted);
     weights.push_back(plan.replica_loads);
     results.push_back(&plan.packing);
   }
-  PackHeaviestFirst(sorted, weights, num_packs, results);
+  PackHeaviestFirst(sorted, weights, num_packs, results, ws);
 }
 
 void ReplicateAndPack(std::span<const float> weights, std::span<const int> order, int num_phy,
-                      int num_packs, int max_replicas, ReplicatedPacking& result) {
-  assert(num_packs > 0 && num_phy % num_packs == 0);
-  ReplicateForPacking(weights, order, num_phy, max_replicas, result);
-  PackReplicated({&result, 1}, num_packs);
+                      int num_packs, int max_replicas, ReplicatedPacking& result,
+                      PackingWorkspace& workspace) {
+  DCHECK(num_packs > 0 && num_phy % num_packs == 0);
+  ReplicateForPacking(weights, order, num_phy, max_replicas, result, workspace);
+  PackReplicated({&result, 1}, num_packs, workspace);
 }
 
-void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps,
-                   Packing& packing) {
+void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps, Packing& packing,
+                   PackingWorkspace& workspace) {
+  PackingWorkspace::Buffers& ws = workspace.buffers();
   const int n = static_cast<int>(weights.size());
   const int per_pack = n / num_packs;
   // Each pack's (weight, item), lightest first, in one array: pack p's at [p * per_pack, ...).
   // Placed by reversed rank first: BalancedPacking's ranks are heaviest first, so the sort that
   // follows has little left to do.
-  std::vector<Member>& members = Scratch<Member, Use::kMembers>(n);
-  std::vector<double>& load = Scratch<double, Use::kPackLoads>(num_packs, 0.0);
+  std::vector<Member>& members = Fill(ws.members, n);
+  std::vector<double>& load = Fill(ws.pack_loads, num_packs, 0.0);
   for (int i = 0; i < n; ++i) {
     const int p = packing.pack[i];
-    assert(packing.rank[i] >= 0 && packing.rank[i] < per_pack);
+    DCHECK(packing.rank[i] >= 0 && packing.rank[i] < per_pack);
     members[p * per_pack + per_pack - 1 - packing.rank[i]] = {weights[i], i};
     load[p] += weights[i];
   }
   const auto pack_members = [&](int p) {
     return std::span<Member>(members).subspan(p * per_pack, per_pack);
   };
-  for (int p = 0; p < num_packs; ++p) InsertionSort(pack_members(p), std::less<Member>());
+  // Nearly sorted, so an insertion sort is fastest for small packs; a long run of equal weights
+  // arrives reversed, which would make it quadratic in large ones.
+  for (int p = 0; p < num_packs; ++p) {
+    const std::span<Member> pack = pack_members(p);
+    if (per_pack <= kMaxInsertionSort) {
+      InsertionSort(pack, std::less<Member>());
+    } else {
+      std::sort(pack.begin(), pack.end());
+    }
+  }
   // The packs lightest first; after a swap only two loads change, so it stays nearly sorted.
-  std::vector<int>& by_load = Scratch<int, Use::kByLoad>(num_packs);
+  std::vector<int>& by_load = Fill(ws.by_load, num_packs);
   std::iota(by_load.begin(), by_load.end(), 0);
   const auto lighter = [&](int p, int q) { return load[p] < load[q]; };
   std::ranges::sort(by_load, lighter);
   const double mean = std::accumulate(load.begin(), load.end(), 0.0) / num_packs;
+  max_swaps =
+      static_cast<int>(std::min<int64_t>(max_swaps, std::max<int64_t>(1, kMaxRefineWork / n)));
   for (int swap = 0; swap < max_swaps; ++swap) {
     const int heavy = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
     if (load[heavy] <= mean * (1.0 + kBalancedEnough)) return;

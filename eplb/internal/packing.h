@@ -6,10 +6,29 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <span>
 #include <vector>
 
 namespace eplb::internal {
+
+// The buffers the functions below reuse from call to call, so that their hot paths allocate only
+// while a buffer grows: one per thread of work, owned by the caller, and released with it. A
+// workspace serves one call at a time (not thread-safe); the functions are reentrant otherwise.
+// Movable, not copyable.
+class PackingWorkspace {
+ public:
+  PackingWorkspace();
+  ~PackingWorkspace();
+  PackingWorkspace(PackingWorkspace&&) noexcept;
+  PackingWorkspace& operator=(PackingWorkspace&&) noexcept;
+
+  struct Buffers;  // Private to packing.cc.
+  Buffers& buffers() { return *buffers_; }
+
+ private:
+  std::unique_ptr<Buffers> buffers_;
+};
 
 // Assignment of n items to packs: item i goes to pack[i] at position rank[i] inside it.
 struct Packing {
@@ -22,7 +41,7 @@ struct Packing {
 // keep index order); each goes to the lightest pack that still has room (lowest index on ties).
 // Pack weights accumulate in float32. When each pack holds one item, item i goes to pack i.
 // Precondition: num_packs > 0 and n % num_packs == 0.
-Packing BalancedPacking(std::span<const float> weights, int num_packs);
+Packing BalancedPacking(std::span<const float> weights, int num_packs, PackingWorkspace& workspace);
 
 // Result of replicating num_log experts into num_phy replicas.
 struct Replication {
@@ -43,7 +62,8 @@ Replication ReplicateExperts(std::span<const float> weights, int num_phy,
 // Stores in `order` the items of `weights` heaviest first, equal weights in index order
 // (BalancedPacking's visiting order). Preconditions: order.size() == weights.size(); weights
 // non-negative, with no -0.
-void HeaviestFirst(std::span<const float> weights, std::span<int> order);
+void HeaviestFirst(std::span<const float> weights, std::span<int> order,
+                   PackingWorkspace& workspace);
 
 struct ReplicatedPacking {
   Replication rep;
@@ -62,7 +82,8 @@ struct ReplicatedPacking {
 // Preconditions: those of ReplicateExperts and BalancedPacking;
 // order == HeaviestFirst(weights).
 void ReplicateAndPack(std::span<const float> weights, std::span<const int> order, int num_phy,
-                      int num_packs, int max_replicas, ReplicatedPacking& out);
+                      int num_packs, int max_replicas, ReplicatedPacking& out,
+                      PackingWorkspace& workspace);
 
 // ReplicateAndPack in two halves, so that several problems of the same size can be packed side by
 // side: ReplicateForPacking sets out.rep, out.replica_loads and out.sorted; PackReplicated then
@@ -71,16 +92,20 @@ void ReplicateAndPack(std::span<const float> weights, std::span<const int> order
 // Preconditions: those of ReplicateAndPack; the plans of one PackReplicated call have equal
 // replica counts, divisible by num_packs.
 void ReplicateForPacking(std::span<const float> weights, std::span<const int> order, int num_phy,
-                         int max_replicas, ReplicatedPacking& out);
-void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs);
+                         int max_replicas, ReplicatedPacking& out, PackingWorkspace& workspace);
+void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs, PackingWorkspace& workspace);
 
 // Improves `packing` of `weights` (all packs hold the same number of items) by swapping items
 // between the heaviest pack and another one while that lowers the heaviest pack's load; stops when
-// no swap helps, when the heaviest pack is within 0.1% of the mean, or after max_swaps swaps.
+// no swap helps, when the heaviest pack is within 0.1% of the mean, or after max_swaps swaps, but
+// never more than max(1, kMaxRefineWork / n) swaps: each swap looks at O(n) items, so the work is
+// bounded by O(n log n + kMaxRefineWork) whatever the size (a few milliseconds).
 // Each swap strictly lowers the sum of squared pack loads, and the maximum pack load never rises.
 // Ranks are swapped with the items, so each pack's ranks stay a permutation.
 // Precondition: packing is a valid packing of weights into num_packs.
-void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps, Packing& packing);
+inline constexpr int64_t kMaxRefineWork = int64_t{1} << 22;
+void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps, Packing& packing,
+                   PackingWorkspace& workspace);
 
 }  // namespace eplb::internal
 

@@ -13,18 +13,25 @@
 namespace eplb::internal {
 namespace {
 
+// The workspace of the calls in these tests; one thread, one call at a time, so one is enough (and
+// reusing it across sizes tests that leftovers in its buffers do not leak into results).
+PackingWorkspace& Ws() {
+  static PackingWorkspace* const workspace = new PackingWorkspace();
+  return *workspace;
+}
+
 TEST(BalancedPacking, HeaviestFirstToLightestPackWithRoom) {
   // Visit order 9, 8, 5 (item 1), 5 (item 4), 2, 1. Pack loads: 9 | 0 -> 9 | 8 -> 9 | 13 ->
   // 14 | 13 -> 14 | 15 (pack 1 full) -> 15 | 15.
   const std::vector<float> weights = {9, 5, 2, 8, 5, 1};
-  const Packing packing = BalancedPacking(weights, 2);
+  const Packing packing = BalancedPacking(weights, 2, Ws());
   EXPECT_EQ(packing.pack, (std::vector<int>{0, 1, 1, 1, 0, 0}));
   EXPECT_EQ(packing.rank, (std::vector<int>{0, 1, 2, 0, 1, 2}));
 }
 
 TEST(BalancedPacking, TiesGoToLowerIndices) {
   const std::vector<float> weights = {1, 1, 1, 1};
-  const Packing packing = BalancedPacking(weights, 2);
+  const Packing packing = BalancedPacking(weights, 2, Ws());
   // Items in index order; packs tie at 0 -> pack 0, then pack 1 is lighter, then tie -> pack 0.
   EXPECT_EQ(packing.pack, (std::vector<int>{0, 1, 0, 1}));
   EXPECT_EQ(packing.rank, (std::vector<int>{0, 0, 1, 1}));
@@ -32,7 +39,7 @@ TEST(BalancedPacking, TiesGoToLowerIndices) {
 
 TEST(BalancedPacking, OneItemPerPackKeepsIndexOrder) {
   const std::vector<float> weights = {1, 7, 3};
-  const Packing packing = BalancedPacking(weights, 3);
+  const Packing packing = BalancedPacking(weights, 3, Ws());
   EXPECT_EQ(packing.pack, (std::vector<int>{0, 1, 2}));
   EXPECT_EQ(packing.rank, (std::vector<int>{0, 0, 0}));
 }
@@ -80,7 +87,7 @@ TEST(RefineBySwaps, LowersTheMaximumAndKeepsRanksAPermutation) {
   // Packs {10, 9} = 19 and {2, 1} = 3: swapping 9 and 1 (or 10 and 2) gives 11 and 11.
   const std::vector<double> weights = {10, 9, 2, 1};
   Packing packing{{0, 0, 1, 1}, {0, 1, 0, 1}};
-  RefineBySwaps(weights, 2, 10, packing);
+  RefineBySwaps(weights, 2, 10, packing, Ws());
   EXPECT_EQ(MaxPackLoad(weights, packing, 2), 11.0);
   EXPECT_EQ(packing.pack, (std::vector<int>{0, 1, 1, 0}));
   EXPECT_EQ(packing.rank, (std::vector<int>{0, 1, 0, 1}));
@@ -89,14 +96,14 @@ TEST(RefineBySwaps, LowersTheMaximumAndKeepsRanksAPermutation) {
 TEST(RefineBySwaps, LeavesAnOptimalPackingAlone) {
   const std::vector<double> weights = {4, 1, 3, 2};
   Packing packing{{0, 0, 1, 1}, {0, 1, 0, 1}};
-  RefineBySwaps(weights, 2, 10, packing);
+  RefineBySwaps(weights, 2, 10, packing, Ws());
   EXPECT_EQ(packing.pack, (std::vector<int>{0, 0, 1, 1}));
 }
 
 TEST(RefineBySwaps, StopsAfterMaxSwaps) {
   const std::vector<double> weights = {10, 9, 2, 1};
   Packing packing{{0, 0, 1, 1}, {0, 1, 0, 1}};
-  RefineBySwaps(weights, 2, 0, packing);
+  RefineBySwaps(weights, 2, 0, packing, Ws());
   EXPECT_EQ(packing.pack, (std::vector<int>{0, 0, 1, 1}));
 }
 
@@ -206,7 +213,7 @@ std::vector<float> RandomWeights(int n, bool ties, std::mt19937& rng) {
 // HeaviestFirst's order as a new vector.
 std::vector<int> Order(std::span<const float> weights) {
   std::vector<int> order(weights.size());
-  HeaviestFirst(weights, order);
+  HeaviestFirst(weights, order, Ws());
   return order;
 }
 
@@ -214,7 +221,7 @@ std::vector<int> Order(std::span<const float> weights) {
 ReplicatedPacking Replicated(std::span<const float> weights, int num_phy, int num_packs,
                              int max_replicas = std::numeric_limits<int>::max()) {
   ReplicatedPacking result;
-  ReplicateAndPack(weights, Order(weights), num_phy, num_packs, max_replicas, result);
+  ReplicateAndPack(weights, Order(weights), num_phy, num_packs, max_replicas, result, Ws());
   return result;
 }
 
@@ -225,7 +232,7 @@ TEST(BalancedPacking, MatchesThePlainReference) {
       for (bool ties : {false, true}) {
         for (int trial = 0; trial < 5; ++trial) {
           const std::vector<float> weights = RandomWeights(num_packs * per_pack, ties, rng);
-          const Packing fast = BalancedPacking(weights, num_packs);
+          const Packing fast = BalancedPacking(weights, num_packs, Ws());
           const Packing plain = ReferencePacking(weights, num_packs);
           ASSERT_EQ(fast.pack, plain.pack) << num_packs << " packs of " << per_pack;
           ASSERT_EQ(fast.rank, plain.rank) << num_packs << " packs of " << per_pack;
@@ -277,7 +284,7 @@ Packing PackReplicas(std::span<const float> weights, const Replication& rep, int
     const int e = rep.phy2log[p];
     replica_loads[p] = weights[e] / static_cast<float>(rep.logcnt[e]);
   }
-  return BalancedPacking(replica_loads, num_packs);
+  return BalancedPacking(replica_loads, num_packs, Ws());
 }
 
 // ReplicateAndPack's result equals a separate replication and packing, field by field.
@@ -347,11 +354,12 @@ TEST(PackReplicated, SideBySideMatchesOneByOne) {
         for (int k = 0; k < 4; ++k) {
           const std::vector<float> weights = RandomWeights(num_log, /*ties=*/k % 2 == 0, rng);
           const std::vector<int> order = Order(weights);
-          ReplicateForPacking(weights, order, num_phy, std::numeric_limits<int>::max(), plans[k]);
+          ReplicateForPacking(weights, order, num_phy, std::numeric_limits<int>::max(), plans[k],
+                              Ws());
           ReplicateAndPack(weights, order, num_phy, num_packs, std::numeric_limits<int>::max(),
-                           alone[k]);
+                           alone[k], Ws());
         }
-        PackReplicated(plans, num_packs);
+        PackReplicated(plans, num_packs, Ws());
         for (int k = 0; k < 4; ++k) {
           const std::string where = std::to_string(num_log) + " experts, " + std::to_string(extra) +
                                     " extra, " + std::to_string(num_packs) + " packs, plan " +
@@ -372,9 +380,9 @@ TEST(RefineBySwaps, MatchesThePlainReference) {
         for (int trial = 0; trial < 5; ++trial) {
           const std::vector<float> weights32 = RandomWeights(num_packs * per_pack, ties, rng);
           const std::vector<double> weights(weights32.begin(), weights32.end());
-          Packing fast = BalancedPacking(weights32, num_packs);
+          Packing fast = BalancedPacking(weights32, num_packs, Ws());
           Packing plain = fast;
-          RefineBySwaps(weights, num_packs, static_cast<int>(weights.size()), fast);
+          RefineBySwaps(weights, num_packs, static_cast<int>(weights.size()), fast, Ws());
           ReferenceRefine(weights, num_packs, static_cast<int>(weights.size()), plain);
           ASSERT_EQ(fast.pack, plain.pack) << num_packs << " packs of " << per_pack;
           ASSERT_EQ(fast.rank, plain.rank) << num_packs << " packs of " << per_pack;

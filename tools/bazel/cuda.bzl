@@ -3,7 +3,9 @@
     cuda_library(name, srcs = [*.cu], hdrs = [*.h], deps = [cc deps], copts = [nvcc flags])
 
 nvcc is called by absolute path (inside a sandbox a label-provided nvcc cannot find cicc) with
--ccbin set to the host compiler. The objects are compiled position-independent and go into a
+-ccbin set to the host compiler and the host's language standard (-std=c++20). Optimization follows
+Bazel's compilation mode, as the host compiler's does: -c opt gives -O3 -DNDEBUG, -c dbg gives
+-g -G (debuggable device code, no optimization), fastbuild neither. The objects are compiled position-independent and go into a
 cc_library that links cudart. Targets built with it are incompatible (skipped by `//...`) unless
 the build has --config=cuda; GPU_ONLY gives other GPU targets the same behaviour.
 """
@@ -16,6 +18,13 @@ GPU_ONLY = select({
 })
 
 _HOST_COMPILER = "/usr/bin/g++"
+
+# nvcc flags for each --compilation_mode.
+_MODE_FLAGS = {
+    "opt": ["-O3", "-DNDEBUG"],
+    "dbg": ["-g", "-G", "-O0"],
+    "fastbuild": [],
+}
 
 _ARCH_FLAGS = [
     "-gencode=arch=compute_80,code=sm_80",
@@ -33,15 +42,16 @@ def _cuda_objects_impl(ctx):
         include_flags += ["-I" + p for p in c.quote_includes.to_list()]
         include_flags += ["-isystem=" + p for p in c.system_includes.to_list()]
         include_flags += ["-D" + d for d in c.defines.to_list()]
+    mode_flags = _MODE_FLAGS[ctx.var["COMPILATION_MODE"]]
     outputs = []
     for src in ctx.files.srcs:
         stem = src.basename[:-len(src.extension) - 1]
         pic = ctx.actions.declare_file("_cuda_objs/{}/{}.pic.o".format(ctx.label.name, stem))
         ctx.actions.run(
             executable = NVCC,
-            arguments = ["-ccbin", _HOST_COMPILER, "-std=c++17", "-O3", "-Xcompiler", "-fPIC",
-                         "--expt-relaxed-constexpr"] + _ARCH_FLAGS + include_flags +
-                        ctx.attr.copts + ["-c", src.path, "-o", pic.path],
+            arguments = ["-ccbin", _HOST_COMPILER, "-std=c++20", "-Xcompiler", "-fPIC",
+                         "--expt-relaxed-constexpr"] + mode_flags + _ARCH_FLAGS +
+                        include_flags + ctx.attr.copts + ["-c", src.path, "-o", pic.path],
             inputs = depset([src], transitive = [headers]),
             outputs = [pic],
             mnemonic = "Nvcc",
