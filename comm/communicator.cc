@@ -72,14 +72,15 @@ absl::Status ValidateCommFlags() { return CommOptionsFromFlags().status(); }
 
 Communicator::Communicator(int rank, int size, const CommOptions& options)
     : rank_(rank), size_(size), options_(options) {
-  CHECK(size > 0 && rank >= 0 && rank < size, "Communicator: rank ", rank, " for size ", size);
+  DSMOE_CHECK(size > 0 && rank >= 0 && rank < size, "Communicator: rank ", rank, " for size ",
+              size);
   const absl::Status valid = ValidateCommOptions(options);
-  CHECK(valid.ok(), "Communicator: ", valid.message());
+  DSMOE_CHECK(valid.ok(), "Communicator: ", valid.message());
 }
 
 void Communicator::set_timeout(absl::Duration timeout) {
-  CHECK(timeout > absl::ZeroDuration(), "Communicator::set_timeout: timeout ",
-        absl::FormatDuration(timeout));
+  DSMOE_CHECK(timeout > absl::ZeroDuration(), "Communicator::set_timeout: timeout ",
+              absl::FormatDuration(timeout));
   options_.timeout = timeout;
 }
 

@@ -204,9 +204,9 @@ class LocalCommunicator : public Communicator {
 }  // namespace
 
 std::vector<std::unique_ptr<Communicator>> CreateLocalGroup(int size, const CommOptions& options) {
-  CHECK(size >= 1, "CreateLocalGroup: size = ", size);
+  DSMOE_CHECK(size >= 1, "CreateLocalGroup: size = ", size);
   const absl::Status valid = ValidateCommOptions(options);
-  CHECK(valid.ok(), "CreateLocalGroup: ", valid.message());
+  DSMOE_CHECK(valid.ok(), "CreateLocalGroup: ", valid.message());
   auto world = std::make_shared<LocalWorld>(size);
   std::vector<std::unique_ptr<Communicator>> group;
   for (int r = 0; r < size; ++r) {
@@ -217,13 +217,13 @@ std::vector<std::unique_ptr<Communicator>> CreateLocalGroup(int size, const Comm
 
 std::vector<std::unique_ptr<Communicator>> CreateLocalGroup(int size) {
   const absl::StatusOr<CommOptions> options = CommOptionsFromFlags();
-  CHECK(options.ok(), "CreateLocalGroup: ", options.status().message());
+  DSMOE_CHECK(options.ok(), "CreateLocalGroup: ", options.status().message());
   return CreateLocalGroup(size, *options);
 }
 
 std::vector<absl::Status> RunLocalRanks(int size, const CommOptions& options,
                                         const std::function<absl::Status(Communicator&)>& body) {
-  CHECK(size >= 1, "RunLocalRanks: size = ", size);
+  DSMOE_CHECK(size >= 1, "RunLocalRanks: size = ", size);
   if (absl::Status valid = ValidateCommOptions(options); !valid.ok()) {
     return std::vector<absl::Status>(size, valid);
   }

@@ -18,8 +18,8 @@ namespace comm {
 // The communicators are independent objects and may be destroyed in any order.
 // Preconditions: size >= 1, ValidateCommOptions(options) is OK.
 std::vector<std::unique_ptr<Communicator>> CreateLocalGroup(int size, const CommOptions& options);
-// The same with CommOptionsFromFlags(); a bad flag is a CHECK failure here, so binaries should
-// read the flags themselves and pass the options.
+// The same with CommOptionsFromFlags(); a bad flag is a DSMOE_CHECK failure here, so binaries
+// should read the flags themselves and pass the options.
 std::vector<std::unique_ptr<Communicator>> CreateLocalGroup(int size);
 
 // Runs `body` for each of `size` ranks, each on its own thread with its own communicator, and

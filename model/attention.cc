@@ -18,8 +18,8 @@ Attention<T>::Attention(const std::string& prefix, int64_t hidden, int64_t num_h
       k_proj_(prefix + "k_proj.weight", hidden, num_heads * head_dim),
       v_proj_(prefix + "v_proj.weight", hidden, num_heads * head_dim),
       o_proj_(prefix + "o_proj.weight", num_heads * head_dim, hidden) {
-  CHECK(static_cast<int64_t>(rope_.inv_freq.size()) * 2 == head_dim, prefix, ": RoPE over ",
-        2 * rope_.inv_freq.size(), " dims for head_dim ", head_dim);
+  DSMOE_CHECK(static_cast<int64_t>(rope_.inv_freq.size()) * 2 == head_dim, prefix, ": RoPE over ",
+              2 * rope_.inv_freq.size(), " dims for head_dim ", head_dim);
 }
 
 template <typename T>
@@ -34,8 +34,8 @@ std::vector<Param<T>*> Attention<T>::Params() {
 
 template <typename T>
 Matrix<T> Attention<T>::Forward(const Matrix<T>& x, int64_t seq_len, Context* ctx) const {
-  CHECK(seq_len > 0 && x.rows() % seq_len == 0, "Attention: ", x.rows(),
-        " tokens are not whole sequences of ", seq_len);
+  DSMOE_CHECK(seq_len > 0 && x.rows() % seq_len == 0, "Attention: ", x.rows(),
+              " tokens are not whole sequences of ", seq_len);
   Matrix<T> q = q_proj_.Forward(x, &ctx->q_proj);
   Matrix<T> k = k_proj_.Forward(x, &ctx->k_proj);
   ApplyRope(&q, num_heads_, head_dim_, seq_len, rope_.inv_freq, /*inverse=*/false);

@@ -180,7 +180,7 @@ float Fp8E4m3ToFloat(uint8_t bits) {
 
 template <typename T>
 Matrix<T> DequantizeFp8(const uint8_t* w, int64_t rows, int64_t cols, const float* scale_inv) {
-  CHECK(rows >= 0 && cols >= 0, "DequantizeFp8: ", rows, "x", cols);
+  DSMOE_CHECK(rows >= 0 && cols >= 0, "DequantizeFp8: ", rows, "x", cols);
   const int64_t scale_cols = (cols + kBlock - 1) / kBlock;
   Matrix<T> y(rows, cols);
   for (int64_t i = 0; i < rows; ++i) {

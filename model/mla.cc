@@ -35,8 +35,8 @@ Mla<T>::Mla(const std::string& prefix, int64_t hidden, int64_t num_heads, const 
       kv_norm_(prefix + "kv_a_layernorm.weight", kv_lora_, rms_norm_eps),
       kv_b_(prefix + "kv_b_proj.weight", kv_lora_, num_heads * (nope_ + v_dim_)),
       o_(prefix + "o_proj.weight", num_heads * v_dim_, hidden) {
-  CHECK(static_cast<int64_t>(rope_.inv_freq.size()) * 2 == rope_dim_, prefix, ": RoPE over ",
-        2 * rope_.inv_freq.size(), " dims for qk_rope_head_dim ", rope_dim_);
+  DSMOE_CHECK(static_cast<int64_t>(rope_.inv_freq.size()) * 2 == rope_dim_, prefix, ": RoPE over ",
+              2 * rope_.inv_freq.size(), " dims for qk_rope_head_dim ", rope_dim_);
   const int64_t q_width = num_heads * (nope_ + rope_dim_);
   if (mla.q_lora_rank() > 0) {
     q_a_ = std::make_unique<Linear<T>>(prefix + "q_a_proj.weight", hidden, mla.q_lora_rank());
@@ -71,8 +71,8 @@ std::vector<Param<T>*> Mla<T>::Params() {
 
 template <typename T>
 Matrix<T> Mla<T>::Forward(const Matrix<T>& x, int64_t seq_len, Context* ctx) const {
-  CHECK(seq_len > 0 && x.rows() % seq_len == 0, "Mla: ", x.rows(),
-        " tokens are not whole sequences of ", seq_len);
+  DSMOE_CHECK(seq_len > 0 && x.rows() % seq_len == 0, "Mla: ", x.rows(),
+              " tokens are not whole sequences of ", seq_len);
   const int64_t tokens = x.rows();
   const int64_t qk = nope_ + rope_dim_;
   Matrix<T> q =

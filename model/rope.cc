@@ -10,8 +10,8 @@
 namespace model {
 
 RopeSpec RopeSpec::Plain(int64_t head_dim, double theta) {
-  CHECK(head_dim > 0 && head_dim % 2 == 0, "RoPE: head_dim ", head_dim,
-        " is not positive and even");
+  DSMOE_CHECK(head_dim > 0 && head_dim % 2 == 0, "RoPE: head_dim ", head_dim,
+              " is not positive and even");
   RopeSpec spec;
   spec.inv_freq.resize(head_dim / 2);
   for (int64_t i = 0; i < head_dim / 2; ++i) {
@@ -47,12 +47,12 @@ RopeSpec RopeSpec::FromConfig(const ModelConfig& config, int64_t head_dim) {
 template <typename T>
 void ApplyRope(Matrix<T>* x, int64_t num_heads, int64_t head_dim, int64_t seq_len,
                const std::vector<double>& inv_freq, bool inverse) {
-  CHECK(head_dim % 2 == 0 && x->cols() == num_heads * head_dim, "RoPE: width ", x->cols(), " for ",
-        num_heads, " heads of ", head_dim);
-  CHECK(static_cast<int64_t>(inv_freq.size()) == head_dim / 2, "RoPE: ", inv_freq.size(),
-        " frequencies for heads of ", head_dim);
-  CHECK(seq_len > 0 && x->rows() % seq_len == 0, "RoPE: ", x->rows(),
-        " tokens are not whole sequences of ", seq_len);
+  DSMOE_CHECK(head_dim % 2 == 0 && x->cols() == num_heads * head_dim, "RoPE: width ", x->cols(),
+              " for ", num_heads, " heads of ", head_dim);
+  DSMOE_CHECK(static_cast<int64_t>(inv_freq.size()) == head_dim / 2, "RoPE: ", inv_freq.size(),
+              " frequencies for heads of ", head_dim);
+  DSMOE_CHECK(seq_len > 0 && x->rows() % seq_len == 0, "RoPE: ", x->rows(),
+              " tokens are not whole sequences of ", seq_len);
   const int64_t pairs = head_dim / 2;
   const double sign = inverse ? -1.0 : 1.0;
   for (int64_t p = 0; p < seq_len; ++p) {

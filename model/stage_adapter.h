@@ -11,10 +11,10 @@
 #define MODEL_STAGE_ADAPTER_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
-#include <cstdint>
 #include <vector>
 
 #include "absl/status/status.h"
