@@ -33,14 +33,15 @@ absl::Status ValidateCommFlags() {
 
 Communicator::Communicator(int rank, int size)
     : rank_(rank), size_(size), timeout_(absl::GetFlag(FLAGS_comm_timeout)) {
-  CHECK(size > 0 && rank >= 0 && rank < size, "Communicator: rank ", rank, " for size ", size);
+  DSMOE_CHECK(size > 0 && rank >= 0 && rank < size, "Communicator: rank ", rank, " for size ",
+              size);
   const absl::Status flags = ValidateCommFlags();
-  CHECK(flags.ok(), "Communicator: ", flags.message());
+  DSMOE_CHECK(flags.ok(), "Communicator: ", flags.message());
 }
 
 void Communicator::set_timeout(absl::Duration timeout) {
-  CHECK(timeout > absl::ZeroDuration(), "Communicator::set_timeout: timeout ",
-        absl::FormatDuration(timeout));
+  DSMOE_CHECK(timeout > absl::ZeroDuration(), "Communicator::set_timeout: timeout ",
+              absl::FormatDuration(timeout));
   timeout_ = timeout;
 }
 

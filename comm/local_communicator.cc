@@ -181,7 +181,7 @@ class LocalCommunicator : public Communicator {
 }  // namespace
 
 std::vector<std::unique_ptr<Communicator>> CreateLocalGroup(int size) {
-  CHECK(size >= 1, "CreateLocalGroup: size = ", size);
+  DSMOE_CHECK(size >= 1, "CreateLocalGroup: size = ", size);
   auto world = std::make_shared<LocalWorld>(size);
   std::vector<std::unique_ptr<Communicator>> group;
   for (int r = 0; r < size; ++r) group.push_back(std::make_unique<LocalCommunicator>(world, r));

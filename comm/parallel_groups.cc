@@ -40,17 +40,17 @@ absl::Status ValidateParallelLayout(const ParallelLayout& layout, int world_size
 }
 
 ParallelCoordinates CoordinatesOf(const ParallelLayout& layout, int rank) {
-  CHECK(rank >= 0 && rank < layout.size(), "CoordinatesOf: rank ", rank, " outside a layout of ",
-        layout.size());
+  DSMOE_CHECK(rank >= 0 && rank < layout.size(), "CoordinatesOf: rank ", rank,
+              " outside a layout of ", layout.size());
   return ParallelCoordinates{.pp = rank / (layout.ep * layout.dp),
                              .ep = rank % layout.ep,
                              .dp = rank / layout.ep % layout.dp};
 }
 
 int RankOf(const ParallelLayout& layout, const ParallelCoordinates& c) {
-  CHECK(c.pp >= 0 && c.pp < layout.pp && c.ep >= 0 && c.ep < layout.ep && c.dp >= 0 &&
-            c.dp < layout.dp,
-        "RankOf: coordinates (", c.pp, ", ", c.ep, ", ", c.dp, ") outside the layout");
+  DSMOE_CHECK(c.pp >= 0 && c.pp < layout.pp && c.ep >= 0 && c.ep < layout.ep && c.dp >= 0 &&
+                  c.dp < layout.dp,
+              "RankOf: coordinates (", c.pp, ", ", c.ep, ", ", c.dp, ") outside the layout");
   return (c.pp * layout.dp + c.dp) * layout.ep + c.ep;
 }
 

@@ -1,12 +1,12 @@
-// CHECK for programming errors (broken preconditions, impossible states): prints
+// DSMOE_CHECK for programming errors (broken preconditions, impossible states): prints
 // "file:line: check failed: cond: message" to stderr and aborts. Recoverable errors return
-// absl::Status instead. DCHECK is the same in debug builds (-c dbg, fastbuild) and compiles to
-// nothing under NDEBUG (-c opt, the default in .bazelrc), for hot paths: its condition is then
+// absl::Status instead. DSMOE_DCHECK is the same in debug builds (-c dbg, fastbuild) and compiles
+// to nothing under NDEBUG (-c opt, the default in .bazelrc), for hot paths: its condition is then
 // neither evaluated nor warned about as unused. Use these, never assert(). Debian's Abseil has no
 // absl/log, so the project defines these once, here.
 //
-//   CHECK(rows >= 0, "rows = ", rows);     // message pieces as for absl::StrCat
-//   CHECK(ptr != nullptr);
+//   DSMOE_CHECK(rows >= 0, "rows = ", rows);     // message pieces as for absl::StrCat
+//   DSMOE_CHECK(ptr != nullptr);
 #ifndef CORE_CHECK_H_
 #define CORE_CHECK_H_
 
@@ -28,7 +28,7 @@ namespace core::internal {
 
 }  // namespace core::internal
 
-#define CHECK(cond, ...)                                                                     \
+#define DSMOE_CHECK(cond, ...)                                                               \
   do {                                                                                       \
     if (!(cond)) {                                                                           \
       ::core::internal::CheckFailed(__FILE__, __LINE__, #cond, ::absl::StrCat(__VA_ARGS__)); \
@@ -36,12 +36,12 @@ namespace core::internal {
   } while (false)
 
 #ifdef NDEBUG
-#define DCHECK(cond, ...)    \
-  do {                       \
-    if (false) (void)(cond); \
+#define DSMOE_DCHECK(cond, ...) \
+  do {                          \
+    if (false) (void)(cond);    \
   } while (false)
 #else
-#define DCHECK(cond, ...) CHECK(cond, ##__VA_ARGS__)
+#define DSMOE_DCHECK(cond, ...) DSMOE_CHECK(cond, ##__VA_ARGS__)
 #endif
 
 #endif  // CORE_CHECK_H_

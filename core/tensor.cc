@@ -10,7 +10,7 @@ namespace core {
 
 int64_t Shape::dim(int i) const {
   const int index = i < 0 ? i + rank() : i;
-  CHECK(index >= 0 && index < rank(), "dim ", i, " of shape ", ToString());
+  DSMOE_CHECK(index >= 0 && index < rank(), "dim ", i, " of shape ", ToString());
   return dims_[index];
 }
 
@@ -23,33 +23,33 @@ int64_t Shape::num_elements() const {
 std::string Shape::ToString() const { return absl::StrCat("[", absl::StrJoin(dims_, ", "), "]"); }
 
 void TensorView::CheckType(DType expected) const {
-  CHECK(expected == dtype_, "accessed a ", Name(dtype_), " tensor as ", Name(expected));
+  DSMOE_CHECK(expected == dtype_, "accessed a ", Name(dtype_), " tensor as ", Name(expected));
 }
 
 int64_t TensorView::Offset(std::initializer_list<int64_t> index) const {
-  CHECK(device_ == Device::kHost, "element access to device memory");
-  CHECK(static_cast<int>(index.size()) == shape_.rank(), "index of rank ", index.size(),
-        " into shape ", shape_.ToString());
+  DSMOE_CHECK(device_ == Device::kHost, "element access to device memory");
+  DSMOE_CHECK(static_cast<int>(index.size()) == shape_.rank(), "index of rank ", index.size(),
+              " into shape ", shape_.ToString());
   int64_t offset = 0;
   int axis = 0;
   for (int64_t i : index) {
     const int64_t extent = shape_.dims()[axis++];
-    CHECK(i >= 0 && i < extent, "index ", i, " out of ", shape_.ToString());
+    DSMOE_CHECK(i >= 0 && i < extent, "index ", i, " out of ", shape_.ToString());
     offset = offset * extent + i;
   }
   return offset;
 }
 
 TensorView TensorView::Reshaped(Shape shape) const {
-  CHECK(shape.num_elements() == num_elements(), "reshape ", shape_.ToString(), " to ",
-        shape.ToString());
+  DSMOE_CHECK(shape.num_elements() == num_elements(), "reshape ", shape_.ToString(), " to ",
+              shape.ToString());
   return TensorView(data_, dtype_, std::move(shape), device_);
 }
 
 TensorView TensorView::Slice(int64_t begin, int64_t end) const {
   const int64_t rows = shape_.dim(0);
-  CHECK(begin >= 0 && begin <= end && end <= rows, "slice [", begin, ", ", end, ") of ",
-        shape_.ToString());
+  DSMOE_CHECK(begin >= 0 && begin <= end && end <= rows, "slice [", begin, ", ", end, ") of ",
+              shape_.ToString());
   std::vector<int64_t> dims = shape_.dims();
   dims[0] = end - begin;
   const size_t row_bytes = rows == 0 ? 0 : num_bytes() / rows;
@@ -81,8 +81,8 @@ void Tensor::Release() {
 }
 
 absl::StatusOr<Tensor> Tensor::Empty(Shape shape, DType dtype, Allocator* allocator) {
-  CHECK(allocator != nullptr, "null allocator");
-  for (int64_t d : shape.dims()) CHECK(d >= 0, "negative dimension in ", shape.ToString());
+  DSMOE_CHECK(allocator != nullptr, "null allocator");
+  for (int64_t d : shape.dims()) DSMOE_CHECK(d >= 0, "negative dimension in ", shape.ToString());
   const size_t bytes = shape.num_elements() * SizeOf(dtype);
   absl::StatusOr<void*> data = allocator->Allocate(bytes);
   if (!data.ok()) return data.status();
@@ -91,15 +91,15 @@ absl::StatusOr<Tensor> Tensor::Empty(Shape shape, DType dtype, Allocator* alloca
 
 Tensor Tensor::Zeros(Shape shape, DType dtype) {
   absl::StatusOr<Tensor> tensor = Empty(std::move(shape), dtype);
-  CHECK(tensor.ok(), tensor.status().message());
+  DSMOE_CHECK(tensor.ok(), tensor.status().message());
   if (tensor->num_bytes() > 0) std::memset(tensor->view().raw_data(), 0, tensor->num_bytes());
   return *std::move(tensor);
 }
 
 Tensor Tensor::FromVector(Shape shape, const std::vector<float>& values) {
   Tensor tensor = Zeros(std::move(shape), DType::kF32);
-  CHECK(static_cast<int64_t>(values.size()) == tensor.num_elements(), values.size(),
-        " values for shape ", tensor.shape().ToString());
+  DSMOE_CHECK(static_cast<int64_t>(values.size()) == tensor.num_elements(), values.size(),
+              " values for shape ", tensor.shape().ToString());
   if (!values.empty()) std::memcpy(tensor.data<float>(), values.data(), tensor.num_bytes());
   return tensor;
 }
@@ -111,10 +111,11 @@ Tensor Tensor::Clone() const {
 }
 
 void CopyHost(const TensorView& src, const TensorView& dst) {
-  CHECK(src.device() == Device::kHost && dst.device() == Device::kHost, "CopyHost off the host");
-  CHECK(src.dtype() == dst.dtype() && src.num_elements() == dst.num_elements(), "copy ",
-        Name(src.dtype()), src.shape().ToString(), " into ", Name(dst.dtype()),
-        dst.shape().ToString());
+  DSMOE_CHECK(src.device() == Device::kHost && dst.device() == Device::kHost,
+              "CopyHost off the host");
+  DSMOE_CHECK(src.dtype() == dst.dtype() && src.num_elements() == dst.num_elements(), "copy ",
+              Name(src.dtype()), src.shape().ToString(), " into ", Name(dst.dtype()),
+              dst.shape().ToString());
   if (src.num_bytes() > 0) std::memcpy(dst.raw_data(), src.raw_data(), src.num_bytes());
 }
 

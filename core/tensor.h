@@ -99,7 +99,7 @@ class Tensor {
   // An uninitialised tensor; RESOURCE_EXHAUSTED if the allocator fails. CHECKs allocator != null.
   static absl::StatusOr<Tensor> Empty(Shape shape, DType dtype,
                                       Allocator* allocator = HostAllocator());
-  // A host tensor filled with zeros. CHECK-fails if host memory is exhausted.
+  // A host tensor filled with zeros. DSMOE_CHECK-fails if host memory is exhausted.
   static Tensor Zeros(Shape shape, DType dtype);
   // A host f32 tensor holding `values` (row-major); CHECKs values.size() == num_elements.
   static Tensor FromVector(Shape shape, const std::vector<float>& values);

@@ -8,7 +8,7 @@
 namespace core {
 
 ThreadPool::ThreadPool(int num_threads) {
-  CHECK(num_threads >= 1, "ThreadPool: num_threads = ", num_threads);
+  DSMOE_CHECK(num_threads >= 1, "ThreadPool: num_threads = ", num_threads);
   workers_.reserve(num_threads);
   for (int i = 0; i < num_threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }

@@ -16,7 +16,7 @@ double TraceRecorder::NowMicros() const {
 }
 
 void TraceRecorder::AddComplete(TraceEvent event) {
-  CHECK(event.dur_us >= 0, "TraceRecorder: negative duration for ", event.name);
+  DSMOE_CHECK(event.dur_us >= 0, "TraceRecorder: negative duration for ", event.name);
   absl::MutexLock lock(&mu_);
   events_.push_back(std::move(event));
 }

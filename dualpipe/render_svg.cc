@@ -89,7 +89,7 @@ void AppendLegend(std::string& out, double y) {
 
 std::string RenderSvg(const Simulation& simulation, const OpCosts& costs, absl::string_view title,
                       double pixels_per_unit) {
-  CHECK(pixels_per_unit > 0, "RenderSvg: pixels_per_unit = ", pixels_per_unit);
+  DSMOE_CHECK(pixels_per_unit > 0, "RenderSvg: pixels_per_unit = ", pixels_per_unit);
   const int num_ranks = static_cast<int>(simulation.timeline.size());
   const double width = kLabelWidth + simulation.makespan * pixels_per_unit + 20;
   const double height = kTitleHeight + num_ranks * kRowHeight + kLegendHeight;

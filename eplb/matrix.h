@@ -1,6 +1,6 @@
 // A small owning row-major matrix for EPLB's inputs and outputs (loads, placements). EPLB knows
-// nothing of device tensors; this is plain host memory with accessors bounds-checked by DCHECK
-// (debug builds only: they are on hot paths).
+// nothing of device tensors; this is plain host memory with accessors bounds-checked by
+// DSMOE_DCHECK (debug builds only: they are on hot paths).
 #ifndef EPLB_MATRIX_H_
 #define EPLB_MATRIX_H_
 
@@ -22,13 +22,13 @@ class Matrix {
   // Precondition: rows >= 0 and cols >= 0. Every element starts as `fill`.
   Matrix(int rows, int cols, T fill = T())
       : rows_(rows), cols_(cols), data_(static_cast<size_t>(rows) * cols, fill) {
-    CHECK(rows >= 0 && cols >= 0, "matrix of ", rows, " x ", cols);
+    DSMOE_CHECK(rows >= 0 && cols >= 0, "matrix of ", rows, " x ", cols);
   }
   // Precondition: data.size() == rows * cols. Takes ownership of `data`.
   Matrix(int rows, int cols, std::vector<T> data)
       : rows_(rows), cols_(cols), data_(std::move(data)) {
-    CHECK(rows >= 0 && cols >= 0 && data_.size() == static_cast<size_t>(rows) * cols, "matrix of ",
-          rows, " x ", cols, " from ", data_.size(), " elements");
+    DSMOE_CHECK(rows >= 0 && cols >= 0 && data_.size() == static_cast<size_t>(rows) * cols,
+                "matrix of ", rows, " x ", cols, " from ", data_.size(), " elements");
   }
 
   int rows() const { return rows_; }
@@ -52,11 +52,11 @@ class Matrix {
 
  private:
   size_t RowStart(int r) const {
-    DCHECK(r >= 0 && r < rows_, "row ", r, " of ", rows_);
+    DSMOE_DCHECK(r >= 0 && r < rows_, "row ", r, " of ", rows_);
     return static_cast<size_t>(r) * cols_;
   }
   size_t Index(int r, int c) const {
-    DCHECK(c >= 0 && c < cols_, "column ", c, " of ", cols_);
+    DSMOE_DCHECK(c >= 0 && c < cols_, "column ", c, " of ", cols_);
     return RowStart(r) + c;
   }
 

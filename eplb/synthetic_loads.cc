@@ -21,7 +21,7 @@ uint64_t SplitMix64(uint64_t& state) {
 
 Matrix<double> ZipfLoads(int layers, int experts, double exponent, double tokens_per_layer,
                          uint64_t seed) {
-  CHECK(layers > 0 && experts > 0 && exponent >= 0 && tokens_per_layer >= 0);
+  DSMOE_CHECK(layers > 0 && experts > 0 && exponent >= 0 && tokens_per_layer >= 0);
   std::vector<double> share(experts);
   for (int r = 0; r < experts; ++r) share[r] = std::pow(r + 1.0, -exponent);
   const double total = std::accumulate(share.begin(), share.end(), 0.0);

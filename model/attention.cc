@@ -25,8 +25,8 @@ std::vector<Param<T>*> Attention<T>::Params() {
 
 template <typename T>
 Matrix<T> Attention<T>::Forward(const Matrix<T>& x, int64_t seq_len, Context* ctx) const {
-  CHECK(seq_len > 0 && x.rows() % seq_len == 0, "Attention: ", x.rows(),
-        " tokens are not whole sequences of ", seq_len);
+  DSMOE_CHECK(seq_len > 0 && x.rows() % seq_len == 0, "Attention: ", x.rows(),
+              " tokens are not whole sequences of ", seq_len);
   Matrix<T> q = q_proj_.Forward(x, &ctx->q_proj);
   Matrix<T> k = k_proj_.Forward(x, &ctx->k_proj);
   ApplyRope(&q, num_heads_, head_dim_, seq_len, rope_theta_, /*inverse=*/false);

@@ -8,12 +8,12 @@ template <typename T>
 Matrix<T> AttentionCoreForward(Matrix<T> q, Matrix<T> k, Matrix<T> v, int64_t num_heads,
                                int64_t seq_len, T scale, AttentionCoreContext<T>* ctx) {
   const int64_t tokens = q.rows();
-  CHECK(seq_len > 0 && tokens % seq_len == 0, "Attention: ", tokens,
-        " tokens are not whole sequences of ", seq_len);
-  CHECK(num_heads > 0 && q.cols() % num_heads == 0 && v.cols() % num_heads == 0 &&
-            k.cols() == q.cols() && k.rows() == tokens && v.rows() == tokens,
-        "Attention: q ", q.rows(), "x", q.cols(), ", k ", k.rows(), "x", k.cols(), ", v ", v.rows(),
-        "x", v.cols(), " for ", num_heads, " heads");
+  DSMOE_CHECK(seq_len > 0 && tokens % seq_len == 0, "Attention: ", tokens,
+              " tokens are not whole sequences of ", seq_len);
+  DSMOE_CHECK(num_heads > 0 && q.cols() % num_heads == 0 && v.cols() % num_heads == 0 &&
+                  k.cols() == q.cols() && k.rows() == tokens && v.rows() == tokens,
+              "Attention: q ", q.rows(), "x", q.cols(), ", k ", k.rows(), "x", k.cols(), ", v ",
+              v.rows(), "x", v.cols(), " for ", num_heads, " heads");
   const int64_t qk_dim = q.cols() / num_heads;
   const int64_t v_dim = v.cols() / num_heads;
   const int64_t sequences = tokens / seq_len;
@@ -47,8 +47,8 @@ Matrix<T> AttentionCoreForward(Matrix<T> q, Matrix<T> k, Matrix<T> v, int64_t nu
 template <typename T>
 void AttentionCoreBackward(const Matrix<T>& d_o, AttentionCoreContext<T>* ctx, Matrix<T>* dq,
                            Matrix<T>* dk, Matrix<T>* dv) {
-  CHECK(d_o.rows() == ctx->v.rows() && d_o.cols() == ctx->v.cols(),
-        "Attention: output gradient shape does not match the forward pass");
+  DSMOE_CHECK(d_o.rows() == ctx->v.rows() && d_o.cols() == ctx->v.cols(),
+              "Attention: output gradient shape does not match the forward pass");
   const int64_t num_heads = ctx->num_heads;
   const int64_t seq_len = ctx->seq_len;
   const int64_t qk_dim = ctx->q.cols() / num_heads;

@@ -7,12 +7,12 @@ namespace model {
 template <typename T>
 T CrossEntropy(const Matrix<T>& logits, const std::vector<int32_t>& targets, Matrix<T>* dlogits,
                T loss_scale) {
-  CHECK(static_cast<int64_t>(targets.size()) == logits.rows(), "CrossEntropy: ", targets.size(),
-        " targets for ", logits.rows(), " rows");
+  DSMOE_CHECK(static_cast<int64_t>(targets.size()) == logits.rows(),
+              "CrossEntropy: ", targets.size(), " targets for ", logits.rows(), " rows");
   int64_t counted = 0;
   for (int32_t target : targets) {
-    CHECK(target == kIgnoreTarget || (target >= 0 && target < logits.cols()),
-          "CrossEntropy: target ", target, " outside vocabulary ", logits.cols());
+    DSMOE_CHECK(target == kIgnoreTarget || (target >= 0 && target < logits.cols()),
+                "CrossEntropy: target ", target, " outside vocabulary ", logits.cols());
     counted += target != kIgnoreTarget;
   }
   if (dlogits != nullptr) dlogits->setZero(logits.rows(), logits.cols());

@@ -17,8 +17,8 @@ DecoderBlock<T>::DecoderBlock(const ModelConfig& config, int layer, int ep_rank,
                  config.rms_norm_eps()),
       ffn_norm_(Prefix(layer) + "post_attention_layernorm.weight", config.hidden_size(),
                 config.rms_norm_eps()) {
-  CHECK(layer >= 0 && layer < config.num_layers(), "DecoderBlock: layer ", layer, " of ",
-        config.num_layers());
+  DSMOE_CHECK(layer >= 0 && layer < config.num_layers(), "DecoderBlock: layer ", layer, " of ",
+              config.num_layers());
   if (config.has_mla()) {
     mla_ = std::make_unique<Mla<T>>(Prefix(layer) + "self_attn.", config.hidden_size(),
                                     config.num_heads(), config.mla(), config.rope_theta(),
@@ -82,7 +82,7 @@ Matrix<T> DecoderBlock<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
 template <typename T>
 ExpertRows<T> DecoderBlock<T>::ForwardDispatch(const Matrix<T>& x, const BatchInfo& batch,
                                                Context* ctx) const {
-  CHECK(moe_ != nullptr, "DecoderBlock::ForwardDispatch on a dense layer");
+  DSMOE_CHECK(moe_ != nullptr, "DecoderBlock::ForwardDispatch on a dense layer");
   ctx->h = AttentionHalf(x, batch, ctx);
   return moe_->ForwardDispatch(ffn_norm_.Forward(ctx->h, &ctx->ffn_norm), batch, &ctx->moe);
 }
@@ -91,13 +91,13 @@ template <typename T>
 Matrix<T> DecoderBlock<T>::ForwardExperts(const Matrix<T>& rows,
                                           const std::vector<int64_t>& recv_counts,
                                           Context* ctx) const {
-  CHECK(moe_ != nullptr, "DecoderBlock::ForwardExperts on a dense layer");
+  DSMOE_CHECK(moe_ != nullptr, "DecoderBlock::ForwardExperts on a dense layer");
   return moe_->ForwardExperts(rows, recv_counts, &ctx->moe);
 }
 
 template <typename T>
 Matrix<T> DecoderBlock<T>::ForwardCombine(Matrix<T> expert_out, Context* ctx) const {
-  CHECK(moe_ != nullptr, "DecoderBlock::ForwardCombine on a dense layer");
+  DSMOE_CHECK(moe_ != nullptr, "DecoderBlock::ForwardCombine on a dense layer");
   Matrix<T> y = std::move(ctx->h);
   y += moe_->ForwardCombine(std::move(expert_out), &ctx->moe);
   return y;
@@ -105,20 +105,20 @@ Matrix<T> DecoderBlock<T>::ForwardCombine(Matrix<T> expert_out, Context* ctx) co
 
 template <typename T>
 Matrix<T> DecoderBlock<T>::BackwardCombine(Matrix<T> dy, Context* ctx) const {
-  CHECK(moe_ != nullptr, "DecoderBlock::BackwardCombine on a dense layer");
+  DSMOE_CHECK(moe_ != nullptr, "DecoderBlock::BackwardCombine on a dense layer");
   ctx->dy = dy;
   return moe_->BackwardCombine(std::move(dy), &ctx->moe);
 }
 
 template <typename T>
 Matrix<T> DecoderBlock<T>::BackwardExperts(const Matrix<T>& d_rows, Context* ctx) const {
-  CHECK(moe_ != nullptr, "DecoderBlock::BackwardExperts on a dense layer");
+  DSMOE_CHECK(moe_ != nullptr, "DecoderBlock::BackwardExperts on a dense layer");
   return moe_->BackwardExperts(d_rows, &ctx->moe);
 }
 
 template <typename T>
 Matrix<T> DecoderBlock<T>::BackwardDispatch(const Matrix<T>& dx_rows, Context* ctx) const {
-  CHECK(moe_ != nullptr, "DecoderBlock::BackwardDispatch on a dense layer");
+  DSMOE_CHECK(moe_ != nullptr, "DecoderBlock::BackwardDispatch on a dense layer");
   Matrix<T> dh = std::move(ctx->dy);
   dh += ffn_norm_.BackwardInput(moe_->BackwardDispatch(dx_rows, &ctx->moe), &ctx->ffn_norm);
   return AttentionHalfBackward(std::move(dh), ctx);
@@ -142,7 +142,7 @@ void DecoderBlock<T>::BackwardWeight(Context* ctx) {
 
 template <typename T>
 void DecoderBlock<T>::UpdateMoeBias(const std::vector<int64_t>& loads) {
-  CHECK(moe_ != nullptr, "UpdateMoeBias on a dense layer");
+  DSMOE_CHECK(moe_ != nullptr, "UpdateMoeBias on a dense layer");
   moe_->UpdateBias(loads);
 }
 

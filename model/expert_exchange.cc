@@ -26,8 +26,8 @@ int64_t Sum(const std::vector<int64_t>& values) {
 absl::StatusOr<Matrix<float>> ExchangeRows(comm::Communicator& ep, const Matrix<float>& rows,
                                            const std::vector<int64_t>& send_rows,
                                            const std::vector<int64_t>& recv_rows) {
-  CHECK(Sum(send_rows) == rows.rows(), "expert exchange: ", rows.rows(), " rows, counts sum to ",
-        Sum(send_rows));
+  DSMOE_CHECK(Sum(send_rows) == rows.rows(), "expert exchange: ", rows.rows(),
+              " rows, counts sum to ", Sum(send_rows));
   Matrix<float> out(Sum(recv_rows), rows.cols());
   RETURN_IF_ERROR(ep.AllToAll(
       comm::ConstHostBuffer(std::span<const float>(rows.data(), rows.size())),

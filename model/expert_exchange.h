@@ -13,7 +13,7 @@
 // Every function is a collective: each rank of `ep` calls it with its own data, in the same order.
 // f32 only: comm has no f64, so expert-parallel runs use the float instantiation of the layers.
 // Errors are the communicator's (DEADLINE_EXCEEDED, UNAVAILABLE, FAILED_PRECONDITION after an
-// abort); argument mismatches are programming errors and CHECK.
+// abort); argument mismatches are programming errors and DSMOE_CHECK.
 #ifndef MODEL_EXPERT_EXCHANGE_H_
 #define MODEL_EXPERT_EXCHANGE_H_
 

@@ -62,8 +62,8 @@ std::vector<Param<T>*> Mla<T>::Params() {
 
 template <typename T>
 Matrix<T> Mla<T>::Forward(const Matrix<T>& x, int64_t seq_len, Context* ctx) const {
-  CHECK(seq_len > 0 && x.rows() % seq_len == 0, "Mla: ", x.rows(),
-        " tokens are not whole sequences of ", seq_len);
+  DSMOE_CHECK(seq_len > 0 && x.rows() % seq_len == 0, "Mla: ", x.rows(),
+              " tokens are not whole sequences of ", seq_len);
   const int64_t tokens = x.rows();
   const int64_t qk = nope_ + rope_;
   Matrix<T> q =

@@ -13,10 +13,10 @@ template <typename T>
 ModelStage<T>::ModelStage(const ModelConfig& config, const StageRange& range, int ep_rank,
                           int ep_size)
     : config_(config), range_(range), ep_rank_(ep_rank), ep_size_(ep_size) {
-  CHECK(0 <= range.begin_layer && range.begin_layer <= range.end_layer &&
-            range.end_layer <= config.num_layers(),
-        "ModelStage: layers [", range.begin_layer, ", ", range.end_layer, ") of ",
-        config.num_layers());
+  DSMOE_CHECK(0 <= range.begin_layer && range.begin_layer <= range.end_layer &&
+                  range.end_layer <= config.num_layers(),
+              "ModelStage: layers [", range.begin_layer, ", ", range.end_layer, ") of ",
+              config.num_layers());
   if (range.has_embedding) {
     embedding_ = std::make_unique<Embedding<T>>("model.embed_tokens.weight", config.vocab_size(),
                                                 config.hidden_size());
@@ -99,12 +99,13 @@ template <typename T>
 Matrix<T> ModelStage<T>::ForwardBegin(const MicroBatch& batch, const Matrix<T>& x,
                                       Context* ctx) const {
   const absl::Status valid = Validate(batch);
-  CHECK(valid.ok(), valid.ToString());
+  DSMOE_CHECK(valid.ok(), valid.ToString());
   ctx->num_tokens = static_cast<int64_t>(batch.tokens.size());
   ctx->loss_scale = batch.loss_scale;
   Matrix<T> h = embedding_ != nullptr ? embedding_->Forward(batch.tokens, &ctx->embedding) : x;
-  CHECK(h.rows() == ctx->num_tokens && h.cols() == config_.hidden_size(), "ModelStage: input of ",
-        h.rows(), "x", h.cols(), " for ", ctx->num_tokens, " tokens");
+  DSMOE_CHECK(h.rows() == ctx->num_tokens && h.cols() == config_.hidden_size(),
+              "ModelStage: input of ", h.rows(), "x", h.cols(), " for ", ctx->num_tokens,
+              " tokens");
   ctx->blocks.resize(blocks_.size());
   ctx->aux_loss = 0;
   return h;
@@ -164,7 +165,7 @@ std::pair<Matrix<T>, Matrix<T>> ModelStage<T>::OverlappedForwardBackward(const M
                                                                          Context* f_ctx,
                                                                          Matrix<T> b_dy,
                                                                          Context* b_ctx) const {
-  CHECK(f_ctx != b_ctx, "OverlappedForwardBackward: one context for both micro-batches");
+  DSMOE_CHECK(f_ctx != b_ctx, "OverlappedForwardBackward: one context for both micro-batches");
   Matrix<T> dx;
   std::thread backward([&] { dx = BackwardInput(std::move(b_dy), b_ctx); });
   Matrix<T> y = Forward(f_batch, f_x, f_ctx);

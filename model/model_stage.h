@@ -108,7 +108,7 @@ class ModelStage {
   // micro-batches' all-to-alls run concurrently, one on each communicator, so that one's
   // communication overlaps the other's compute. Every rank of the group makes the same sequence
   // of calls. Returns what the calls above return, or the communicator's error. A stage with
-  // ep_size > 1 must use these: the calls above CHECK-fail on its MoE layers.
+  // ep_size > 1 must use these: the calls above DSMOE_CHECK-fail on its MoE layers.
   absl::StatusOr<Matrix<T>> Forward(const MicroBatch& batch, const Matrix<T>& x, Context* ctx,
                                     comm::Communicator& ep) const;
   absl::StatusOr<Matrix<T>> BackwardInput(Matrix<T> dy, Context* ctx, comm::Communicator& ep) const;

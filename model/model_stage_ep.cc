@@ -12,8 +12,8 @@ namespace model {
 template <typename T>
 absl::StatusOr<Matrix<T>> ModelStage<T>::Forward(const MicroBatch& batch, const Matrix<T>& x,
                                                  Context* ctx, comm::Communicator& ep) const {
-  CHECK(ep.rank() == ep_rank_ && ep.size() == ep_size_, "ModelStage: EP rank ", ep.rank(), " of ",
-        ep.size(), " for a stage built as ", ep_rank_, " of ", ep_size_);
+  DSMOE_CHECK(ep.rank() == ep_rank_ && ep.size() == ep_size_, "ModelStage: EP rank ", ep.rank(),
+              " of ", ep.size(), " for a stage built as ", ep_rank_, " of ", ep_size_);
   Matrix<T> h = ForwardBegin(batch, x, ctx);
   const BatchInfo info{batch.seq_len, batch.loss_scale};
   for (size_t i = 0; i < blocks_.size(); ++i) {
@@ -37,8 +37,8 @@ absl::StatusOr<Matrix<T>> ModelStage<T>::Forward(const MicroBatch& batch, const 
 template <typename T>
 absl::StatusOr<Matrix<T>> ModelStage<T>::BackwardInput(Matrix<T> dy, Context* ctx,
                                                        comm::Communicator& ep) const {
-  CHECK(ep.rank() == ep_rank_ && ep.size() == ep_size_, "ModelStage: EP rank ", ep.rank(), " of ",
-        ep.size(), " for a stage built as ", ep_rank_, " of ", ep_size_);
+  DSMOE_CHECK(ep.rank() == ep_rank_ && ep.size() == ep_size_, "ModelStage: EP rank ", ep.rank(),
+              " of ", ep.size(), " for a stage built as ", ep_rank_, " of ", ep_size_);
   dy = BackwardBegin(std::move(dy), ctx);
   for (size_t i = blocks_.size(); i-- > 0;) {
     const DecoderBlock<T>& block = blocks_[i];
@@ -63,8 +63,8 @@ template <typename T>
 absl::StatusOr<std::pair<Matrix<T>, Matrix<T>>> ModelStage<T>::OverlappedForwardBackward(
     const MicroBatch& f_batch, const Matrix<T>& f_x, Context* f_ctx, comm::Communicator& f_ep,
     Matrix<T> b_dy, Context* b_ctx, comm::Communicator& b_ep) const {
-  CHECK(f_ctx != b_ctx, "OverlappedForwardBackward: one context for both micro-batches");
-  CHECK(&f_ep != &b_ep, "OverlappedForwardBackward: one communicator for both micro-batches");
+  DSMOE_CHECK(f_ctx != b_ctx, "OverlappedForwardBackward: one context for both micro-batches");
+  DSMOE_CHECK(&f_ep != &b_ep, "OverlappedForwardBackward: one communicator for both micro-batches");
   // While one thread waits in an all-to-all, the other computes.
   absl::StatusOr<Matrix<T>> dx;
   std::thread backward([&] { dx = BackwardInput(std::move(b_dy), b_ctx, b_ep); });

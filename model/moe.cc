@@ -7,8 +7,8 @@ namespace model {
 
 std::vector<int64_t> RowsPerRank(const std::vector<int64_t>& expert_counts, int ep_size) {
   const int64_t experts = static_cast<int64_t>(expert_counts.size());
-  CHECK(ep_size > 0 && experts % ep_size == 0, "RowsPerRank: ", experts, " experts over ", ep_size,
-        " ranks");
+  DSMOE_CHECK(ep_size > 0 && experts % ep_size == 0, "RowsPerRank: ", experts, " experts over ",
+              ep_size, " ranks");
   const int64_t local = experts / ep_size;
   std::vector<int64_t> rows(ep_size, 0);
   for (int64_t e = 0; e < experts; ++e) rows[e / local] += expert_counts[e];
@@ -19,8 +19,9 @@ template <typename T>
 Moe<T>::Moe(const std::string& prefix, int64_t hidden, const MoeConfig& moe, int ep_rank,
             int ep_size)
     : ep_size_(ep_size), gate_(prefix + "gate.", hidden, moe) {
-  CHECK(ep_rank >= 0 && ep_rank < ep_size && moe.num_routed_experts() % ep_size == 0, prefix,
-        ": EP rank ", ep_rank, " of ", ep_size, " for ", moe.num_routed_experts(), " experts");
+  DSMOE_CHECK(ep_rank >= 0 && ep_rank < ep_size && moe.num_routed_experts() % ep_size == 0, prefix,
+              ": EP rank ", ep_rank, " of ", ep_size, " for ", moe.num_routed_experts(),
+              " experts");
   if (moe.num_shared_experts() > 0) {
     shared_ = std::make_unique<Mlp<T>>(
         prefix + "shared_experts.", hidden,
@@ -55,14 +56,14 @@ std::vector<Param<T>*> Moe<T>::ExpertParams() {
 
 template <typename T>
 Matrix<T> Moe<T>::Forward(const Matrix<T>& x, const BatchInfo& batch, Context* ctx) const {
-  CHECK(ep_size_ == 1, "Moe::Forward with expert parallelism: use the phases");
+  DSMOE_CHECK(ep_size_ == 1, "Moe::Forward with expert parallelism: use the phases");
   ExpertRows<T> dispatch = ForwardDispatch(x, batch, ctx);
   return ForwardCombine(ForwardExperts(dispatch.rows, dispatch.expert_counts, ctx), ctx);
 }
 
 template <typename T>
 Matrix<T> Moe<T>::BackwardInput(Matrix<T> dy, Context* ctx) const {
-  CHECK(ep_size_ == 1, "Moe::BackwardInput with expert parallelism: use the phases");
+  DSMOE_CHECK(ep_size_ == 1, "Moe::BackwardInput with expert parallelism: use the phases");
   return BackwardDispatch(BackwardExperts(BackwardCombine(std::move(dy), ctx), ctx), ctx);
 }
 
@@ -82,14 +83,14 @@ template <typename T>
 Matrix<T> Moe<T>::ForwardExperts(const Matrix<T>& rows, const std::vector<int64_t>& recv_counts,
                                  Context* ctx) const {
   const int64_t local = num_local_experts();
-  CHECK(static_cast<int64_t>(recv_counts.size()) % local == 0,
-        "Moe::ForwardExperts: ", recv_counts.size(), " counts for ", local, " experts");
+  DSMOE_CHECK(static_cast<int64_t>(recv_counts.size()) % local == 0,
+              "Moe::ForwardExperts: ", recv_counts.size(), " counts for ", local, " experts");
   const int64_t sources = static_cast<int64_t>(recv_counts.size()) / local;
   // Received rows are source-major: source s's rows for local expert l start at start[s * L + l].
   std::vector<int64_t> start(recv_counts.size() + 1, 0);
   for (size_t i = 0; i < recv_counts.size(); ++i) start[i + 1] = start[i] + recv_counts[i];
-  CHECK(start.back() == rows.rows(), "Moe::ForwardExperts: counts sum to ", start.back(), ", rows ",
-        rows.rows());
+  DSMOE_CHECK(start.back() == rows.rows(), "Moe::ForwardExperts: counts sum to ", start.back(),
+              ", rows ", rows.rows());
   ctx->recv_counts = recv_counts;
   ctx->order.clear();
   ctx->local_offsets.assign(1, 0);
@@ -136,8 +137,8 @@ Matrix<T> Moe<T>::BackwardCombine(Matrix<T> dy, Context* ctx) const {
 
 template <typename T>
 Matrix<T> Moe<T>::BackwardExperts(const Matrix<T>& d_rows, Context* ctx) const {
-  CHECK(d_rows.rows() == static_cast<int64_t>(ctx->order.size()),
-        "Moe::BackwardExperts: ", d_rows.rows(), " rows, forward had ", ctx->order.size());
+  DSMOE_CHECK(d_rows.rows() == static_cast<int64_t>(ctx->order.size()),
+              "Moe::BackwardExperts: ", d_rows.rows(), " rows, forward had ", ctx->order.size());
   Matrix<T> dx_rows(d_rows.rows(), d_rows.cols());
   for (int64_t l = 0; l < num_local_experts(); ++l) {
     const int64_t begin = ctx->local_offsets[l];

@@ -32,15 +32,15 @@ MoeGate<T>::MoeGate(const std::string& prefix, int64_t hidden, const MoeConfig& 
       aux_alpha_(static_cast<T>(moe.sequence_aux_loss_alpha())),
       proj_(prefix + "weight", hidden, moe.num_routed_experts()),
       bias_(prefix + "e_score_correction_bias", 1, moe.num_routed_experts(), ParamKind::kBuffer) {
-  CHECK(num_groups_ > 0 && num_experts_ % num_groups_ == 0 && top_k_ > 0 &&
-            topk_groups_ * (num_experts_ / num_groups_) >= top_k_,
-        prefix, ": invalid MoE config (run ValidateConfig first)");
+  DSMOE_CHECK(num_groups_ > 0 && num_experts_ % num_groups_ == 0 && top_k_ > 0 &&
+                  topk_groups_ * (num_experts_ / num_groups_) >= top_k_,
+              prefix, ": invalid MoE config (run ValidateConfig first)");
 }
 
 template <typename T>
 Routing<T> MoeGate<T>::Forward(const Matrix<T>& x, const BatchInfo& batch, Context* ctx) const {
-  CHECK(batch.seq_len > 0 && x.rows() % batch.seq_len == 0, proj_.weight().name, ": ", x.rows(),
-        " tokens are not whole sequences of ", batch.seq_len);
+  DSMOE_CHECK(batch.seq_len > 0 && x.rows() % batch.seq_len == 0, proj_.weight().name, ": ",
+              x.rows(), " tokens are not whole sequences of ", batch.seq_len);
   const Matrix<T> logits = proj_.Forward(x, &ctx->proj);
   ctx->scores = (T(1) / (T(1) + (-logits.array()).exp())).matrix();
   const int64_t tokens = x.rows();
@@ -104,8 +104,8 @@ Routing<T> MoeGate<T>::Forward(const Matrix<T>& x, const BatchInfo& batch, Conte
 template <typename T>
 Matrix<T> MoeGate<T>::BackwardInput(const Matrix<T>& d_weights, Context* ctx) const {
   const int64_t tokens = ctx->scores.rows();
-  CHECK(d_weights.rows() == tokens && d_weights.cols() == top_k_, proj_.weight().name,
-        ": routing-weight gradient shape does not match the forward pass");
+  DSMOE_CHECK(d_weights.rows() == tokens && d_weights.cols() == top_k_, proj_.weight().name,
+              ": routing-weight gradient shape does not match the forward pass");
   // w_j = c s_j / S with S = sum of the chosen s: ds_i = c (dw_i - sum_j dw_j s_j / S) / S.
   Matrix<T> d_scores = Matrix<T>::Zero(tokens, num_experts_);
   for (int64_t t = 0; t < tokens; ++t) {
@@ -143,8 +143,8 @@ void MoeGate<T>::BackwardWeight(Context* ctx) {
 
 template <typename T>
 void MoeGate<T>::UpdateBias(const std::vector<int64_t>& loads) {
-  CHECK(static_cast<int64_t>(loads.size()) == num_experts_, bias_.name, ": ", loads.size(),
-        " loads for ", num_experts_, " experts");
+  DSMOE_CHECK(static_cast<int64_t>(loads.size()) == num_experts_, bias_.name, ": ", loads.size(),
+              " loads for ", num_experts_, " experts");
   const double mean = static_cast<double>(std::accumulate(loads.begin(), loads.end(), int64_t{0})) /
                       static_cast<double>(num_experts_);
   for (int64_t e = 0; e < num_experts_; ++e) {
@@ -156,7 +156,7 @@ void MoeGate<T>::UpdateBias(const std::vector<int64_t>& loads) {
 std::vector<int64_t> ExpertLoads(const std::vector<int32_t>& experts, int64_t num_experts) {
   std::vector<int64_t> loads(num_experts, 0);
   for (int32_t e : experts) {
-    CHECK(e >= 0 && e < num_experts, "ExpertLoads: expert ", e);
+    DSMOE_CHECK(e >= 0 && e < num_experts, "ExpertLoads: expert ", e);
     ++loads[e];
   }
   return loads;

@@ -10,10 +10,10 @@ namespace model {
 template <typename T>
 void ApplyRope(Matrix<T>* x, int64_t num_heads, int64_t head_dim, int64_t seq_len, double theta,
                bool inverse) {
-  CHECK(head_dim % 2 == 0 && x->cols() == num_heads * head_dim, "RoPE: width ", x->cols(), " for ",
-        num_heads, " heads of ", head_dim);
-  CHECK(seq_len > 0 && x->rows() % seq_len == 0, "RoPE: ", x->rows(),
-        " tokens are not whole sequences of ", seq_len);
+  DSMOE_CHECK(head_dim % 2 == 0 && x->cols() == num_heads * head_dim, "RoPE: width ", x->cols(),
+              " for ", num_heads, " heads of ", head_dim);
+  DSMOE_CHECK(seq_len > 0 && x->rows() % seq_len == 0, "RoPE: ", x->rows(),
+              " tokens are not whole sequences of ", seq_len);
   const int64_t pairs = head_dim / 2;
   std::vector<double> inv_freq(pairs);
   for (int64_t i = 0; i < pairs; ++i) {

@@ -6,13 +6,13 @@ namespace model {
 
 DispatchPlan PlanDispatch(const std::vector<int32_t>& experts, int64_t top_k, int64_t num_experts) {
   const int64_t slots = static_cast<int64_t>(experts.size());
-  CHECK(top_k > 0 && slots % top_k == 0, "PlanDispatch: ", slots, " slots, top_k ", top_k);
+  DSMOE_CHECK(top_k > 0 && slots % top_k == 0, "PlanDispatch: ", slots, " slots, top_k ", top_k);
   DispatchPlan plan;
   plan.num_tokens = slots / top_k;
   plan.top_k = top_k;
   plan.expert_offsets.assign(num_experts + 1, 0);
   for (int32_t e : experts) {
-    CHECK(e >= 0 && e < num_experts, "PlanDispatch: expert ", e, " of ", num_experts);
+    DSMOE_CHECK(e >= 0 && e < num_experts, "PlanDispatch: expert ", e, " of ", num_experts);
     ++plan.expert_offsets[e + 1];
   }
   for (int64_t e = 0; e < num_experts; ++e) plan.expert_offsets[e + 1] += plan.expert_offsets[e];
@@ -24,8 +24,8 @@ DispatchPlan PlanDispatch(const std::vector<int32_t>& experts, int64_t top_k, in
 
 template <typename T>
 Matrix<T> PermuteRows(const Matrix<T>& x, const DispatchPlan& plan) {
-  CHECK(x.rows() == plan.num_tokens, "PermuteRows: ", x.rows(), " rows for ", plan.num_tokens,
-        " tokens");
+  DSMOE_CHECK(x.rows() == plan.num_tokens, "PermuteRows: ", x.rows(), " rows for ", plan.num_tokens,
+              " tokens");
   Matrix<T> rows(static_cast<int64_t>(plan.slots.size()), x.cols());
   for (size_t r = 0; r < plan.slots.size(); ++r) rows.row(r) = x.row(plan.slots[r] / plan.top_k);
   return rows;
@@ -33,8 +33,8 @@ Matrix<T> PermuteRows(const Matrix<T>& x, const DispatchPlan& plan) {
 
 template <typename T>
 Matrix<T> CombineRows(const Matrix<T>& rows, const Matrix<T>* weights, const DispatchPlan& plan) {
-  CHECK(rows.rows() == static_cast<int64_t>(plan.slots.size()), "CombineRows: ", rows.rows(),
-        " rows for ", plan.slots.size(), " slots");
+  DSMOE_CHECK(rows.rows() == static_cast<int64_t>(plan.slots.size()), "CombineRows: ", rows.rows(),
+              " rows for ", plan.slots.size(), " slots");
   Matrix<T> out = Matrix<T>::Zero(plan.num_tokens, rows.cols());
   for (size_t r = 0; r < plan.slots.size(); ++r) {
     const int64_t t = plan.slots[r] / plan.top_k;
@@ -50,8 +50,9 @@ Matrix<T> CombineRows(const Matrix<T>& rows, const Matrix<T>* weights, const Dis
 template <typename T>
 void CombineRowsBackward(const Matrix<T>& dy, const Matrix<T>& rows, const Matrix<T>& weights,
                          const DispatchPlan& plan, Matrix<T>* d_rows, Matrix<T>* d_weights) {
-  CHECK(dy.rows() == plan.num_tokens && rows.rows() == static_cast<int64_t>(plan.slots.size()),
-        "CombineRowsBackward: shapes do not match the plan");
+  DSMOE_CHECK(
+      dy.rows() == plan.num_tokens && rows.rows() == static_cast<int64_t>(plan.slots.size()),
+      "CombineRowsBackward: shapes do not match the plan");
   d_rows->resize(rows.rows(), rows.cols());
   d_weights->resize(plan.num_tokens, plan.top_k);
   for (size_t r = 0; r < plan.slots.size(); ++r) {

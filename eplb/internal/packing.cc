@@ -348,7 +348,7 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs,
                         PackingWorkspace& workspace) {
   PackingWorkspace::Buffers& ws = workspace.buffers();
   const int n = static_cast<int>(weights.size());
-  DCHECK(num_packs > 0 && n % num_packs == 0);
+  DSMOE_DCHECK(num_packs > 0 && n % num_packs == 0);
   std::vector<uint64_t>& keys = Fill(ws.sort_keys, n);
   for (int i = 0; i < n; ++i) keys[i] = SortKey(weights[i], i);
   SortKeys(keys, ws);
@@ -360,7 +360,7 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs,
 void HeaviestFirst(std::span<const float> weights, std::span<int> order,
                    PackingWorkspace& workspace) {
   PackingWorkspace::Buffers& ws = workspace.buffers();
-  DCHECK(order.size() == weights.size());
+  DSMOE_DCHECK(order.size() == weights.size());
   std::vector<uint64_t>& keys = Fill(ws.sort_keys, weights.size());
   for (size_t i = 0; i < keys.size(); ++i) keys[i] = SortKey(weights[i], static_cast<int>(i));
   SortKeys(keys, ws);
@@ -369,7 +369,7 @@ void HeaviestFirst(std::span<const float> weights, std::span<int> order,
 
 Replication ReplicateExperts(std::span<const float> weights, int num_phy, int max_replicas) {
   const int num_log = static_cast<int>(weights.size());
-  DCHECK(num_log > 0 && num_phy >= num_log && max_replicas > 0);
+  DSMOE_DCHECK(num_log > 0 && num_phy >= num_log && max_replicas > 0);
   Replication result;
   OneReplicaEach(num_log, num_phy, result);
   std::vector<uint64_t> heap;
@@ -386,8 +386,8 @@ void ReplicateForPacking(std::span<const float> weights, std::span<const int> or
                          int max_replicas, ReplicatedPacking& result, PackingWorkspace& workspace) {
   PackingWorkspace::Buffers& ws = workspace.buffers();
   const int num_log = static_cast<int>(weights.size());
-  DCHECK(num_log > 0 && num_phy >= num_log);
-  DCHECK(order.size() == weights.size() && max_replicas > 0);
+  DSMOE_DCHECK(num_log > 0 && num_phy >= num_log);
+  DSMOE_DCHECK(order.size() == weights.size() && max_replicas > 0);
   Replication& rep = result.rep;
   OneReplicaEach(num_log, num_phy, rep);
   // An expert after the first extra + 1 in `order` never gets a replica: to be the first maximum
@@ -435,7 +435,7 @@ void ReplicateForPacking(std::span<const float> weights, std::span<const int> or
 void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs,
                     PackingWorkspace& workspace) {
   PackingWorkspace::Buffers& ws = workspace.buffers();
-  DCHECK(!plans.empty() && num_packs > 0);
+  DSMOE_DCHECK(!plans.empty() && num_packs > 0);
   std::vector<std::span<const uint64_t>>& sorted = ws.sorted;
   std::vector<std::span<const float>>& weights = ws.weights;
   std::vector<Packing*>& results = ws.results;
@@ -443,7 +443,8 @@ void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs,
   weights.clear();
   results.clear();
   for (ReplicatedPacking& plan : plans) {
-    DCHECK(plan.sorted.size() == plans[0].sorted.size() && plan.sorted.size() % num_packs == 0);
+    DSMOE_DCHECK(plan.sorted.size() == plans[0].sorted.size() &&
+                 plan.sorted.size() % num_packs == 0);
     sorted.push_back(plan.sorted);
     weights.push_back(plan.replica_loads);
     results.push_back(&plan.packing);
@@ -454,7 +455,7 @@ void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs,
 void ReplicateAndPack(std::span<const float> weights, std::span<const int> order, int num_phy,
                       int num_packs, int max_replicas, ReplicatedPacking& result,
                       PackingWorkspace& workspace) {
-  DCHECK(num_packs > 0 && num_phy % num_packs == 0);
+  DSMOE_DCHECK(num_packs > 0 && num_phy % num_packs == 0);
   ReplicateForPacking(weights, order, num_phy, max_replicas, result, workspace);
   PackReplicated({&result, 1}, num_packs, workspace);
 }
@@ -471,7 +472,7 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
   std::vector<double>& load = Fill(ws.pack_loads, num_packs, 0.0);
   for (int i = 0; i < n; ++i) {
     const int p = packing.pack[i];
-    DCHECK(packing.rank[i] >= 0 && packing.rank[i] < per_pack);
+    DSMOE_DCHECK(packing.rank[i] >= 0 && packing.rank[i] < per_pack);
     members[p * per_pack + per_pack - 1 - packing.rank[i]] = {weights[i], i};
     load[p] += weights[i];
   }

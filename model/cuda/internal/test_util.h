@@ -1,5 +1,5 @@
 // Test helpers: host Matrix <-> device Tensor copies, so kernels can be checked against the CPU
-// layers. CHECK-fail (through gtest) on any CUDA error.
+// layers. DSMOE_CHECK-fail (through gtest) on any CUDA error.
 #ifndef MODEL_CUDA_INTERNAL_TEST_UTIL_H_
 #define MODEL_CUDA_INTERNAL_TEST_UTIL_H_
 
