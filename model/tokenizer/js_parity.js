@@ -9,7 +9,7 @@ const path = require("path");
 
 const [nodeModules, tokenizerPath, configPath, casesPath, oursPath, ...textFiles] =
   process.argv.slice(2);
-const { TokenizerLoader } = require(path.join(nodeModules, "@lenml/tokenizers"));
+const { TokenizerLoader } = require(path.resolve(nodeModules, "@lenml/tokenizers"));
 const tokenizerJSON = JSON.parse(fs.readFileSync(tokenizerPath, "utf8"));
 const tokenizerConfig =
   configPath === "-"
