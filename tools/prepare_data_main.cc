@@ -2,8 +2,8 @@
 // all cores into the token cache (or reuses it), splits, packs and prints a one-line summary and
 // the first batch's text. Training runs then start from the cache.
 //
-//   bazel run -c opt //tools:prepare_data -- --corpus=/usr/share/games/fortunes \
-//       --tokenizer=$PWD/tokenizer.json --cache=$PWD/out/fortunes.tokens --seq_len=256
+//   bazel run -c opt //tools:prepare_data -- --corpus=/usr/share/games/fortunes
+//       --tokenizer=$PWD/tokenizer.json --cache=$PWD/out/fortunes.tokens --seq_len=256  (one line)
 #include <cstdio>
 #include <string>
 #include <vector>

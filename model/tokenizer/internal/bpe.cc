@@ -13,6 +13,7 @@ namespace {
 
 constexpr size_t kMaxCachedBytes = 64;
 constexpr size_t kMaxCachedWords = 1 << 16;
+constexpr int kMaxCachedIds = 7;
 
 // Every model gets its own number, so a thread's word cache never serves another model's ids.
 std::atomic<uint64_t> next_instance{1};
@@ -160,9 +161,14 @@ absl::Status BpeModel::AppendUnmergeable(unsigned char byte, std::vector<int32_t
 
 absl::Status BpeModel::Encode(std::string_view piece, std::vector<int32_t>* out) const {
   if (piece.size() > kMaxCachedBytes) return MergeWord(piece, out);
+  // Values are stored inline (no pointer to chase): most words are a few tokens.
+  struct CachedIds {
+    int32_t size;
+    int32_t ids[kMaxCachedIds];
+  };
   struct Cache {
     uint64_t instance = 0;
-    absl::flat_hash_map<std::string, std::vector<int32_t>> words;
+    absl::flat_hash_map<std::string, CachedIds> words;
   };
   thread_local Cache cache;
   if (cache.instance != instance_ || cache.words.size() >= kMaxCachedWords) {
@@ -172,13 +178,16 @@ absl::Status BpeModel::Encode(std::string_view piece, std::vector<int32_t>* out)
   const absl::string_view key(piece.data(), piece.size());
   const auto it = cache.words.find(key);
   if (it != cache.words.end()) {
-    out->insert(out->end(), it->second.begin(), it->second.end());
+    out->insert(out->end(), it->second.ids, it->second.ids + it->second.size);
     return absl::OkStatus();
   }
   const size_t before = out->size();
   const absl::Status status = MergeWord(piece, out);
-  if (status.ok()) {
-    cache.words.emplace(key, std::vector<int32_t>(out->begin() + before, out->end()));
+  const size_t added = out->size() - before;
+  if (status.ok() && added <= kMaxCachedIds) {
+    CachedIds& ids = cache.words[key];
+    ids.size = static_cast<int32_t>(added);
+    std::copy(out->begin() + before, out->end(), ids.ids);
   }
   return status;
 }
