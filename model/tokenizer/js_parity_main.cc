@@ -5,7 +5,7 @@
 //
 // cases.json: {"texts": ["..."], "chats": [{"messages": [{"role": ..., "content": ...}],
 // "add_generation_prompt": true}]}. Output: {"ids": [[...]], "ids_special": [[...]] (the cases'
-// texts encoded with add_special_tokens), "roundtrip": [true, ...],
+// texts encoded with add_special_tokens), "roundtrip": [true, ...], "decoded": ["..."],
 // "chat_text": ["..."], "chat_ids": [[...]]}; texts from --text_files follow the cases' texts.
 #include <cstdio>
 #include <fstream>
@@ -51,11 +51,13 @@ absl::StatusOr<std::string> Run() {
   }
   out["ids"] = nlohmann::json::array();
   out["roundtrip"] = nlohmann::json::array();
+  out["decoded"] = nlohmann::json::array();
   for (const std::string& text : texts) {
     ASSIGN_OR_RETURN(std::vector<int32_t> ids, tok->Encode(text, false));
     ASSIGN_OR_RETURN(std::string decoded, tok->Decode(ids, false));
     out["ids"].push_back(ids);
     out["roundtrip"].push_back(decoded == text);
+    out["decoded"].push_back(decoded);
   }
   out["chat_text"] = nlohmann::json::array();
   out["chat_ids"] = nlohmann::json::array();

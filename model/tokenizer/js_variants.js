@@ -2,7 +2,8 @@
 // so js_parity_test compares them too: gpt2 (ByteLevel with its own regex; gpt2_prefix with a
 // prefix space),
 // llama3 (Llama 3's split regex with (?i:...), TemplateProcessing adding BOS), qwen2 (NFC,
-// single digits) and nfkc (an NFKC normalizer).
+// single digits), nfkc (an NFKC normalizer), digits and behaviors (Digits and every Split
+// behavior).
 //
 //   node js_variants.js TOKENIZER_JSON OUT_DIR
 "use strict";
@@ -43,6 +44,28 @@ const variants = {
     pre_tokenizer: { type: "Sequence", pretokenizers: [split(qwenRegex), byteLevel] },
   },
   nfkc: { normalizer: { type: "Sequence", normalizers: [{ type: "NFKC" }] } },
+  // Compared with the Rust library only (transformers.js's Digits knows ASCII digits alone, and
+  // its Split treats every merging behavior as Isolated).
+  digits: {
+    pre_tokenizer: {
+      type: "Sequence",
+      pretokenizers: [{ type: "Digits", individual_digits: true },
+                      { ...byteLevel, use_regex: true }],
+    },
+  },
+  behaviors: {
+    pre_tokenizer: {
+      type: "Sequence",
+      pretokenizers: [
+        { type: "Split", pattern: { String: " " }, behavior: "MergedWithPrevious", invert: false },
+        { type: "Split", pattern: { Regex: "\\p{P}" }, behavior: "Contiguous", invert: false },
+        { type: "Split", pattern: { Regex: "\\p{N}+" }, behavior: "MergedWithNext", invert: false },
+        { type: "Split", pattern: { Regex: "[aeiou]" }, behavior: "Removed", invert: true },
+        { type: "Digits", individual_digits: false },
+        byteLevel,
+      ],
+    },
+  },
 };
 for (const [name, changes] of Object.entries(variants)) {
   fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify({ ...base, ...changes }));
