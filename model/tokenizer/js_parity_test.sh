@@ -7,7 +7,7 @@
 #      and DeepSeek-V3's chat template.
 #   2. The same tokenizer on 2000 seeded random texts (js_fuzz_cases.js) against the Rust library;
 #      against transformers.js too, except texts holding U+FEFF or U+0085, where JavaScript's \s
-#      departs from Rust's (it matches U+FEFF and not U+0085; the Rust library and we agree).
+#      departs from Hugging Face's (it matches U+FEFF and not U+0085; that library and we agree).
 #   3. A tokenizer our BPE trainer makes, and variants of it with GPT-2's, Llama 3's and Qwen 2's
 #      components, an NFKC normalizer, Digits, and every Split behavior.
 # Ids must be identical, decoded texts too, and decode(encode(x)) == x. Fails (does not skip) when
