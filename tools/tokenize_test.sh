@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # //tools:tokenize and //tools:train_tokenizer as a user runs them: help, encode / decode round
 # trip, special tokens, one-line errors with a non-zero exit for bad flags, files and ids;
-# train_tokenizer's corpus handling and determinism.
+# train_tokenizer's corpus handling and determinism; prepare_data end to end.
 set -euo pipefail
 root="${TEST_SRCDIR:-$0.runfiles}/dsmoe"
 tokenize="$root/tools/tokenize"
@@ -63,6 +63,16 @@ expect_error "train binary named" "binary.txt: binary" "$train" --input="$tmp/bi
 mkdir -p "$tmp/folder" && cp "$tmp/binary.txt" "$tmp/folder/" && cp "$corpus/notes.txt" "$tmp/folder/"
 "$train" --input="$tmp/folder" --vocab_size=300 --output="$tmp/d.json" 2>"$tmp/log"
 grep -q "1 not text skipped" "$tmp/log" || { echo "FAIL skip count: $(cat "$tmp/log")"; failures=$((failures + 1)); }
+
+# prepare_data: the pipeline end to end, cache reuse, one-line errors.
+prepare="$root/tools/prepare_data"
+"$prepare" --tokenizer="$tok" --corpus="$corpus" --cache="$tmp/c.tokens" --seq_len=16 >"$tmp/p1"
+"$prepare" --tokenizer="$tok" --corpus="$corpus" --cache="$tmp/c.tokens" --seq_len=16 >"$tmp/p2"
+grep -q "tokenized" "$tmp/p1" || { echo "FAIL prepare first run: $(cat "$tmp/p1")"; failures=$((failures + 1)); }
+grep -q "reused the token cache" "$tmp/p2" || { echo "FAIL prepare reuse: $(cat "$tmp/p2")"; failures=$((failures + 1)); }
+expect_error "prepare too small" "too small" "$prepare" --tokenizer="$tok" --corpus="$corpus" --seq_len=1000000
+expect_error "prepare no tokenizer" "--tokenizer is required" "$prepare"
+expect_error "prepare missing corpus" "/no/corpus: no such file" "$prepare" --tokenizer="$tok" --corpus=/no/corpus
 
 if ((failures)); then exit 1; fi
 echo "PASS"

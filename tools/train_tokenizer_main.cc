@@ -1,8 +1,8 @@
 // train_tokenizer: trains a byte-level BPE tokenizer (DeepSeek-V3's pre-tokenizer and special
 // tokens) on a corpus and writes its tokenizer.json.
 //
-//   bazel run //tools:train_tokenizer -- --input=/usr/share/games/fortunes --vocab_size=4096 \
-//       --output=$PWD/tokenizer.json
+//   bazel run //tools:train_tokenizer -- --input=/usr/share/games/fortunes --vocab_size=4096
+//       --output=$PWD/tokenizer.json  (one line)
 #include <chrono>
 #include <cstdio>
 #include <fstream>

@@ -4,7 +4,8 @@
 //   js_parity_helper --tokenizer=tokenizer.json --cases=cases.json [--text_files=a,b] > ours.json
 //
 // cases.json: {"texts": ["..."], "chats": [{"messages": [{"role": ..., "content": ...}],
-// "add_generation_prompt": true}]}. Output: {"ids": [[...]], "roundtrip": [true, ...],
+// "add_generation_prompt": true}]}. Output: {"ids": [[...]], "ids_special": [[...]] (the cases'
+// texts encoded with add_special_tokens), "roundtrip": [true, ...], "decoded": ["..."],
 // "chat_text": ["..."], "chat_ids": [[...]]}; texts from --text_files follow the cases' texts.
 #include <cstdio>
 #include <fstream>
@@ -37,19 +38,26 @@ absl::StatusOr<std::string> Run() {
   const nlohmann::json cases = nlohmann::json::parse(cases_text, nullptr, false);
   if (cases.is_discarded()) return absl::InvalidArgumentError("cases: not JSON");
   std::vector<std::string> texts = cases.value("texts", std::vector<std::string>());
+  nlohmann::json out;
+  out["ids_special"] = nlohmann::json::array();  // the cases' texts with add_special_tokens
+  for (const std::string& text : texts) {
+    ASSIGN_OR_RETURN(std::vector<int32_t> ids, tok->Encode(text, true));
+    out["ids_special"].push_back(ids);
+  }
   const std::string files = absl::GetFlag(FLAGS_text_files);
   for (absl::string_view file : absl::StrSplit(files, ',', absl::SkipEmpty())) {
     ASSIGN_OR_RETURN(std::string text, tokenizer::ReadFile(std::string(file)));
     texts.push_back(std::move(text));
   }
-  nlohmann::json out;
   out["ids"] = nlohmann::json::array();
   out["roundtrip"] = nlohmann::json::array();
+  out["decoded"] = nlohmann::json::array();
   for (const std::string& text : texts) {
     ASSIGN_OR_RETURN(std::vector<int32_t> ids, tok->Encode(text, false));
     ASSIGN_OR_RETURN(std::string decoded, tok->Decode(ids, false));
     out["ids"].push_back(ids);
     out["roundtrip"].push_back(decoded == text);
+    out["decoded"].push_back(decoded);
   }
   out["chat_text"] = nlohmann::json::array();
   out["chat_ids"] = nlohmann::json::array();

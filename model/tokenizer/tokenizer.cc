@@ -1,6 +1,6 @@
 #include "model/tokenizer/tokenizer.h"
 
-#include <deque>
+#include <forward_list>
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -357,7 +357,7 @@ absl::Status Tokenizer::EncodeSection(std::string_view section, std::vector<int3
   } else {
     SplitOnAddedTokens(normalized, *normalized_matcher_, added_, &segments);
   }
-  std::deque<std::string> arena;
+  std::forward_list<std::string> arena;
   std::vector<std::string_view> pieces;
   for (const Segment& segment : segments) {
     if (segment.index >= 0) {
@@ -403,7 +403,7 @@ absl::Status Tokenizer::PreTokenize(std::string_view text, std::vector<std::stri
   if (!IsValidUtf8(text)) return absl::InvalidArgumentError("text is not valid UTF-8");
   std::vector<Segment> segments;
   SplitOnAddedTokens(text, *raw_matcher_, added_, &segments);
-  std::deque<std::string> arena;
+  std::forward_list<std::string> arena;
   std::vector<std::string_view> views;
   for (const Segment& segment : segments) {
     if (segment.index >= 0) continue;

@@ -1,6 +1,8 @@
 #include "model/tokenizer/tokenizer.h"
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -209,6 +211,30 @@ TEST(TokenizerTest, DecodeReplacesInvalidUtf8) {
   EXPECT_EQ(*t->Decode({f0, x9f}), "\xEF\xBF\xBD");
 }
 
+TEST(TokenizerTest, EncodesFromManyThreadsAlike) {
+  std::unique_ptr<Tokenizer> t = Load(TinyJson());
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i) {
+    texts.push_back("document " + std::to_string(i * 7919) + " 中文 the pipeline 😀 " +
+                    std::string(i % 13, ' ') + "end");
+  }
+  std::vector<std::vector<int32_t>> expected;
+  for (const std::string& text : texts) expected.push_back(*t->Encode(text));
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&, k] {
+      for (int round = 0; round < 5; ++round) {
+        for (size_t i = k; i < texts.size(); i += 1 + k) {
+          if (*t->Encode(texts[i]) != expected[i]) ++mismatches;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
 TEST(IncrementalDecoderTest, EmitsOnlyCompleteCharacters) {
   std::unique_ptr<Tokenizer> t = Load(TinyJson());
   const std::string text = "a😀b中文 end<｜end▁of▁sentence｜>";
@@ -229,6 +255,8 @@ TEST(IncrementalDecoderTest, EmitsOnlyCompleteCharacters) {
   EXPECT_EQ(*partial.Add(*t->TokenToId("ð")), "");
   EXPECT_EQ(partial.Flush(), "\xEF\xBF\xBD");
   EXPECT_FALSE(partial.Add(12345).ok());
+  // A byte that cannot start a character is not held back.
+  EXPECT_EQ(*partial.Add(*t->TokenToId("ÿ")), "\xEF\xBF\xBD");
   IncrementalDecoder skipping(*t, /*skip_special_tokens=*/true);
   EXPECT_EQ(*skipping.Add(1), "");
 }

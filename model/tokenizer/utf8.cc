@@ -90,8 +90,8 @@ size_t CompletePrefixLength(std::string_view bytes) {
     if (b >= 0x80 && b <= 0xBF) continue;  // a continuation byte: look further back
     bool complete = false;
     const size_t k = MaximalPrefix(bytes, i, &complete);
-    // Held back only if the valid prefix runs to the end and is not yet a whole character.
-    return (!complete && i + k == n) ? i : n;
+    // Held back only if a valid lead's prefix runs to the end and is not yet a whole character.
+    return (LeadLength(b) > 1 && !complete && i + k == n) ? i : n;
   }
   return n;
 }

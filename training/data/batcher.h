@@ -72,7 +72,8 @@ class Batcher {
   void Next(std::vector<int32_t>* batch);
 
   const DataState& state() const { return state_; }
-  // Continues from `state` (as saved by state()). InvalidArgument if the position is not a step
+  // Continues from `state` (as saved by state() of a batcher over the same stream with the same
+  // options: the state does not record them). InvalidArgument if the position is not a step
   // boundary of this configuration.
   absl::Status Restore(const DataState& state);
 

@@ -20,6 +20,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
+constexpr std::streamsize kSniffBytes = 64 * 1024;
+
 // Empty when `contents` is text, else why not.
 std::string NotTextReason(std::string_view contents) {
   if (contents.find('\0') != std::string_view::npos) return "binary (holds NUL bytes)";
@@ -50,11 +52,17 @@ struct Lister {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0)
       return absl::NotFoundError(absl::StrCat(path, ": cannot stat"));
-    // Sniff the file: named files are checked fully when read; folder entries are skipped here.
+    // Folder entries are sniffed (their first 64 KiB) and skipped when not text; named files,
+    // and the rest of sniffed ones, are checked fully when read.
     if (!named) {
-      absl::StatusOr<std::string> contents = tokenizer::ReadFile(path);
-      if (!contents.ok()) return contents.status();
-      if (!NotTextReason(*contents).empty()) {
+      std::ifstream in(path, std::ios::binary);
+      std::string head(kSniffBytes, '\0');
+      in.read(head.data(), kSniffBytes);
+      const bool whole_file = in.gcount() < kSniffBytes;
+      head.resize(static_cast<size_t>(in.gcount()));
+      // A character cut at the end of the sniffed bytes is not an error.
+      if (!whole_file) head.resize(tokenizer::CompletePrefixLength(head));
+      if (!NotTextReason(head).empty()) {
         ++out.skipped_not_text;
         return absl::OkStatus();
       }

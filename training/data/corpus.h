@@ -5,9 +5,10 @@
 //
 // A spec is a file, a folder (read recursively, hidden entries skipped) or a glob (glob(3)).
 // Files are listed in sorted order and deduplicated by real path (fortune's `.u8` links point at
-// the same files). A file is text when it is valid UTF-8 without NUL bytes: inside a folder, other
-// files (such as fortune's `.dat` indexes) are skipped and counted; a file named directly, or
-// matched by a glob, must be text.
+// the same files). A file is text when it is valid UTF-8 without NUL bytes: inside a folder, files
+// whose first 64 KiB are not (such as fortune's `.dat` indexes) are skipped and counted; a file
+// named directly, or matched by a glob, must be text, and so must the rest of a sniffed file
+// (ReadCorpus fails, naming it, otherwise).
 //
 // Documents: a `.jsonl` file holds one JSON object per non-blank line with a string field `text`;
 // any other file is plain text, split into documents at lines that are exactly `%` (the fortune
@@ -50,7 +51,7 @@ struct Corpus {
   int64_t bytes = 0;  // sum of the documents' sizes
 };
 
-// Expands `specs` into the corpus's files (stat only; folder entries are sniffed for text).
+// Expands `specs` into the corpus's files (stat; folder entries' first 64 KiB are sniffed).
 // InvalidArgument if no file results.
 absl::StatusOr<CorpusFiles> ListCorpus(absl::Span<const std::string> specs);
 

@@ -51,6 +51,19 @@ TEST_F(CorpusTest, FoldersSkipNonTextAndDuplicates) {
   EXPECT_EQ(corpus->documents[3].source, 1);
 }
 
+TEST_F(CorpusTest, SniffsTheFirst64KiBThenChecksTheRestWhenRead) {
+  // 65535 ASCII bytes, then a 3-byte character cut by the sniff window: still text.
+  Write("cut.txt", std::string(65535, 'a') + "\xe4\xb8\xad rest");
+  // Text for 64 KiB, then a NUL: listed, but reading it fails naming it.
+  Write("late.txt", std::string(70000, 'b') + std::string("\0", 1));
+  absl::StatusOr<CorpusFiles> files = ListCorpus({dir_.string()});
+  ASSERT_TRUE(files.ok()) << files.status();
+  EXPECT_EQ(files->files.size(), 2u);
+  EXPECT_EQ(files->skipped_not_text, 0);
+  absl::StatusOr<Corpus> corpus = ReadCorpus(*files);
+  EXPECT_THAT(std::string(corpus.status().message()), HasSubstr("late.txt: binary"));
+}
+
 TEST_F(CorpusTest, Globs) {
   Write("x1.txt", "one");
   Write("x2.txt", "two");

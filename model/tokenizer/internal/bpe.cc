@@ -1,6 +1,7 @@
 #include "model/tokenizer/internal/bpe.h"
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 
 #include "absl/strings/str_cat.h"
@@ -9,6 +10,13 @@
 
 namespace tokenizer::internal {
 namespace {
+
+constexpr size_t kMaxCachedBytes = 64;
+constexpr size_t kMaxCachedWords = 1 << 16;
+constexpr int kMaxCachedIds = 7;
+
+// Every model gets its own number, so a thread's word cache never serves another model's ids.
+std::atomic<uint64_t> next_instance{1};
 
 absl::Status Invalid(const std::string& path, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
@@ -39,6 +47,7 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const nlohmann::json& config, const 
     }
   }
   BpeModel model;
+  model.instance_ = next_instance.fetch_add(1);
   model.ignore_merges_ = config.value("ignore_merges", false);
   model.byte_fallback_ = config.value("byte_fallback", false);
   const auto vocab = config.find("vocab");
@@ -151,6 +160,39 @@ absl::Status BpeModel::AppendUnmergeable(unsigned char byte, std::vector<int32_t
 }
 
 absl::Status BpeModel::Encode(std::string_view piece, std::vector<int32_t>* out) const {
+  if (piece.size() > kMaxCachedBytes) return MergeWord(piece, out);
+  // Values are stored inline (no pointer to chase): most words are a few tokens.
+  struct CachedIds {
+    int32_t size;
+    int32_t ids[kMaxCachedIds];
+  };
+  struct Cache {
+    uint64_t instance = 0;
+    absl::flat_hash_map<std::string, CachedIds> words;
+  };
+  thread_local Cache cache;
+  if (cache.instance != instance_ || cache.words.size() >= kMaxCachedWords) {
+    cache.words.clear();
+    cache.instance = instance_;
+  }
+  const absl::string_view key(piece.data(), piece.size());
+  const auto it = cache.words.find(key);
+  if (it != cache.words.end()) {
+    out->insert(out->end(), it->second.ids, it->second.ids + it->second.size);
+    return absl::OkStatus();
+  }
+  const size_t before = out->size();
+  const absl::Status status = MergeWord(piece, out);
+  const size_t added = out->size() - before;
+  if (status.ok() && added <= kMaxCachedIds) {
+    CachedIds& ids = cache.words[key];
+    ids.size = static_cast<int32_t>(added);
+    std::copy(out->begin() + before, out->end(), ids.ids);
+  }
+  return status;
+}
+
+absl::Status BpeModel::MergeWord(std::string_view piece, std::vector<int32_t>* out) const {
   if (ignore_merges_) {
     const auto it = bytes_to_id_.find(absl::string_view(piece.data(), piece.size()));
     if (it != bytes_to_id_.end()) {

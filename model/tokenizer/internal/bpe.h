@@ -2,7 +2,8 @@
 // the byte-level alphabet in the file) is stored as the bytes it stands for, and merges are a
 // table from a pair of ids to (rank, merged id). Encoding a piece starts from its single bytes and
 // repeatedly merges the adjacent pair of lowest rank, leftmost first (Hugging Face's order).
-// Supported options: `ignore_merges`, `byte_fallback`, `unk_token`; `dropout`,
+// Each thread keeps a cache of recent words (up to 64 bytes) and their ids, as Hugging Face's
+// BPE does. Supported options: `ignore_merges`, `byte_fallback`, `unk_token`; `dropout`,
 // `continuing_subword_prefix` and `end_of_word_suffix` must be null or empty.
 #ifndef MODEL_TOKENIZER_INTERNAL_BPE_H_
 #define MODEL_TOKENIZER_INTERNAL_BPE_H_
@@ -51,6 +52,7 @@ class BpeModel {
            static_cast<uint32_t>(right);
   }
   absl::Status AppendUnmergeable(unsigned char byte, std::vector<int32_t>* out) const;
+  absl::Status MergeWord(std::string_view piece, std::vector<int32_t>* out) const;
 
   std::vector<std::string> bytes_;                         // [id] raw bytes
   std::vector<std::string> tokens_;                        // [id] as in the file
@@ -63,6 +65,7 @@ class BpeModel {
   bool byte_fallback_ = false;
   int32_t unk_id_ = -1;
   int32_t num_merges_ = 0;
+  uint64_t instance_ = 0;  // names this model in the per-thread word caches
 };
 
 }  // namespace tokenizer::internal

@@ -199,11 +199,12 @@ absl::Status SplitPiece(std::string_view piece, const Regex& regex, SplitBehavio
   return absl::OkStatus();
 }
 
-absl::Status PreTokenizer::Split(std::string_view section, std::deque<std::string>* arena,
+absl::Status PreTokenizer::Split(std::string_view section, std::forward_list<std::string>* arena,
                                  std::vector<std::string_view>* pieces) const {
-  std::vector<std::string_view> current;
+  // Per-thread scratch lists (Split does not call itself).
+  thread_local std::vector<std::string_view> current, next;
+  current.clear();
   if (!section.empty()) current.push_back(section);
-  std::vector<std::string_view> next;
   for (const Step& step : steps_) {
     next.clear();
     for (std::string_view piece : current) {
@@ -211,8 +212,8 @@ absl::Status PreTokenizer::Split(std::string_view section, std::deque<std::strin
         if (piece.front() == ' ') {
           next.push_back(piece);
         } else {
-          arena->push_back(absl::StrCat(" ", std::string(piece)));
-          next.push_back(arena->back());
+          arena->push_front(absl::StrCat(" ", std::string(piece)));
+          next.push_back(arena->front());
         }
         continue;
       }

@@ -6,7 +6,7 @@
 #ifndef MODEL_TOKENIZER_INTERNAL_PRE_TOKENIZER_H_
 #define MODEL_TOKENIZER_INTERNAL_PRE_TOKENIZER_H_
 
-#include <deque>
+#include <forward_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -32,9 +32,9 @@ class PreTokenizer {
   bool byte_level() const { return byte_level_; }
 
   // Appends the non-empty pieces of `section` to *pieces, in order. Pieces point into `section`
-  // or into strings appended to *arena (ByteLevel's prefix space), so both must outlive them.
+  // or into strings added to *arena (ByteLevel's prefix space), so both must outlive them.
   // Precondition: `section` is valid UTF-8. Thread-safe.
-  absl::Status Split(std::string_view section, std::deque<std::string>* arena,
+  absl::Status Split(std::string_view section, std::forward_list<std::string>* arena,
                      std::vector<std::string_view>* pieces) const;
 
  private:

@@ -7,7 +7,7 @@
 namespace tokenizer::internal {
 namespace {
 
-// Unicode White_Space (what Rust's `\s` matches), as class items.
+// Unicode White_Space (what `\s` matches in Hugging Face's library), as class items.
 constexpr char kWhiteSpaceItems[] =
     "\\x{09}-\\x{0D}\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}"
     "\\x{205F}\\x{3000}";
@@ -37,7 +37,7 @@ Scratch& ThreadScratch() {
 
 }  // namespace
 
-absl::StatusOr<std::string> TranslateRustRegex(std::string_view pattern) {
+absl::StatusOr<std::string> TranslateRegex(std::string_view pattern) {
   std::string out;
   out.reserve(pattern.size() + 64);
   int class_depth = 0;
@@ -79,7 +79,7 @@ absl::StatusOr<std::string> TranslateRustRegex(std::string_view pattern) {
 }
 
 absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern) {
-  auto translated = TranslateRustRegex(pattern);
+  auto translated = TranslateRegex(pattern);
   if (!translated.ok()) return translated.status();
   int error = 0;
   PCRE2_SIZE offset = 0;

@@ -1,10 +1,10 @@
 // A compiled pre-tokenizer regex on PCRE2 (UTF-8, Unicode properties, JIT).
 //
-// Patterns are written for Rust's `regex` crate (Hugging Face tokenizers) and mostly mean the same
-// in PCRE2; the one difference that changes tokenization is `\s`, which Rust defines as Unicode's
-// White_Space property and PCRE2 as Z plus tab..CR (no U+0085). Compile rewrites `\s` and `\S`
-// (also inside classes, except a negated `\S` there, which is rejected) into explicit White_Space
-// classes, so matches equal the Rust library's.
+// Patterns are written for Hugging Face's tokenizers library (which compiles them with Oniguruma)
+// and mostly mean the same in PCRE2; the one difference that changes tokenization is `\s`, which
+// there is Unicode's White_Space property and in PCRE2 Z plus tab..CR (no U+0085). Compile
+// rewrites `\s` and `\S` (also inside classes, except `\S` there, which is rejected) into
+// explicit White_Space classes, so matches equal that library's.
 //
 // Thread-safe: FindAll is const and keeps its scratch state per thread.
 #ifndef MODEL_TOKENIZER_INTERNAL_REGEX_H_
@@ -46,8 +46,8 @@ class Regex {
   bool jit_ = false;
 };
 
-// The PCRE2 pattern Compile uses for a Rust-flavoured one (exposed for tests).
-absl::StatusOr<std::string> TranslateRustRegex(std::string_view pattern);
+// The PCRE2 pattern Compile uses for a tokenizer.json one (exposed for tests).
+absl::StatusOr<std::string> TranslateRegex(std::string_view pattern);
 
 }  // namespace tokenizer::internal
 
