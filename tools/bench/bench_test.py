@@ -181,7 +181,8 @@ class GenDocsTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "r.json"
             path.write_text(json.dumps(data))
-            doc = ("prose\n<!-- bench:table entries=ours,peer bytes=algbw -->\nold\n"
+            doc = ("    <!-- bench:table entries=NAME[,N2] [x=y] -->\n    <!-- bench:end -->\n"
+                   "prose\n<!-- bench:table entries=ours,peer bytes=algbw -->\nold\n"
                    "<!-- bench:end -->\nmore prose\n"
                    "<!-- bench:table entries=missing -->\nuntouched\n<!-- bench:end -->\n")
             text, count = gen_docs.generate(doc, gen_docs.load([path]))

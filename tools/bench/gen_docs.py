@@ -13,21 +13,23 @@ entries= names registry entries (tools/bench/benchmarks.txt; a peer such as Deep
 registered there joins a table as its own rows); filter= keeps only rows whose name (without the
 entry prefix) matches the regex; bytes= names counters that are bytes per second (shown in KiB/s,
 MiB/s, GiB/s). For each entry the newest result file given that holds it is used. A block none of
-the files covers is left as it is. Exit status: 0 written, 2 bad input.
+the files covers is left as it is. Options take no spaces. Exit status: 0 written, 1 bad input.
 """
 
 import argparse
 import json
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gbench_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-BLOCK_RE = re.compile(r"(<!-- bench:table (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- bench:end -->)",
-                      re.S)
+# A marker counts only at the start of a line, so that the manual can quote one indented.
+BLOCK_RE = re.compile(
+    r"^(<!-- bench:table (?P<spec>[^>\n]*?) -->\n)(?P<body>.*?)^(<!-- bench:end -->)", re.S | re.M)
 
 
 def parse_spec(spec):
@@ -133,7 +135,8 @@ def table(spec, results):
         if entry in sources and sources[entry][0] not in [d[0] for d in described]:
             described.append(sources[entry])
     missing = [e for e in spec["entries"] if e not in sources]
-    text = "\n\n".join(describe(p, d) for p, d in described)
+    text = "\n\n".join(textwrap.fill(describe(p, d), 100, break_long_words=False,
+                                     break_on_hyphens=False) for p, d in described)
     if missing:
         text += f"\n\nNot in these result files: {', '.join(missing)}."
     return text + "\n\n" + "\n".join(lines) + "\n"
