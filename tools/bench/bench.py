@@ -6,7 +6,8 @@ Run it through tools/bench.sh (docs/benchmarks.md, "Running the benchmarks", is 
   tools/bench.sh                         every benchmark, -c opt, 9 repetitions -> one result file
   tools/bench.sh --only=eplb_rebalance   some of them (names or regexes, comma-separated)
   tools/bench.sh --baseline=FILE|REV     then compare with an earlier result file
-  tools/bench.sh --vs=REV                A/B: REV built in its own worktree, runs interleaved
+  tools/bench.sh --vs=REV                A/B: REV built in its own worktree, the two binaries
+                                         run in turn, benchmark by benchmark
   tools/bench.sh --compare OLD NEW       compare two result files, nothing built
   tools/bench.sh --smoke                 every benchmark once, minimal time, no verdict (CI)
 
@@ -223,8 +224,9 @@ def parse_json_output(text):
     return None
 
 
-def run_entry(entry, binary, tree, flags):
-    """Runs one benchmark binary once with `flags`; returns (argv, its JSON, seconds)."""
+def run_entry(entry, binary, tree, flags, allow_empty=False):
+    """Runs one benchmark binary once with `flags`; returns (argv, its JSON, seconds).
+    A run that selects no benchmark is an error unless allow_empty."""
     argv = [*entry.launcher, str(binary), *entry.args, *flags]
     env = dict(os.environ, **entry.env)
     start = time.monotonic()
@@ -239,7 +241,7 @@ def run_entry(entry, binary, tree, flags):
     errors = [b for b in result["benchmarks"] if b.get("error_occurred")]
     if errors:
         raise BenchError(f"{entry.name}: {errors[0]['name']}: {errors[0].get('error_message')}")
-    if not result["benchmarks"]:
+    if not result["benchmarks"] and not allow_empty:
         raise BenchError(f"{entry.name}: `{shlex.join(argv)}` ran no benchmark")
     return argv, result, seconds
 
@@ -253,7 +255,7 @@ class Collector:
         self.rows = []
         self.argv = {}
 
-    def add(self, entry, index, round_no, reps, argv, result):
+    def add(self, entry, index, round_no, reps, argv, result, family=None):
         if self.context is None:
             self.context = dict(result.get("context", {}))
         self.argv.setdefault(entry.name, shlex.join(argv))
@@ -263,7 +265,8 @@ class Collector:
             row = dict(row)
             row["name"] = f"{entry.name}/{row['name']}"
             row["run_name"] = f"{entry.name}/{row.get('run_name', row['name'])}"
-            row["family_index"] = index * 10000 + row.get("family_index", 0)
+            row["family_index"] = index * 10000 + (row.get("family_index", 0) if family is None
+                                                   else family)
             row["repetition_index"] = round_no * reps + row.get("repetition_index", 0)
             row["entry"], row["round"] = entry.name, round_no
             self.rows.append(row)
@@ -279,13 +282,31 @@ class Collector:
                 "benchmarks": gbench_json.with_aggregates(self.rows)}
 
 
-def common_flags(args, reps):
+def common_flags(args, reps, benchmark_filter=None):
     flags = ["--benchmark_format=json", f"--benchmark_repetitions={reps}"]
     if args.min_time:
         flags.append(f"--benchmark_min_time={args.min_time}")
-    if args.filter:
-        flags.append(f"--benchmark_filter={args.filter}")
+    benchmark_filter = benchmark_filter or args.filter
+    if benchmark_filter:
+        flags.append(f"--benchmark_filter={benchmark_filter}")
     return flags + args.passthrough
+
+
+def exact_filter(name):
+    """A --benchmark_filter that selects the benchmark called `name` and nothing else."""
+    return "^" + "".join("\\" + c if c in "\\^$.|?*+()[]{}" else c for c in name) + "$"
+
+
+def list_benchmarks(entry, binary, tree, args):
+    """The names `binary` would run (--benchmark_list_tests), or None if it cannot list them."""
+    argv = [*entry.launcher, str(binary), *entry.args, "--benchmark_list_tests=true",
+            *([f"--benchmark_filter={args.filter}"] if args.filter else []), *args.passthrough]
+    proc = subprocess.run(argv, cwd=tree, env=dict(os.environ, **entry.env), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        return None
+    # Under mpirun every rank lists them: keep each name once, in order.
+    return list(dict.fromkeys(n.strip() for n in proc.stdout.splitlines() if n.strip())) or None
 
 
 def now_stamp():
@@ -368,12 +389,14 @@ def remove_worktree(path):
 
 
 def do_vs(args, entries, command, mach):
-    """A/B: REV (base) against this work tree (new), the two binaries run interleaved."""
+    """A/B: REV (base) against this work tree (new). For each benchmark the two binaries run in
+    turn, `rounds` times each (A B, B A, ...), so that both sides' samples share the machine's
+    phase."""
     try:
         base_commit = git(REPO, "rev-parse", "--verify", "--quiet", args.vs + "^{commit}")
     except subprocess.CalledProcessError:
         raise BenchError(f"--vs={args.vs}: not a revision of this repository")
-    reps, rounds = args.repetitions or 3, args.rounds
+    reps, rounds = args.repetitions or 1, args.rounds
     stamp = now_stamp()
     new_meta, new_rev, new_dirty = meta_for(REPO, args.compilation_mode, command, mach,
                                             {"ab": {"role": "new", "vs": base_commit}})
@@ -396,13 +419,29 @@ def do_vs(args, entries, command, mach):
             if e.name not in base_paths or e.name not in new_paths:
                 log(f"{e.name}: not in both revisions; not compared")
                 continue
-            for r in range(rounds):
-                for role in (("base", "new") if r % 2 == 0 else ("new", "base")):
-                    coll, paths, cwd = sides[role]
-                    argv, result, seconds = run_entry(e, paths[e.name], cwd,
-                                                      common_flags(args, reps))
-                    coll.add(e, i, r, reps, argv, result)
-                    log(f"{e.name}: round {r + 1}/{rounds} {role:4s} {seconds:.1f} s")
+            names = None
+            if args.interleave == "benchmark":
+                names = list_benchmarks(e, new_paths[e.name], REPO, args)
+                if names is None:
+                    log(f"{e.name}: cannot list its benchmarks; interleaving whole runs")
+            units = [(exact_filter(n), n) for n in names] if names else [(None, None)]
+            for j, (benchmark_filter, name) in enumerate(units):
+                start = time.monotonic()
+                for r in range(rounds):
+                    runs = {}
+                    for role in (("base", "new") if r % 2 == 0 else ("new", "base")):
+                        _, paths, cwd = sides[role]
+                        runs[role] = run_entry(e, paths[e.name], cwd,
+                                               common_flags(args, reps, benchmark_filter),
+                                               allow_empty=name is not None)
+                    if name is not None and not runs["base"][1]["benchmarks"]:
+                        log(f"{e.name}/{name}: not in {args.vs}; not compared")
+                        break
+                    for role, (argv, result, _) in runs.items():
+                        sides[role][0].add(e, i, r, reps, argv, result,
+                                           family=j if name is not None else None)
+                log(f"{e.name}/{name or '*'}: {rounds} rounds x {reps} repetitions a side, "
+                    f"{time.monotonic() - start:.1f} s")
     finally:
         subprocess.run(["bazel", "shutdown"], cwd=tree, stderr=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL) if tree.exists() else None
@@ -557,8 +596,10 @@ def parse_args(argv):
     p.add_argument("--only", help="registry names or regexes, comma-separated (default: all)")
     p.add_argument("--filter", help="--benchmark_filter for every binary (a regex)")
     p.add_argument("--repetitions", type=int,
-                   help="repetitions per run (default 9; with --vs 3 per round)")
-    p.add_argument("--rounds", type=int, default=3, help="A/B rounds with --vs (default 3)")
+                   help="repetitions per run (default 9; with --vs 1 per round and side)")
+    p.add_argument("--rounds", type=int, default=9, help="A/B rounds with --vs (default 9)")
+    p.add_argument("--interleave", choices=["benchmark", "binary"], default="benchmark",
+                   help="with --vs, alternate A and B for each benchmark (default), or whole runs")
     p.add_argument("--min_time", help="--benchmark_min_time for every binary, in seconds")
     p.add_argument("--baseline", metavar="FILE|REV",
                    help="after the run, compare with a result file (or REV's newest one)")

@@ -110,6 +110,12 @@ class ShapeTest(unittest.TestCase):
                          {"benchmarks": []})
         self.assertIsNone(bench.parse_json_output("no json"))
 
+    def test_exact_filter(self):
+        f = bench.exact_filter("BM_X/policy:1/a.b+c/real_time")
+        self.assertEqual(f, r"^BM_X/policy:1/a\.b\+c/real_time$")
+        self.assertTrue(re.search(f, "BM_X/policy:1/a.b+c/real_time"))
+        self.assertFalse(re.search(f, "BM_X/policy:1/a.b+c/real_time/2"))
+
     def test_format_time(self):
         self.assertEqual(gbench_json.format_time(0.000123), "123 us")
         self.assertEqual(gbench_json.format_time(0.9996), "1 s")
