@@ -134,9 +134,10 @@ def select(entries, only, gpu):
 # Revision, machine, build
 
 
-def git(tree, *args):
+def git(tree, *args, quiet=False):
     return subprocess.run(["git", "-C", str(tree), *args], check=True, text=True,
-                          stdout=subprocess.PIPE).stdout.strip()
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL if quiet else None).stdout.strip()
 
 
 def revision(tree):
@@ -393,7 +394,8 @@ def do_vs(args, entries, command, mach):
     turn, `rounds` times each (A B, B A, ...), so that both sides' samples share the machine's
     phase."""
     try:
-        base_commit = git(REPO, "rev-parse", "--verify", "--quiet", args.vs + "^{commit}")
+        base_commit = git(REPO, "rev-parse", "--verify", "--quiet", args.vs + "^{commit}",
+                          quiet=True)
     except subprocess.CalledProcessError:
         raise BenchError(f"--vs={args.vs}: not a revision of this repository")
     reps, rounds = args.repetitions or 1, args.rounds
@@ -464,7 +466,7 @@ def resolve_result(spec, out_dir, mach):
     if Path(spec).is_file():
         return Path(spec)
     try:
-        rev = git(REPO, "rev-parse", "--short=12", spec + "^{commit}")
+        rev = git(REPO, "rev-parse", "--short=12", spec + "^{commit}", quiet=True)
     except subprocess.CalledProcessError:
         raise BenchError(f"{spec}: neither a result file nor a revision")
     found = sorted(Path(out_dir).glob(f"{rev}_{mach['slug']}_*.json"))
