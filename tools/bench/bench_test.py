@@ -105,6 +105,29 @@ class ShapeTest(unittest.TestCase):
         self.assertEqual(len(rows), 3)
         self.assertEqual(rows[0]["time_unit"], "ms")
 
+    def test_other_binary_joins_through_the_command_form(self):
+        # As a registry line would run a binary that prints its own time:
+        #   NAME //pkg:binary launcher="tools/bench/gbench_json.py --name=... --seconds_from=... --"
+        keys = {"launcher": f"{sys.executable} {gbench_json.__file__} --name=exec/step "
+                            "--seconds_from='step_seconds (\\S+)' --",
+                "args": "-c 'echo step 1; echo step_seconds 0.0123'"}
+        entry = bench.Entry("fake", "//fake:binary", keys, 1)
+        _, result, _ = bench.run_entry(entry, "/bin/sh", tempfile.gettempdir(),
+                                       ["--benchmark_format=json", "--benchmark_repetitions=2",
+                                        "--benchmark_min_warmup_time=0"])
+        rows = [b for b in result["benchmarks"] if b["run_type"] == "iteration"]
+        self.assertEqual([r["name"] for r in rows], ["exec/step/manual_time"] * 2)
+        self.assertAlmostEqual(rows[0]["real_time"], 12.3)
+        self.assertEqual(rows[0]["time_unit"], "ms")
+        args = type("Args", (), {"filter": None, "passthrough": []})
+        self.assertEqual(bench.list_benchmarks(entry, "/bin/sh", tempfile.gettempdir(), args),
+                         ["exec/step/manual_time"])
+        _, result, _ = bench.run_entry(
+            entry, "/bin/sh", tempfile.gettempdir(),
+            ["--benchmark_format=json", "--benchmark_filter=" + bench.exact_filter("other")],
+            allow_empty=True)
+        self.assertEqual(result["benchmarks"], [])
+
     def test_json_found_after_launcher_noise(self):
         self.assertEqual(bench.parse_json_output('warning {x}\n{"benchmarks": []}\n'),
                          {"benchmarks": []})

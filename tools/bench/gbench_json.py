@@ -15,9 +15,16 @@ As a library (python3, standard library only):
           counters={"tokens/s": [1100.0, 1135.0]}, time_unit="s")
     b.write()                                       # JSON on stdout (or to --benchmark_out)
 
-As a command, timing a whole process per repetition (wall and the children's CPU time):
+As a command, timing a whole process per repetition (wall and the children's CPU time), or
+taking the seconds the process prints itself (--seconds_from: a regex, group 1 the seconds):
 
     tools/bench/gbench_json.py --name=eplb_py/4x32 [--benchmark_repetitions=9] -- python3 x.py
+    tools/bench/gbench_json.py --name=executor/dualpipe --seconds_from='step_seconds (\\S+)' \\
+        -- bazel-bin/dualpipe/executor_benchmark --steps=5
+
+--benchmark_* flags after the command are taken as its own, so a registry line can run a binary
+that is not a Google Benchmark through it: launcher="tools/bench/gbench_json.py --name=N --".
+--benchmark_min_warmup_time=0 there drops the warm-up run (for a registry line's smoke=).
 
 Honoured flags: --benchmark_format=json (the only format), --benchmark_repetitions=N (default 1),
 --benchmark_min_time=S (measure() repeats the callable until S seconds per repetition; default
@@ -183,36 +190,73 @@ class Benchmarks:
         sys.stdout.write(text)
 
 
-def time_command(name, command, bench):
-    """Runs `command` once per repetition (after a warm-up run), timing the whole process."""
+def time_command(name, command, bench, seconds_from=None, warmup=1):
+    """Runs `command` `warmup` times, then once per repetition, and adds one row per repetition.
+
+    Without seconds_from the row's time is the whole process's (wall; CPU of it and its
+    children). With seconds_from (a regex whose group 1 is a number of seconds, e.g.
+    r"step_seconds (\\S+)") the wall time is that number from the last line of the command's
+    output that matches, and the name ends in /manual_time, as Google Benchmark names benchmarks
+    that measure their own time; the CPU time stays the whole process's."""
     def once():
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        rc = subprocess.run(command, stdout=subprocess.DEVNULL).returncode
+        proc = subprocess.run(command, text=True,
+                              stdout=subprocess.PIPE if seconds_from else subprocess.DEVNULL)
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if rc != 0:
-            raise SystemExit(f"{sys.argv[0]}: {command[0]} exited {rc}")
+        if proc.returncode != 0:
+            raise SystemExit(f"{sys.argv[0]}: {command[0]} exited {proc.returncode}")
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        if seconds_from:
+            found = re.findall(seconds_from, proc.stdout)
+            if not found:
+                raise SystemExit(f"{sys.argv[0]}: no line of {command[0]}'s output matches "
+                                 f"{seconds_from!r}")
+            wall = float(found[-1][0] if isinstance(found[-1], tuple) else found[-1])
         return wall, cpu
 
     if not bench.selected(name):
         return
-    once()
+    for _ in range(warmup):
+        once()
     times = [once() for _ in range(bench.repetitions)]
     bench.add(name, [w for w, _ in times], [c for _, c in times], time_unit="ms")
 
 
+USAGE = (f"usage: {sys.argv[0]} --name=NAME [--seconds_from=REGEX] [--warmup=N] "
+         "[--benchmark_*=...] -- COMMAND [ARG ...]")
+
+
 def main(argv):
+    """The command form. --benchmark_* flags after COMMAND are taken as ours, so that
+    tools/bench.sh can run it as a registry entry's launcher= (it appends them)."""
     if "--" not in argv:
         raise SystemExit(__doc__)
     i = argv.index("--")
-    flags, command = argv[:i], argv[i + 1:]
-    names = [f for f in flags if f.startswith("--name=")]
-    if len(names) != 1 or not command:
-        raise SystemExit(f"usage: {sys.argv[0]} --name=NAME [--benchmark_*=...] -- COMMAND ...")
-    bench = Benchmarks([f for f in flags if f not in names], executable=command[0])
-    time_command(names[0].split("=", 1)[1], command, bench)
+    ours = argv[:i] + [a for a in argv[i + 1:] if a.startswith("--benchmark_")]
+    command = [a for a in argv[i + 1:] if not a.startswith("--benchmark_")]
+    opts = {"--name": None, "--seconds_from": None, "--warmup": "1"}
+    flags = []
+    for arg in ours:
+        key, eq, value = arg.partition("=")
+        if key in opts and eq:
+            opts[key] = value
+        elif key == "--benchmark_list_tests":
+            opts[key] = value in ("", "true", "1")
+        elif key == "--benchmark_min_warmup_time":
+            opts["--warmup"] = "0" if float(value.rstrip("s") or 0) == 0 else opts["--warmup"]
+        else:
+            flags.append(arg)
+    if not opts["--name"] or not command:
+        raise SystemExit(USAGE)
+    name = opts["--name"] + ("/manual_time" if opts["--seconds_from"] else "")
+    bench = Benchmarks(flags, executable=command[0])
+    if opts.get("--benchmark_list_tests"):
+        if bench.selected(name):
+            print(name)
+        return 0
+    time_command(name, command, bench, opts["--seconds_from"], int(opts["--warmup"]))
     bench.write()
     return 0
 
