@@ -11,6 +11,8 @@ packages=(
   g++ build-essential python3 zip unzip git clang-format
   libabsl-dev libprotobuf-dev protobuf-compiler libeigen3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # tools/bench.sh compares runs with Google Benchmark's compare.py and its U test.
+  libbenchmark-tools python3-scipy
   libopenmpi-dev openmpi-bin
   libcpp-httplib-dev nlohmann-json3-dev libopenblas-dev
   libpcre2-dev libicu-dev fortunes

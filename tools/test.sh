@@ -7,6 +7,8 @@
 #   layering:   no target depends on a layer above its own (check_layers.sh, bazel query)
 #   cuda build: bazel build --config=cuda //... compiles the GPU code with nvcc (no GPU needed);
 #               skipped, and said so, on a machine without the CUDA toolkit
+#   benchmarks: every registered benchmark runs once with minimal iterations (tools/bench.sh
+#               --smoke), so none rots unnoticed; no timing verdict
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +39,7 @@ check() {
 }
 check format bash tools/check_format.sh
 check layering bash tools/check_layers.sh
+check benchmarks bash tools/bench.sh --smoke
 if [[ -x ${CUDA_PATH:-/usr/local/cuda}/bin/nvcc ]]; then
   check "cuda build" bazel build --keep_going --config=cuda //...
 else
