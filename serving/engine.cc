@@ -58,7 +58,7 @@ absl::Status EngineOptions::Validate() const {
   if (trace_steps > 0 && trace_path.empty()) {
     return absl::InvalidArgumentError("--trace_steps needs --trace_path");
   }
-  return absl::OkStatus();
+  return ep.Validate();
 }
 
 std::optional<RequestOutput> RequestStream::Next(absl::Duration timeout) {
@@ -81,6 +81,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(LoadedModel* loaded,
                                                        const EngineOptions& options) {
   RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<Engine> engine(new Engine(loaded, options));
+  if (options.ep.ep > 1 || options.ep.num_redundant_experts > 0) {
+    ASSIGN_OR_RETURN(engine->ep_, ExpertParallel::Create(engine->model_, options.ep));
+  }
   const int64_t need = engine->cache_.BlocksFor(loaded->config.max_seq_len());
   if (engine->cache_.num_blocks() < need) {
     const int64_t block_bytes =
@@ -384,7 +387,8 @@ absl::StatusOr<bool> Engine::Step() {
     (p.seq->computed > 0 && p.n == 1 ? decode_tokens : prefill_tokens) += p.n;
   }
   const double forward_start = trace_.NowMicros();
-  ASSIGN_OR_RETURN(Mat logits, model_.Forward(chunks, &cache_));
+  ASSIGN_OR_RETURN(Mat logits, model_.Forward(chunks, &cache_, nullptr, ep_.get()));
+  if (ep_ != nullptr) RETURN_IF_ERROR(ep_->EndStep());
   const double sample_start = trace_.NowMicros();
   int64_t row = 0;
   for (const Planned& p : plan) {
@@ -473,6 +477,7 @@ std::string Engine::Metrics() const {
       e2e_.Render("dsmoe_e2e_request_latency_seconds", "Request latency, arrival to finish."),
       prompt_len_.Render("dsmoe_request_prompt_tokens", "Prompt tokens of a request."),
       output_len_.Render("dsmoe_request_generation_tokens", "Generated tokens of a request."));
+  if (ep_ != nullptr) absl::StrAppend(&out, ep_->Metrics());
   return out;
 }
 

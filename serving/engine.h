@@ -37,6 +37,7 @@
 #include "absl/time/time.h"
 #include "core/thread_pool.h"
 #include "core/trace.h"
+#include "serving/expert_parallel.h"
 #include "serving/incremental_model.h"
 #include "serving/kv_cache.h"
 #include "serving/metrics.h"
@@ -55,6 +56,7 @@ struct EngineOptions {
   int threads = 0;                 // compute threads; 0: the hardware's
   std::string trace_path;          // with trace_steps: where the Chrome trace is written
   int64_t trace_steps = 0;         // steps (with work) to trace; 0: none
+  EpOptions ep;  // expert parallelism and online EPLB (ep 1 and no redundant experts: off)
 
   // INVALID_ARGUMENT naming the flag for a value out of range.
   absl::Status Validate() const;
@@ -132,6 +134,8 @@ class Engine {
   const model::ModelConfig& config() const { return model_.config(); }
   const tokenizer::Tokenizer& tokenizer() const { return *loaded_->tokenizer; }
   const IncrementalModel& model() const { return model_; }
+  // The expert-parallel executor, or null without --ep / --num_redundant_experts.
+  ExpertParallel* expert_parallel() { return ep_.get(); }
   int64_t max_seq_len() const { return model_.config().max_seq_len(); }
 
  private:
@@ -150,6 +154,7 @@ class Engine {
   core::ThreadPool pool_;
   IncrementalModel model_;
   KvCache cache_;
+  std::unique_ptr<ExpertParallel> ep_;
   int32_t vocab_limit_;  // ids below both the model's and the tokenizer's vocabulary
   std::optional<int32_t> eos_;
 

@@ -150,7 +150,8 @@ void IncrementalModel::Rope(float* x, int64_t pos) const {
 }
 
 absl::StatusOr<Mat> IncrementalModel::Forward(absl::Span<const SequenceChunk> chunks,
-                                              KvCache* cache, ExpertLoads* loads) const {
+                                              KvCache* cache, ExpertLoads* loads,
+                                              MoeExecutor* executor) const {
   CHECK(cache != nullptr && cache->width() == cache_width_, "IncrementalModel: cache width ",
         cache->width(), " for ", cache_width_);
   Rows rows;
@@ -185,16 +186,17 @@ absl::StatusOr<Mat> IncrementalModel::Forward(absl::Span<const SequenceChunk> ch
     x.row(t) = embedding_->row(chunk.tokens[rows.position[t] - chunk.start]);
   }
   if (loads != nullptr) loads->clear();
+  int64_t moe_layer = 0;
   for (int64_t l = 0; l < num_layers(); ++l) {
     const Layer& w = layers_[l];
     const Mat h = x + Attention(l, RmsNormRows(x, *w.attn_norm, eps_), chunks, rows, cache);
     const Mat f = RmsNormRows(h, *w.ffn_norm, eps_);
     if (w.moe) {
       std::vector<int64_t> layer_loads;
-      x = h + Moe(w, f, &layer_loads);
+      x = h + Moe(w, moe_layer++, f, &layer_loads, executor);
       if (loads != nullptr) loads->push_back(std::move(layer_loads));
     } else {
-      x = h + RunFfn(w.dense, f);
+      x = h + RunFfn(w.dense, f, pool_);
     }
   }
   Mat last(logit_rows, config_.hidden_size());
@@ -330,9 +332,22 @@ Mat IncrementalModel::StandardAttention(const Layer& w, int64_t layer, const Mat
   return MatMulT(o, *w.o, pool_);
 }
 
-Mat IncrementalModel::RunFfn(const Ffn& ffn, const Mat& x) const {
-  return MatMulT(SwiGlu(MatMulT(x, *ffn.gate, pool_), MatMulT(x, *ffn.up, pool_)), *ffn.down,
-                 pool_);
+Mat RunFfn(const FfnWeights& ffn, const Mat& x, core::ThreadPool* pool) {
+  return MatMulT(SwiGlu(MatMulT(x, *ffn.gate, pool), MatMulT(x, *ffn.up, pool)), *ffn.down, pool);
+}
+
+std::vector<int64_t> IncrementalModel::MoeLayers() const {
+  std::vector<int64_t> out;
+  for (int64_t l = 0; l < num_layers(); ++l) {
+    if (layers_[l].moe) out.push_back(l);
+  }
+  return out;
+}
+
+const FfnWeights& IncrementalModel::RoutedExpert(int64_t layer, int64_t expert) const {
+  CHECK(layer >= 0 && layer < num_layers() && layers_[layer].moe, "layer ", layer,
+        " is not an MoE layer");
+  return layers_[layer].experts.at(expert);
 }
 
 void IncrementalModel::Route(const Layer& w, const float* logits, int32_t* experts,
@@ -385,7 +400,8 @@ void IncrementalModel::Route(const Layer& w, const float* logits, int32_t* exper
   }
 }
 
-Mat IncrementalModel::Moe(const Layer& w, const Mat& x, std::vector<int64_t>* loads) const {
+Mat IncrementalModel::Moe(const Layer& w, int64_t moe_layer, const Mat& x,
+                          std::vector<int64_t>* loads, MoeExecutor* executor) const {
   const int64_t tokens = x.rows();
   const int64_t top_k = config_.moe().top_k();
   const int64_t num_experts = config_.moe().num_routed_experts();
@@ -401,19 +417,24 @@ Mat IncrementalModel::Moe(const Layer& w, const Mat& x, std::vector<int64_t>* lo
     ++(*loads)[experts[i]];
     slots[experts[i]].push_back(i);
   }
-  Mat out(tokens * top_k, x.cols());  // by slot
-  for (int64_t e = 0; e < num_experts; ++e) {
-    if (slots[e].empty()) continue;
-    Mat in(static_cast<int64_t>(slots[e].size()), x.cols());
-    for (size_t i = 0; i < slots[e].size(); ++i) in.row(i) = x.row(slots[e][i] / top_k);
-    const Mat y = RunFfn(w.experts[e], in);
-    for (size_t i = 0; i < slots[e].size(); ++i) out.row(slots[e][i]) = y.row(i);
+  Mat out;  // [tokens * top_k, hidden], by slot
+  if (executor != nullptr) {
+    out = executor->RunRoutedExperts(moe_layer, x, experts, top_k);
+  } else {
+    out.resize(tokens * top_k, x.cols());
+    for (int64_t e = 0; e < num_experts; ++e) {
+      if (slots[e].empty()) continue;
+      Mat in(static_cast<int64_t>(slots[e].size()), x.cols());
+      for (size_t i = 0; i < slots[e].size(); ++i) in.row(i) = x.row(slots[e][i] / top_k);
+      const Mat y = RunFfn(w.experts[e], in, pool_);
+      for (size_t i = 0; i < slots[e].size(); ++i) out.row(slots[e][i]) = y.row(i);
+    }
   }
   Mat y = Mat::Zero(tokens, x.cols());
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t j = 0; j < top_k; ++j) y.row(t) += weights[t * top_k + j] * out.row(t * top_k + j);
   }
-  if (w.has_shared) y += RunFfn(w.shared, x);
+  if (w.has_shared) y += RunFfn(w.shared, x, pool_);
   return y;
 }
 

@@ -41,6 +41,28 @@ struct SequenceChunk {
 // Which expert each routed token went to in one call: loads[moe layer][expert] token counts.
 using ExpertLoads = std::vector<std::vector<int64_t>>;
 
+// A SwiGLU FFN's weights (not owned).
+struct FfnWeights {
+  const Mat* gate = nullptr;  // [intermediate, hidden]
+  const Mat* up = nullptr;
+  const Mat* down = nullptr;  // [hidden, intermediate]
+};
+
+// down(silu(x gate^T) * (x up^T)), with the batch-invariant kernels; `pool` may be null.
+Mat RunFfn(const FfnWeights& ffn, const Mat& x, core::ThreadPool* pool);
+
+// Runs the routed experts of MoE layers somewhere else (serving/expert_parallel.h: on EP ranks
+// holding EPLB's physical replicas). Called from the engine's step thread only.
+class MoeExecutor {
+ public:
+  virtual ~MoeExecutor() = default;
+  // x [tokens, hidden]; experts [tokens * top_k]: token t's chosen logical experts at
+  // [t * top_k, (t + 1) * top_k). Returns the expert outputs [tokens * top_k, hidden] in the same
+  // order. `moe_layer` counts MoE layers from 0.
+  virtual Mat RunRoutedExperts(int64_t moe_layer, const Mat& x, absl::Span<const int32_t> experts,
+                               int64_t top_k) = 0;
+};
+
 class IncrementalModel {
  public:
   // Reads the weights of `stage` (a whole model: StageRange::Whole, ep_size 1; CHECKed), which
@@ -61,15 +83,17 @@ class IncrementalModel {
   // null it receives the routed tokens per expert of every MoE layer. INVALID_ARGUMENT for a
   // token id outside the vocabulary, a position at or beyond max_seq_len, or a block table that
   // does not cover a chunk.
+  // With `executor`, the routed experts run there instead of here.
   absl::StatusOr<Mat> Forward(absl::Span<const SequenceChunk> chunks, KvCache* cache,
-                              ExpertLoads* loads = nullptr) const;
+                              ExpertLoads* loads = nullptr, MoeExecutor* executor = nullptr) const;
+
+  // The MoE layers' indices among all layers, in order.
+  std::vector<int64_t> MoeLayers() const;
+  // Routed expert `expert` of layer `layer` (an MoE layer; CHECKed).
+  const FfnWeights& RoutedExpert(int64_t layer, int64_t expert) const;
 
  private:
-  struct Ffn {
-    const Mat* gate = nullptr;  // [intermediate, hidden]
-    const Mat* up = nullptr;
-    const Mat* down = nullptr;  // [hidden, intermediate]
-  };
+  using Ffn = FfnWeights;
   struct Layer {
     const Mat* attn_norm = nullptr;
     const Mat* ffn_norm = nullptr;
@@ -103,8 +127,8 @@ class IncrementalModel {
   Mat StandardAttention(const Layer& w, int64_t layer, const Mat& x,
                         absl::Span<const SequenceChunk> chunks, const Rows& rows,
                         KvCache* cache) const;
-  Mat RunFfn(const Ffn& ffn, const Mat& x) const;
-  Mat Moe(const Layer& w, const Mat& x, std::vector<int64_t>* loads) const;
+  Mat Moe(const Layer& w, int64_t moe_layer, const Mat& x, std::vector<int64_t>* loads,
+          MoeExecutor* executor) const;
   // Routes one token's scores as model::MoeGate does: chosen experts (best first) and weights.
   void Route(const Layer& w, const float* logits, int32_t* experts, float* weights) const;
   // Rotates pairs of x [pairs * 2] at position `pos` (interleaved RoPE).

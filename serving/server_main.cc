@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/flags.h"
 #include "core/status_macros.h"
+#include "model/config.h"
 #include "serving/engine.h"
 #include "serving/http_server.h"
 #include "serving/model_dir.h"
@@ -40,6 +41,22 @@ ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "Largest request body; larger ones g
 ABSL_FLAG(int64_t, trace_steps, 0,
           "Record the first N engine steps that run the model as a Chrome trace (--trace_path).");
 ABSL_FLAG(std::string, trace_path, "", "Where --trace_steps writes its trace (JSON).");
+ABSL_FLAG(int32_t, ep, 1,
+          "Expert-parallel ranks (threads) holding the MoE layers' physical experts.");
+ABSL_FLAG(int32_t, num_redundant_experts, 0,
+          "Physical experts per MoE layer beyond one per routed expert (EPLB's redundant "
+          "experts); --ep must divide routed + redundant.");
+ABSL_FLAG(int64_t, eplb_interval, 0,
+          "Recompute the expert placement from live loads every N engine steps; 0: never.");
+ABSL_FLAG(double, eplb_min_balancedness, 0,
+          "Also rebalance when a layer's balancedness (mean / max rank load) drops below this.");
+ABSL_FLAG(int32_t, eplb_window, 64, "Engine steps of expert loads a rebalance looks at.");
+ABSL_FLAG(std::string, eplb_placement, "",
+          "Initial placement: a JSON written by //eplb:rebalance (its phy2log). Default: balanced "
+          "for uniform loads.");
+ABSL_FLAG(std::string, eplb_loads_csv, "",
+          "Initial placement computed from these expert loads (one MoE layer per line, as the "
+          "training binary's expert-load CSV).");
 ABSL_FLAG(int64_t, debug_load_delay_ms, 0,
           "Tests: wait this long before loading the model (/health answers 503 meanwhile).");
 
@@ -76,8 +93,25 @@ absl::Status Run() {
   options.threads = absl::GetFlag(FLAGS_threads);
   options.trace_steps = absl::GetFlag(FLAGS_trace_steps);
   options.trace_path = absl::GetFlag(FLAGS_trace_path);
+  options.ep.ep = absl::GetFlag(FLAGS_ep);
+  options.ep.num_redundant_experts = absl::GetFlag(FLAGS_num_redundant_experts);
+  options.ep.eplb_interval = absl::GetFlag(FLAGS_eplb_interval);
+  options.ep.eplb_min_balancedness = absl::GetFlag(FLAGS_eplb_min_balancedness);
+  options.ep.eplb_window = absl::GetFlag(FLAGS_eplb_window);
+  options.ep.placement_path = absl::GetFlag(FLAGS_eplb_placement);
+  options.ep.loads_csv_path = absl::GetFlag(FLAGS_eplb_loads_csv);
   RETURN_IF_ERROR(options.Validate());
-  RETURN_IF_ERROR(serving::ResolveModelDir(model_path).status());
+  // Checks that need only the config, before listening.
+  ASSIGN_OR_RETURN(const std::string dir, serving::ResolveModelDir(model_path));
+  ASSIGN_OR_RETURN(const model::ModelConfig config, model::LoadConfig(dir + "/model.textproto"));
+  const int replicas = config.moe().num_routed_experts() + options.ep.num_redundant_experts;
+  if ((options.ep.ep > 1 || options.ep.num_redundant_experts > 0) &&
+      (config.first_k_dense_layers() >= config.num_layers() || replicas % options.ep.ep != 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--ep=", options.ep.ep, " --num_redundant_experts=", options.ep.num_redundant_experts,
+        ": the ranks must divide the ", replicas, " physical experts of each MoE layer (",
+        config.moe().num_routed_experts(), " routed + redundant)"));
+  }
 
   // Listen first, so that /health answers 503 while the model loads.
   serving::HttpServer server(http);
@@ -128,7 +162,8 @@ int main(int argc, char** argv) {
       "Serves a checkpoint over the OpenAI API: POST /v1/completions, /v1/chat/completions\n"
       "(\"stream\": true for server-sent events), /tokenize, /detokenize; GET /v1/models,\n"
       "/health, /metrics (Prometheus). Continuous batching with chunked prefill and a paged\n"
-      "KV cache. SIGINT or SIGTERM stops it.\n"
+      "KV cache; --ep ranks (threads) hold the experts as EPLB places them, rebalanced online\n"
+      "(--eplb_interval, --eplb_min_balancedness). SIGINT or SIGTERM stops it.\n"
       "Usage: server --model=CHECKPOINT_DIR [--host=127.0.0.1 --port=8000 --kv_cache_mb=64\n"
       "       --max_batch_tokens=256 ...]");
   struct sigaction action = {};

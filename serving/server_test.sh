@@ -29,14 +29,16 @@ command -v promtool >/dev/null || fail "promtool is not installed (run tools/set
 # Flag errors are one line and exit 1; --help exits 0.
 "$server" --help >/dev/null || fail "--help"
 for bad in "" "--model=$tmp/ckpt --port=70000" "--model=/nonexistent --port=0" \
-           "--model=$tmp/ckpt --max_batch_tokens=0 --port=0" "--model=$tmp/ckpt --kv_cache_mb=-1"; do
+           "--model=$tmp/ckpt --max_batch_tokens=0 --port=0" "--model=$tmp/ckpt --kv_cache_mb=-1" \
+           "--model=$tmp/ckpt --ep=3 --port=0"; do
   if "$server" $bad > "$tmp/err" 2>&1; then fail "server $bad should fail"; fi
   [[ $(wc -l < "$tmp/err") -eq 1 ]] || { cat "$tmp/err"; fail "server $bad: not one line"; }
   echo "ok: server $bad -> $(cat "$tmp/err")"
 done
 
 "$server" --model="$tmp/ckpt" --port=0 --port_file="$tmp/port" --debug_load_delay_ms=1500 \
-  --kv_cache_mb=16 --trace_steps=5 --trace_path="$tmp/trace.json" > "$tmp/server.log" 2>&1 &
+  --kv_cache_mb=16 --trace_steps=5 --trace_path="$tmp/trace.json" \
+  --ep=2 --num_redundant_experts=2 --eplb_interval=8 > "$tmp/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [[ -s "$tmp/port" ]] && break; sleep 0.1; done
@@ -94,7 +96,8 @@ promtool check metrics < "$tmp/metrics" || fail "promtool check metrics"
 for m in dsmoe_num_requests_running dsmoe_num_requests_waiting dsmoe_kv_cache_usage_perc \
          dsmoe_prompt_tokens_total dsmoe_generation_tokens_total dsmoe_request_success_total \
          dsmoe_time_to_first_token_seconds_bucket dsmoe_inter_token_latency_seconds_bucket \
-         dsmoe_e2e_request_latency_seconds_bucket; do
+         dsmoe_e2e_request_latency_seconds_bucket dsmoe_eplb_balancedness \
+         dsmoe_eplb_rebalances_total dsmoe_eplb_expert_bytes_moved_total; do
   grep -q "^$m" "$tmp/metrics" || fail "/metrics lacks $m"
 done
 grep -q 'dsmoe_request_success_total{finished_reason="abort"} [1-9]' "$tmp/metrics" ||
