@@ -6,6 +6,7 @@
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "core/tensor.h"
@@ -58,6 +59,7 @@ absl::StatusOr<LoadedModel> LoadModelDir(const std::string& path) {
   const std::string config_path = (fs::path(loaded.dir) / "model.textproto").string();
   absl::StatusOr<model::ModelConfig> config = model::LoadConfig(config_path);
   if (!config.ok()) {
+    if (absl::StrContains(config.status().message(), config_path)) return config.status();
     return absl::Status(config.status().code(),
                         absl::StrCat(config_path, ": ", config.status().message()));
   }
