@@ -230,6 +230,7 @@ void Engine::Finish(Sequence* seq, FinishReason reason) {
     out.finish = reason;
     out.prompt_tokens = seq->prompt_len;
     out.completion_tokens = seq->generated;
+    out.time = absl::Now();
     seq->stream->Push(std::move(out));
   }
   e2e_.Observe(absl::ToDoubleSeconds(absl::Now() - seq->arrival));
@@ -312,6 +313,7 @@ void Engine::Emit(Sequence* seq, const SampledToken& token) {
   out.finish = reason;
   out.prompt_tokens = seq->prompt_len;
   out.completion_tokens = seq->generated;
+  out.time = now;
   {
     absl::MutexLock lock(&mu_);
     ++stats_.generation_tokens;

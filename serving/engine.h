@@ -73,6 +73,7 @@ struct RequestOutput {
   FinishReason finish = FinishReason::kNone;
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;  // so far
+  absl::Time time;                // when the engine produced it
 };
 
 // A request's outputs, in order. Thread-safe.
