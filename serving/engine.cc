@@ -388,6 +388,9 @@ absl::StatusOr<bool> Engine::Step() {
                       p.seq->computed, &p.seq->table, last ? 1 : 0});
     (p.seq->computed > 0 && p.n == 1 ? decode_tokens : prefill_tokens) += p.n;
   }
+  if (options_.debug_step_delay_ms > 0) {
+    absl::SleepFor(absl::Milliseconds(options_.debug_step_delay_ms));
+  }
   const double forward_start = trace_.NowMicros();
   ASSIGN_OR_RETURN(Mat logits, model_.Forward(chunks, &cache_, nullptr, ep_.get()));
   if (ep_ != nullptr) RETURN_IF_ERROR(ep_->EndStep());

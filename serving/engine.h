@@ -47,15 +47,16 @@
 namespace serving {
 
 struct EngineOptions {
-  int64_t kv_cache_mb = 64;        // memory of the paged KV cache
-  int64_t kv_cache_blocks = 0;     // if > 0, the cache's blocks (overrides kv_cache_mb)
-  int64_t block_size = 16;         // token slots per KV block
-  int64_t max_batch_tokens = 256;  // token budget of one step (prefill + decode)
-  int64_t max_running = 64;        // sequences in a step at most
-  int64_t max_waiting = 256;       // queued requests at most; more are RESOURCE_EXHAUSTED
-  int threads = 0;                 // compute threads; 0: the hardware's
-  std::string trace_path;          // with trace_steps: where the Chrome trace is written
-  int64_t trace_steps = 0;         // steps (with work) to trace; 0: none
+  int64_t kv_cache_mb = 64;         // memory of the paged KV cache
+  int64_t kv_cache_blocks = 0;      // if > 0, the cache's blocks (overrides kv_cache_mb)
+  int64_t block_size = 16;          // token slots per KV block
+  int64_t max_batch_tokens = 256;   // token budget of one step (prefill + decode)
+  int64_t max_running = 64;         // sequences in a step at most
+  int64_t max_waiting = 256;        // queued requests at most; more are RESOURCE_EXHAUSTED
+  int threads = 0;                  // compute threads; 0: the hardware's
+  std::string trace_path;           // with trace_steps: where the Chrome trace is written
+  int64_t trace_steps = 0;          // steps (with work) to trace; 0: none
+  int64_t debug_step_delay_ms = 0;  // tests: sleep this long in every step that runs the model
   EpOptions ep;  // expert parallelism and online EPLB (ep 1 and no redundant experts: off)
 
   // INVALID_ARGUMENT naming the flag for a value out of range.

@@ -379,14 +379,35 @@ void HttpServer::Completions(const httplib::Request& req, httplib::Response& res
     }
   }
   if (!r.stream) {
-    for (Choice& c : job->choices) {
-      while (!c.finished) {
-        std::optional<RequestOutput> out = c.stream->Next();
-        if (!out.has_value()) break;
-        Accumulate(&c, *out);
-      }
-    }
-    SendJson(res, 200, job->Response());
+    // The body is sent chunked once every choice is done. While waiting, a space (JSON allows
+    // white space before a value) goes out every second: writing to a client that went away
+    // fails, which cancels the request.
+    res.set_chunked_content_provider(
+        "application/json",
+        [job](size_t, httplib::DataSink& sink) {
+          absl::Time last_write = absl::Now();
+          for (Choice& c : job->choices) {
+            while (!c.finished) {
+              if (std::optional<RequestOutput> out = c.stream->Next(absl::Milliseconds(100))) {
+                Accumulate(&c, *out);
+              }
+              if (!c.finished && absl::Now() - last_write > absl::Seconds(1)) {
+                if (!sink.write(" ", 1)) {
+                  job->CancelAll();
+                  return false;
+                }
+                last_write = absl::Now();
+              }
+            }
+          }
+          const std::string body = Dump(job->Response());
+          if (!sink.write(body.data(), body.size())) return false;
+          sink.done();
+          return true;
+        },
+        [job](bool success) {
+          if (!success) job->CancelAll();
+        });
     return;
   }
   res.set_header("Cache-Control", "no-cache");

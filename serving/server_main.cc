@@ -57,6 +57,8 @@ ABSL_FLAG(std::string, eplb_placement, "",
 ABSL_FLAG(std::string, eplb_loads_csv, "",
           "Initial placement computed from these expert loads (one MoE layer per line, as the "
           "training binary's expert-load CSV).");
+ABSL_FLAG(int64_t, debug_step_delay_ms, 0,
+          "Tests: sleep this long in every engine step that runs the model.");
 ABSL_FLAG(int64_t, debug_load_delay_ms, 0,
           "Tests: wait this long before loading the model (/health answers 503 meanwhile).");
 
@@ -93,6 +95,7 @@ absl::Status Run() {
   options.threads = absl::GetFlag(FLAGS_threads);
   options.trace_steps = absl::GetFlag(FLAGS_trace_steps);
   options.trace_path = absl::GetFlag(FLAGS_trace_path);
+  options.debug_step_delay_ms = absl::GetFlag(FLAGS_debug_step_delay_ms);
   options.ep.ep = absl::GetFlag(FLAGS_ep);
   options.ep.num_redundant_experts = absl::GetFlag(FLAGS_num_redundant_experts);
   options.ep.eplb_interval = absl::GetFlag(FLAGS_eplb_interval);

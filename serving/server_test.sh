@@ -13,6 +13,7 @@ set -euo pipefail
 runfiles="${TEST_SRCDIR:-$0.runfiles}/dsmoe"
 server="$runfiles/serving/server"
 init="$runfiles/tools/init_checkpoint"
+rebalance="$runfiles/eplb/rebalance"
 source_dir="$(dirname "$(readlink -f "$0")")"
 node_modules="${DSMOE_NODE_MODULES:-$source_dir/../third_party/npm/openai/node_modules}"
 tmp="${TEST_TMPDIR:-$(mktemp -d)}"
@@ -109,5 +110,48 @@ echo "ok: --trace_steps wrote a Chrome trace"
 kill -TERM $pid
 wait $pid || fail "server exit status $?"
 grep -q "server: stopped" "$tmp/server.log" || fail "no clean stop"
+echo "ok: SIGTERM stops the server"
+
+# A slow server (each step sleeps 30 ms) with a queue of 2 and an initial placement written by
+# //eplb:rebalance: outputs equal the first server's; a non-streaming client that gives up cancels
+# its request; a full queue is 429.
+printf '9,1,1,1,1,1,1,1\n1,1,1,1,1,1,1,9\n1,1,9,9,1,1,1,1\n' > "$tmp/loads.csv"
+"$rebalance" --loads="$tmp/loads.csv" --num_replicas=10 --num_groups=4 --num_nodes=1 \
+  --num_gpus=2 --format=json > "$tmp/placement.json"
+"$server" --model="$tmp/ckpt" --port=0 --port_file="$tmp/port2" --debug_step_delay_ms=30 \
+  --max_waiting=2 --max_running=1 --ep=2 --num_redundant_experts=2 \
+  --eplb_placement="$tmp/placement.json" > "$tmp/server2.log" 2>&1 &
+pid=$!
+for _ in $(seq 300); do
+  [[ -s "$tmp/port2" ]] && [[ $(curl -s -o /dev/null -w '%{http_code}' \
+    "http://127.0.0.1:$(cat "$tmp/port2")/health") == 200 ]] && break
+  sleep 0.1
+done
+base="http://127.0.0.1:$(cat "$tmp/port2")"
+again=$(curl -sf "$base/v1/completions" -H 'Content-Type: application/json' \
+  -d '{"model": "tiny-cpu", "prompt": "Hello", "max_tokens": 5, "temperature": 0, "ignore_eos": true}')
+[[ $(echo "$again" | json 'j.choices[0].text') == $(echo "$out" | json 'j.choices[0].text') ]] ||
+  fail "the //eplb:rebalance placement changed the output: $again vs $out"
+echo "ok: an initial placement from //eplb:rebalance's JSON serves the same output"
+curl -s --max-time 1 "$base/v1/completions" \
+  -d '{"prompt": "x", "max_tokens": 100, "ignore_eos": true}' > /dev/null && fail "no timeout"
+sleep 2.5
+metrics=$(curl -sf "$base/metrics")
+echo "$metrics" | grep -q 'dsmoe_request_success_total{finished_reason="abort"} 1' ||
+  fail "a non-streaming client that gave up was not cancelled"
+echo "$metrics" | grep -q '^dsmoe_kv_cache_usage_perc 0$' || fail "KV blocks not freed"
+echo "ok: a non-streaming client that disconnects cancels its request and frees its blocks"
+codes=""
+for i in 1 2 3 4 5 6; do
+  curl -s -o /dev/null -w '%{http_code}\n' "$base/v1/completions" \
+    -d '{"prompt": "x", "max_tokens": 8, "ignore_eos": true}' > "$tmp/code$i" &
+done
+wait $(jobs -p | grep -v "^$pid$") 2>/dev/null || true
+codes=$(cat "$tmp"/code[1-6] | sort | uniq -c | tr -s ' ' | tr '\n' ';')
+grep -q 429 "$tmp"/code[1-6] || fail "no 429 from a full queue: $codes"
+grep -q 200 "$tmp"/code[1-6] || fail "no request served: $codes"
+echo "ok: a full queue answers 429 ($codes)"
+kill -TERM $pid
+wait $pid || fail "second server exit status $?"
 trap - EXIT
 echo "PASS"
