@@ -392,7 +392,8 @@ absl::StatusOr<bool> Engine::Step() {
     absl::SleepFor(absl::Milliseconds(options_.debug_step_delay_ms));
   }
   const double forward_start = trace_.NowMicros();
-  ASSIGN_OR_RETURN(Mat logits, model_.Forward(chunks, &cache_, nullptr, ep_.get()));
+  ASSIGN_OR_RETURN(
+      Mat logits, model_.Forward(chunks, &cache_, nullptr, ep_.get(), tracing ? &trace_ : nullptr));
   if (ep_ != nullptr) RETURN_IF_ERROR(ep_->EndStep());
   const double sample_start = trace_.NowMicros();
   int64_t row = 0;

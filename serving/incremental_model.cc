@@ -151,7 +151,8 @@ void IncrementalModel::Rope(float* x, int64_t pos) const {
 
 absl::StatusOr<Mat> IncrementalModel::Forward(absl::Span<const SequenceChunk> chunks,
                                               KvCache* cache, ExpertLoads* loads,
-                                              MoeExecutor* executor) const {
+                                              MoeExecutor* executor,
+                                              core::TraceRecorder* trace) const {
   CHECK(cache != nullptr && cache->width() == cache_width_, "IncrementalModel: cache width ",
         cache->width(), " for ", cache_width_);
   Rows rows;
@@ -189,7 +190,14 @@ absl::StatusOr<Mat> IncrementalModel::Forward(absl::Span<const SequenceChunk> ch
   int64_t moe_layer = 0;
   for (int64_t l = 0; l < num_layers(); ++l) {
     const Layer& w = layers_[l];
-    const Mat h = x + Attention(l, RmsNormRows(x, *w.attn_norm, eps_), chunks, rows, cache);
+    Mat h;
+    {
+      core::ScopedTrace span(trace, absl::StrCat("layer ", l, mla_ ? " MLA" : " attention"),
+                             "forward", 0, 0);
+      h = x + Attention(l, RmsNormRows(x, *w.attn_norm, eps_), chunks, rows, cache);
+    }
+    core::ScopedTrace span(trace, absl::StrCat("layer ", l, w.moe ? " MoE" : " MLP"), "forward", 0,
+                           0);
     const Mat f = RmsNormRows(h, *w.ffn_norm, eps_);
     if (w.moe) {
       std::vector<int64_t> layer_loads;

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/thread_pool.h"
+#include "core/trace.h"
 #include "model/config.pb.h"
 #include "model/model_stage.h"
 #include "serving/kernels.h"
@@ -83,9 +84,11 @@ class IncrementalModel {
   // null it receives the routed tokens per expert of every MoE layer. INVALID_ARGUMENT for a
   // token id outside the vocabulary, a position at or beyond max_seq_len, or a block table that
   // does not cover a chunk.
-  // With `executor`, the routed experts run there instead of here.
+  // With `executor`, the routed experts run there instead of here. With `trace`, every layer's
+  // attention and FFN are recorded as spans (pid 0, tid 0).
   absl::StatusOr<Mat> Forward(absl::Span<const SequenceChunk> chunks, KvCache* cache,
-                              ExpertLoads* loads = nullptr, MoeExecutor* executor = nullptr) const;
+                              ExpertLoads* loads = nullptr, MoeExecutor* executor = nullptr,
+                              core::TraceRecorder* trace = nullptr) const;
 
   // The MoE layers' indices among all layers, in order.
   std::vector<int64_t> MoeLayers() const;

@@ -32,6 +32,12 @@ TEST(KernelsTest, MatMulTMatchesEigenAndIsBatchInvariant) {
     EXPECT_TRUE(alone.row(0) == got.row(i)) << "row " << i;
   }
   EXPECT_TRUE(MatMulT(x, w, nullptr) == got);
+  // Each element is Dot's value exactly, whatever block of columns computed it.
+  for (int64_t i = 0; i < x.rows(); i += 5) {
+    for (int64_t j = 0; j < w.rows(); ++j) {
+      EXPECT_EQ(got(i, j), Dot(x.row(i).data(), w.row(j).data(), 96)) << i << "," << j;
+    }
+  }
 }
 
 TEST(KernelsTest, RmsNormAndSwiGlu) {
