@@ -96,6 +96,26 @@ async function main() {
         stop.choices[0].text === c.choices[0].text.slice(0, c.choices[0].text.indexOf(c.choices[0].text.slice(2, 4))),
         'stop string ends the text before it');
 
+  // n, several prompts, echo, and n with streaming.
+  const two = await client.completions.create(
+      {model, prompt: 'Once', max_tokens: 6, temperature: 0.8, seed: 5, n: 2, ignore_eos: true});
+  check(two.choices.length === 2 && two.choices[0].index === 0 && two.choices[1].index === 1 &&
+        two.usage.completion_tokens === 12, 'n = 2 gives two choices');
+  const batch = await client.completions.create(
+      {model, prompt: ['The answer is', 'Once'], max_tokens: 7, temperature: 0, ignore_eos: true});
+  check(batch.choices.length === 2 && batch.choices[0].text === c.choices[0].text,
+        'a list of prompts gives a choice per prompt, in order');
+  const echo = await client.completions.create(
+      {model, prompt: 'The answer is', max_tokens: 7, temperature: 0, echo: true, ignore_eos: true});
+  check(echo.choices[0].text === 'The answer is' + c.choices[0].text, 'echo puts the prompt first');
+  const nStream = await client.completions.create(
+      {model, prompt: 'Once', max_tokens: 5, n: 3, stream: true, ignore_eos: true});
+  const finished = new Set();
+  for await (const chunk of nStream) {
+    for (const ch of chunk.choices) if (ch.finish_reason) finished.add(ch.index);
+  }
+  check(finished.size === 3, 'n = 3 streams three choices to their end');
+
   for (const [what, body, status] of [
     ['negative max_tokens', {model, prompt: 'x', max_tokens: -5}, 400],
     ['temperature out of range', {model, prompt: 'x', temperature: 9}, 400],
