@@ -22,6 +22,11 @@ double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// The leader's messages to a worker: a header {command, moe layer, rows, 0} and its payload.
+enum Command : int64_t { kRun = 1, kMove = 2, kStop = 3 };
+constexpr int kTagHeader = 1, kTagCounts = 2, kTagRows = 3, kTagOut = 4, kTagPhy2Log = 5,
+              kTagCopy = 100;
+
 uint64_t Mix(uint64_t x) {  // SplitMix64's finaliser
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -64,16 +69,30 @@ ExpertParallel::ExpertParallel(const IncrementalModel& model, const EpOptions& o
       num_experts_(model.config().moe().num_routed_experts()),
       num_replicas_(num_experts_ + options.num_redundant_experts),
       num_groups_(model.config().moe().num_groups()),
-      ranks_(options.ep),
+      comm_(options.comm),
+      rank_(options.comm != nullptr ? options.comm->rank() : 0),
+      ranks_(options.comm != nullptr ? 1 : options.ep),
       rebalance_seconds_({0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60}) {}
 
-ExpertParallel::~ExpertParallel() { FinishMoves(); }
+ExpertParallel::~ExpertParallel() {
+  FinishMoves();
+  if (comm_ != nullptr && rank_ == 0) {
+    std::vector<int64_t> stop = {kStop, 0, 0, 0};
+    for (int r = 1; r < options_.ep; ++r) {
+      (void)comm_->Send(comm::ConstHostBuffer<int64_t>(stop), r, kTagHeader);
+    }
+  }
+}
 
 absl::StatusOr<std::unique_ptr<ExpertParallel>> ExpertParallel::Create(
     const IncrementalModel& model, const EpOptions& options) {
   RETURN_IF_ERROR(options.Validate());
   if (model.MoeLayers().empty()) {
     return absl::InvalidArgumentError("--ep / --num_redundant_experts: the model has no MoE layer");
+  }
+  if (options.comm != nullptr && options.comm->size() != options.ep) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ep=", options.ep, " but the job has ", options.comm->size(), " ranks"));
   }
   std::unique_ptr<ExpertParallel> ep(new ExpertParallel(model, options));
   const int layers = static_cast<int>(ep->moe_layers_.size());
@@ -119,7 +138,7 @@ absl::StatusOr<std::unique_ptr<ExpertParallel>> ExpertParallel::Create(
       LayerState& state = ep->layers_[l];
       for (int p = 0; p < ep->num_replicas_; ++p) {
         const FfnWeights& w = model.RoutedExpert(ep->moe_layers_[l], state.phy2log[p]);
-        state.weights.push_back({*w.gate, *w.up, *w.down});
+        state.weights.push_back(ep->Owns(p) ? Replica{*w.gate, *w.up, *w.down} : Replica());
       }
     }
   } else {
@@ -158,7 +177,7 @@ absl::Status ExpertParallel::Install(const eplb::Placement& placement) {
     LayerState state = LayerFromPhy2Log({row.begin(), row.end()}, num_experts_);
     for (int p = 0; p < num_replicas_; ++p) {
       const FfnWeights& w = model_.RoutedExpert(moe_layers_[l], state.phy2log[p]);
-      state.weights.push_back({*w.gate, *w.up, *w.down});
+      state.weights.push_back(Owns(p) ? Replica{*w.gate, *w.up, *w.down} : Replica());
     }
     layers_.push_back(std::move(state));
   }
@@ -187,8 +206,9 @@ eplb::Placement ExpertParallel::CurrentPlacement() const {
   return p;
 }
 
-Mat ExpertParallel::RunRoutedExperts(int64_t moe_layer, const Mat& x,
-                                     absl::Span<const int32_t> experts, int64_t top_k) {
+absl::StatusOr<Mat> ExpertParallel::RunRoutedExperts(int64_t moe_layer, const Mat& x,
+                                                     absl::Span<const int32_t> experts,
+                                                     int64_t top_k) {
   const LayerState& layer = layers_[moe_layer];
   const int64_t slots = static_cast<int64_t>(experts.size());
   std::vector<int64_t> busy(num_replicas_, 0);
@@ -218,21 +238,183 @@ Mat ExpertParallel::RunRoutedExperts(int64_t moe_layer, const Mat& x,
   }
   Mat out(slots, x.cols());
   const int per_rank = num_replicas_ / options_.ep;
-  std::vector<int64_t> rank_tokens(options_.ep, 0);
-  ranks_.ParallelFor(0, options_.ep, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      for (int p = static_cast<int>(r) * per_rank; p < (r + 1) * per_rank; ++p) {
-        if (rows[p].empty()) continue;
-        Mat in(static_cast<int64_t>(rows[p].size()), x.cols());
-        for (size_t k = 0; k < rows[p].size(); ++k) in.row(k) = x.row(rows[p][k] / top_k);
-        const Mat y = RunFfn(layer.weights[p].weights(), in, nullptr);
-        for (size_t k = 0; k < rows[p].size(); ++k) out.row(rows[p][k]) = y.row(k);
-        rank_tokens[r] += static_cast<int64_t>(rows[p].size());
+  for (int p = 0; p < num_replicas_; ++p) {
+    stats_.rank_tokens[RankOf(p)] += static_cast<int64_t>(rows[p].size());
+  }
+  if (comm_ == nullptr) {
+    ranks_.ParallelFor(0, options_.ep, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r)
+        RunLocal(layer, static_cast<int>(r), rows, x, top_k, &out);
+    });
+    return out;
+  }
+  // Ranks as processes: each worker gets {kRun, layer, rows}, its per-replica counts and the
+  // rows, and returns their outputs; the leader computes its own replicas meanwhile.
+  const int64_t hidden = x.cols();
+  std::vector<std::vector<int64_t>> headers(options_.ep), counts(options_.ep);
+  std::vector<Mat> in(options_.ep), back(options_.ep);
+  std::vector<comm::SendOp> sends;
+  std::vector<comm::RecvOp> recvs;
+  for (int r = 1; r < options_.ep; ++r) {
+    int64_t n = 0;
+    for (int p = r * per_rank; p < (r + 1) * per_rank; ++p) {
+      counts[r].push_back(static_cast<int64_t>(rows[p].size()));
+      n += counts[r].back();
+    }
+    headers[r] = {kRun, moe_layer, n, 0};
+    in[r].resize(n, hidden);
+    back[r].resize(n, hidden);
+    int64_t k = 0;
+    for (int p = r * per_rank; p < (r + 1) * per_rank; ++p) {
+      for (int64_t slot : rows[p]) in[r].row(k++) = x.row(slot / top_k);
+    }
+    sends.push_back({comm::ConstHostBuffer<int64_t>(headers[r]), r, kTagHeader});
+    sends.push_back({comm::ConstHostBuffer<int64_t>(counts[r]), r, kTagCounts});
+    if (n > 0) {
+      sends.push_back(
+          {comm::ConstBuffer(in[r].data(), in[r].size(), core::DType::kF32, core::Device::kHost), r,
+           kTagRows});
+      recvs.push_back({comm::Buffer{back[r].data(), static_cast<size_t>(back[r].size()),
+                                    core::DType::kF32, core::Device::kHost},
+                       r, kTagOut});
+    }
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<comm::Request> request, comm_->StartBatchP2P(sends, recvs));
+  RunLocal(layer, 0, rows, x, top_k, &out);
+  RETURN_IF_ERROR(request->Wait());
+  for (int r = 1; r < options_.ep; ++r) {
+    int64_t k = 0;
+    for (int p = r * per_rank; p < (r + 1) * per_rank; ++p) {
+      for (int64_t slot : rows[p]) out.row(slot) = back[r].row(k++);
+    }
+  }
+  return out;
+}
+
+void ExpertParallel::RunLocal(const LayerState& layer, int rank,
+                              const std::vector<std::vector<int64_t>>& rows, const Mat& x,
+                              int64_t top_k, Mat* out) {
+  const int per_rank = num_replicas_ / options_.ep;
+  for (int p = rank * per_rank; p < (rank + 1) * per_rank; ++p) {
+    if (rows[p].empty()) continue;
+    Mat in(static_cast<int64_t>(rows[p].size()), x.cols());
+    for (size_t k = 0; k < rows[p].size(); ++k) in.row(k) = x.row(rows[p][k] / top_k);
+    const Mat y = RunFfn(layer.weights[p].weights(), in, nullptr);
+    for (size_t k = 0; k < rows[p].size(); ++k) out->row(rows[p][k]) = y.row(k);
+  }
+}
+
+absl::Status ExpertParallel::ServeWorker() {
+  CHECK(comm_ != nullptr && rank_ != 0, "ServeWorker: not a worker rank");
+  comm_->set_timeout(absl::Hours(24 * 365));  // idle between requests for as long as it takes
+  const int per_rank = num_replicas_ / options_.ep;
+  const int64_t hidden = model_.config().hidden_size();
+  std::vector<int64_t> header(4), counts(per_rank);
+  while (true) {
+    RETURN_IF_ERROR(comm_->Recv(comm::HostBuffer<int64_t>(header), 0, kTagHeader));
+    if (header[0] == kStop) return absl::OkStatus();
+    if (header[0] == kMove) {
+      std::vector<int32_t> phy2log(num_replicas_);
+      RETURN_IF_ERROR(comm_->Recv(comm::HostBuffer<int32_t>(phy2log), 0, kTagPhy2Log));
+      RETURN_IF_ERROR(ExchangeLayer(header[1], phy2log).status());
+      continue;
+    }
+    if (header[0] != kRun) {
+      return absl::InternalError(absl::StrCat("unknown command ", header[0], " from the leader"));
+    }
+    const LayerState& layer = layers_[header[1]];
+    RETURN_IF_ERROR(comm_->Recv(comm::HostBuffer<int64_t>(counts), 0, kTagCounts));
+    const int64_t n = header[2];
+    if (n == 0) continue;
+    Mat in(n, hidden), out(n, hidden);
+    RETURN_IF_ERROR(comm_->Recv(comm::Buffer{in.data(), static_cast<size_t>(in.size()),
+                                             core::DType::kF32, core::Device::kHost},
+                                0, kTagRows));
+    int64_t k = 0;
+    for (int i = 0; i < per_rank; ++i) {
+      if (counts[i] == 0) continue;
+      const int p = rank_ * per_rank + i;
+      out.middleRows(k, counts[i]) =
+          RunFfn(layer.weights[p].weights(), in.middleRows(k, counts[i]), nullptr);
+      k += counts[i];
+    }
+    RETURN_IF_ERROR(comm_->Send(
+        comm::ConstBuffer(out.data(), out.size(), core::DType::kF32, core::Device::kHost), 0,
+        kTagOut));
+  }
+}
+
+absl::StatusOr<int64_t> ExpertParallel::ExchangeLayer(int64_t index,
+                                                      const std::vector<int32_t>& phy2log) {
+  const LayerState& old = layers_[index];
+  LayerState next = LayerFromPhy2Log(phy2log, num_experts_);
+  next.weights.resize(num_replicas_);
+  const FfnWeights& shape = model_.RoutedExpert(moe_layers_[index], 0);
+  const int64_t g = shape.gate->size(), u = shape.up->size(), d = shape.down->size();
+  std::vector<std::vector<float>> out_buffers, in_buffers;
+  std::vector<int32_t> incoming;
+  out_buffers.reserve(num_replicas_);
+  in_buffers.reserve(num_replicas_);
+  std::vector<comm::SendOp> sends;
+  std::vector<comm::RecvOp> recvs;
+  int64_t copied = 0;
+  for (int p = 0; p < num_replicas_; ++p) {
+    const int32_t e = phy2log[p];
+    const int dst = RankOf(p);
+    int32_t local = -1;
+    for (int32_t q : old.replicas[e]) {
+      if (RankOf(q) == dst) {
+        local = q;
+        break;
       }
     }
-  });
-  for (int r = 0; r < options_.ep; ++r) stats_.rank_tokens[r] += rank_tokens[r];
-  return out;
+    if (local >= 0) {  // the rank already holds the expert
+      if (dst == rank_) next.weights[p] = old.weights[local];
+      continue;
+    }
+    const int32_t q = old.replicas[e][0];
+    const int src = RankOf(q);
+    ++copied;
+    if (src == rank_) {
+      const Replica& r = old.weights[q];
+      std::vector<float>& b = out_buffers.emplace_back(g + u + d);
+      std::copy_n(r.gate.data(), g, b.data());
+      std::copy_n(r.up.data(), u, b.data() + g);
+      std::copy_n(r.down.data(), d, b.data() + g + u);
+      sends.push_back({comm::ConstHostBuffer<float>(b), dst, kTagCopy + p});
+    }
+    if (dst == rank_) {
+      std::vector<float>& b = in_buffers.emplace_back(g + u + d);
+      recvs.push_back({comm::HostBuffer<float>(b), src, kTagCopy + p});
+      incoming.push_back(p);
+    }
+  }
+  RETURN_IF_ERROR(comm_->BatchP2P(sends, recvs));
+  for (size_t i = 0; i < incoming.size(); ++i) {
+    const std::vector<float>& b = in_buffers[i];
+    Replica& r = next.weights[incoming[i]];
+    r.gate = Eigen::Map<const Mat>(b.data(), shape.gate->rows(), shape.gate->cols());
+    r.up = Eigen::Map<const Mat>(b.data() + g, shape.up->rows(), shape.up->cols());
+    r.down = Eigen::Map<const Mat>(b.data() + g + u, shape.down->rows(), shape.down->cols());
+  }
+  layers_[index] = std::move(next);
+  return copied;
+}
+
+absl::Status ExpertParallel::MoveLayerAcrossRanks(const Move& move) {
+  std::vector<int64_t> header = {kMove, move.layer, 0, 0};
+  for (int r = 1; r < options_.ep; ++r) {
+    RETURN_IF_ERROR(comm_->Send(comm::ConstHostBuffer<int64_t>(header), r, kTagHeader));
+    RETURN_IF_ERROR(comm_->Send(comm::ConstHostBuffer<int32_t>(move.next.phy2log), r, kTagPhy2Log));
+  }
+  ASSIGN_OR_RETURN(const int64_t copied, ExchangeLayer(move.layer, move.next.phy2log));
+  const FfnWeights& w = model_.RoutedExpert(moe_layers_[move.layer], 0);
+  ++stats_.layers_moved;
+  stats_.experts_copied += copied;
+  stats_.bytes_moved +=
+      copied *
+      static_cast<int64_t>((w.gate->size() + w.up->size() + w.down->size()) * sizeof(float));
+  return absl::OkStatus();
 }
 
 void ExpertParallel::StartNextLayer() {
@@ -288,7 +470,7 @@ absl::Status ExpertParallel::StartRebalance() {
     rebalance_seconds_.Observe(NowSeconds() - rebalance_start_);
     return absl::OkStatus();
   }
-  StartNextLayer();
+  if (comm_ == nullptr) StartNextLayer();
   return absl::OkStatus();
 }
 
@@ -296,7 +478,7 @@ absl::Status ExpertParallel::EndStep() {
   const absl::Status status = EndStepUnpublished();
   absl::MutexLock lock(&published_mu_);
   published_ = stats_;
-  published_.moving = copying_.valid();
+  published_.moving = copying_.valid() || !pending_.empty();
   return status;
 }
 
@@ -311,6 +493,16 @@ absl::Status ExpertParallel::EndStepUnpublished() {
     }
   }
   RETURN_IF_ERROR(tracker_->Record(counts));
+  if (comm_ != nullptr && !pending_.empty()) {  // one layer per step
+    const Move move = std::move(pending_.front());
+    pending_.erase(pending_.begin());
+    RETURN_IF_ERROR(MoveLayerAcrossRanks(move));
+    if (pending_.empty()) {
+      ++stats_.rebalances;
+      rebalance_seconds_.Observe(NowSeconds() - rebalance_start_);
+    }
+    return absl::OkStatus();
+  }
   if (copying_.valid()) {
     if (copying_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
       return absl::OkStatus();  // never wait for a copy
@@ -350,6 +542,13 @@ void ExpertParallel::FinishMoves() {
     copying_.wait();
     InstallCopied();
   }
+  while (comm_ != nullptr && rank_ == 0 && !pending_.empty()) {
+    const Move move = std::move(pending_.front());
+    pending_.erase(pending_.begin());
+    const absl::Status status = MoveLayerAcrossRanks(move);
+    CHECK(status.ok(), "moving an expert layer: ", status.ToString());
+    if (pending_.empty()) ++stats_.rebalances;
+  }
   absl::MutexLock lock(&published_mu_);
   published_ = stats_;
 }
@@ -362,6 +561,7 @@ EpStats ExpertParallel::Stats() const {
 bool ExpertParallel::ReplicasMatchExperts() const {
   for (size_t l = 0; l < layers_.size(); ++l) {
     for (int p = 0; p < num_replicas_; ++p) {
+      if (!Owns(p)) continue;
       const FfnWeights& w = model_.RoutedExpert(moe_layers_[l], layers_[l].phy2log[p]);
       const Replica& r = layers_[l].weights[p];
       if (r.gate != *w.gate || r.up != *w.up || r.down != *w.down) return false;

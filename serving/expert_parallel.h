@@ -16,6 +16,12 @@
 // background thread one layer at a time; at a step boundary a layer whose new weights are ready
 // switches its routing and weights together. No step waits for a copy.
 //
+// Ranks as processes (`comm`, e.g. MPI under mpirun): rank 0 (the leader, which runs the engine)
+// sends each other rank the rows of its replicas per MoE layer and receives their outputs while it
+// computes its own; the other ranks run ServeWorker. Each rank holds only its own replicas'
+// weights. A rebalance moves one layer per step: every rank derives the same copy plan from the
+// old and new placement and the copies run as one batched point-to-point exchange.
+//
 // Not thread-safe but for Stats and Metrics: the engine's step thread calls everything else (the
 // background copy is internal).
 #ifndef SERVING_EXPERT_PARALLEL_H_
@@ -30,6 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "comm/communicator.h"
 #include "core/thread_pool.h"
 #include "eplb/load_tracker.h"
 #include "eplb/placement.h"
@@ -47,6 +54,9 @@ struct EpOptions {
   std::string placement_path;        // initial placement: //eplb:rebalance's JSON (phy2log used)
   std::string loads_csv_path;  // or: computed from these loads (the trainer's expert-load CSV)
   uint64_t seed = 1;           // of the replica choice's tie-breaking hash
+  // If set, the EP ranks are this communicator's ranks (size ep; not owned; it must outlive the
+  // ExpertParallel); else they are threads of this process.
+  comm::Communicator* comm = nullptr;
 
   // INVALID_ARGUMENT naming the flag for a bad value or combination.
   absl::Status Validate() const;
@@ -73,8 +83,12 @@ class ExpertParallel : public MoeExecutor {
                                                                 const EpOptions& options);
   ~ExpertParallel() override;
 
-  Mat RunRoutedExperts(int64_t moe_layer, const Mat& x, absl::Span<const int32_t> experts,
-                       int64_t top_k) override;
+  absl::StatusOr<Mat> RunRoutedExperts(int64_t moe_layer, const Mat& x,
+                                       absl::Span<const int32_t> experts, int64_t top_k) override;
+
+  // Ranks other than 0 of options.comm: serves the leader's requests (expert rows, layer moves)
+  // until it stops (the leader's destructor). Returns the communicator's errors.
+  absl::Status ServeWorker();
 
   // After each step's forward: records the step's loads, installs a moved layer whose copy is
   // done, and starts a rebalance when one is due. Errors are the rebalancer's.
@@ -116,9 +130,20 @@ class ExpertParallel : public MoeExecutor {
   // Installs the layer whose copy is done (precondition: copying_ is ready) and starts the next.
   void InstallCopied();
   int RankOf(int32_t replica) const { return replica / (num_replicas_ / options_.ep); }
+  bool Owns(int32_t replica) const { return comm_ == nullptr || RankOf(replica) == rank_; }
+  // Rows of this rank's replicas: rows[p] (slots) -> out rows, for replicas p of `rank`.
+  void RunLocal(const LayerState& layer, int rank, const std::vector<std::vector<int64_t>>& rows,
+                const Mat& x, int64_t top_k, Mat* out);
+  // Every rank: switches `layer` to `phy2log`, receiving and sending the replicas' weights that
+  // change rank. Returns the number of replicas copied between ranks.
+  absl::StatusOr<int64_t> ExchangeLayer(int64_t layer, const std::vector<int32_t>& phy2log);
+  // Leader: tells the workers to switch `move.layer`, and switches it here too.
+  absl::Status MoveLayerAcrossRanks(const Move& move);
 
   const IncrementalModel& model_;
   EpOptions options_;
+  comm::Communicator* comm_ = nullptr;
+  int rank_ = 0;
   std::vector<int64_t> moe_layers_;
   int num_experts_;
   int num_replicas_;

@@ -3,8 +3,10 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "comm/local_communicator.h"
 #include "gtest/gtest.h"
 #include "model/config.h"
 #include "model/init.h"
@@ -97,6 +99,43 @@ TEST(ExpertParallelTest, RebalancingChangesNoOutput) {
   EXPECT_EQ(RunRequests(&m, triggered, &stats, &replicas_ok), want);
   EXPECT_GT(stats.rebalances, 0);
   EXPECT_TRUE(replicas_ok);
+}
+
+// Ranks as processes (here comm's local backend, as under mpirun with the mpi backend): the leader
+// sends rows to three workers, rebalancing moves replicas between them, and outputs do not change.
+TEST(ExpertParallelTest, RanksOverACommunicator) {
+  LoadedModel m = TinyModel();
+  EngineOptions plain;
+  plain.threads = 2;
+  plain.max_batch_tokens = 32;
+  const std::vector<std::vector<int32_t>> want = RunRequests(&m, plain);
+  core::ThreadPool pool(1);
+  const IncrementalModel model(*m.model, &pool);
+  std::vector<std::unique_ptr<comm::Communicator>> group = comm::CreateLocalGroup(4);
+  const EpOptions ep = {.ep = 4, .num_redundant_experts = 4, .eplb_interval = 2, .eplb_window = 4};
+  std::vector<absl::Status> worker_status(4);
+  std::vector<std::thread> workers;
+  for (int r = 1; r < 4; ++r) {
+    workers.emplace_back([&, r] {
+      EpOptions mine = ep;
+      mine.comm = group[r].get();
+      absl::StatusOr<std::unique_ptr<ExpertParallel>> worker = ExpertParallel::Create(model, mine);
+      worker_status[r] = worker.ok() ? (*worker)->ServeWorker() : worker.status();
+    });
+  }
+  EngineOptions leader = plain;
+  leader.ep = ep;
+  leader.ep.comm = group[0].get();
+  EpStats stats;
+  bool replicas_ok = false;
+  EXPECT_EQ(RunRequests(&m, leader, &stats, &replicas_ok), want);  // the leader stops the workers
+  for (std::thread& t : workers) t.join();
+  for (int r = 1; r < 4; ++r) EXPECT_TRUE(worker_status[r].ok()) << worker_status[r];
+  EXPECT_GT(stats.rebalances, 1);
+  EXPECT_GT(stats.layers_moved, 0);
+  EXPECT_GT(stats.bytes_moved, 0);
+  EXPECT_TRUE(replicas_ok);
+  for (int64_t t : stats.rank_tokens) EXPECT_GT(t, 0);
 }
 
 TEST(ExpertParallelTest, InitialPlacementFromJsonAndCsv) {

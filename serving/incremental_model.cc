@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/check.h"
+#include "core/status_macros.h"
 #include "model/config.h"
 #include "model/rope.h"
 
@@ -201,7 +202,8 @@ absl::StatusOr<Mat> IncrementalModel::Forward(absl::Span<const SequenceChunk> ch
     const Mat f = RmsNormRows(h, *w.ffn_norm, eps_);
     if (w.moe) {
       std::vector<int64_t> layer_loads;
-      x = h + Moe(w, moe_layer++, f, &layer_loads, executor);
+      ASSIGN_OR_RETURN(const Mat moe, Moe(w, moe_layer++, f, &layer_loads, executor));
+      x = h + moe;
       if (loads != nullptr) loads->push_back(std::move(layer_loads));
     } else {
       x = h + RunFfn(w.dense, f, pool_);
@@ -408,8 +410,9 @@ void IncrementalModel::Route(const Layer& w, const float* logits, int32_t* exper
   }
 }
 
-Mat IncrementalModel::Moe(const Layer& w, int64_t moe_layer, const Mat& x,
-                          std::vector<int64_t>* loads, MoeExecutor* executor) const {
+absl::StatusOr<Mat> IncrementalModel::Moe(const Layer& w, int64_t moe_layer, const Mat& x,
+                                          std::vector<int64_t>* loads,
+                                          MoeExecutor* executor) const {
   const int64_t tokens = x.rows();
   const int64_t top_k = config_.moe().top_k();
   const int64_t num_experts = config_.moe().num_routed_experts();
@@ -427,7 +430,7 @@ Mat IncrementalModel::Moe(const Layer& w, int64_t moe_layer, const Mat& x,
   }
   Mat out;  // [tokens * top_k, hidden], by slot
   if (executor != nullptr) {
-    out = executor->RunRoutedExperts(moe_layer, x, experts, top_k);
+    ASSIGN_OR_RETURN(out, executor->RunRoutedExperts(moe_layer, x, experts, top_k));
   } else {
     out.resize(tokens * top_k, x.cols());
     for (int64_t e = 0; e < num_experts; ++e) {

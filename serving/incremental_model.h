@@ -59,9 +59,10 @@ class MoeExecutor {
   virtual ~MoeExecutor() = default;
   // x [tokens, hidden]; experts [tokens * top_k]: token t's chosen logical experts at
   // [t * top_k, (t + 1) * top_k). Returns the expert outputs [tokens * top_k, hidden] in the same
-  // order. `moe_layer` counts MoE layers from 0.
-  virtual Mat RunRoutedExperts(int64_t moe_layer, const Mat& x, absl::Span<const int32_t> experts,
-                               int64_t top_k) = 0;
+  // order. `moe_layer` counts MoE layers from 0. Errors are the executor's (communication).
+  virtual absl::StatusOr<Mat> RunRoutedExperts(int64_t moe_layer, const Mat& x,
+                                               absl::Span<const int32_t> experts,
+                                               int64_t top_k) = 0;
 };
 
 class IncrementalModel {
@@ -130,8 +131,8 @@ class IncrementalModel {
   Mat StandardAttention(const Layer& w, int64_t layer, const Mat& x,
                         absl::Span<const SequenceChunk> chunks, const Rows& rows,
                         KvCache* cache) const;
-  Mat Moe(const Layer& w, int64_t moe_layer, const Mat& x, std::vector<int64_t>* loads,
-          MoeExecutor* executor) const;
+  absl::StatusOr<Mat> Moe(const Layer& w, int64_t moe_layer, const Mat& x,
+                          std::vector<int64_t>* loads, MoeExecutor* executor) const;
   // Routes one token's scores as model::MoeGate does: chosen experts (best first) and weights.
   void Route(const Layer& w, const float* logits, int32_t* experts, float* weights) const;
   // Rotates pairs of x [pairs * 2] at position `pos` (interleaved RoPE).

@@ -13,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "comm/bootstrap.h"
 #include "core/flags.h"
 #include "core/status_macros.h"
 #include "model/config.h"
@@ -116,6 +117,27 @@ absl::Status Run() {
         config.moe().num_routed_experts(), " routed + redundant)"));
   }
 
+  // Under mpirun the EP ranks are the job's processes: rank 0 serves, the others hold experts.
+  ASSIGN_OR_RETURN(const comm::LaunchEnvironment launch, comm::ReadLaunchEnvironment());
+  std::unique_ptr<comm::Communicator> world;
+  if (launch.size > 1) {
+    if (options.ep.ep != launch.size) {
+      return absl::InvalidArgumentError(absl::StrCat("--ep=", options.ep.ep, " but mpirun started ",
+                                                     launch.size, " processes: they must agree"));
+    }
+    ASSIGN_OR_RETURN(world, comm::CreateWorldCommunicator(comm::Backend::kMpi));
+    options.ep.comm = world.get();
+    if (world->rank() != 0) {
+      ASSIGN_OR_RETURN(serving::LoadedModel loaded, serving::LoadModelDir(model_path));
+      const serving::IncrementalModel model(*loaded.model, nullptr);
+      ASSIGN_OR_RETURN(std::unique_ptr<serving::ExpertParallel> worker,
+                       serving::ExpertParallel::Create(model, options.ep));
+      std::fprintf(stderr, "server: rank %d of %d serves its experts\n", world->rank(),
+                   world->size());
+      return worker->ServeWorker();
+    }
+  }
+
   // Listen first, so that /health answers 503 while the model loads.
   serving::HttpServer server(http);
   ASSIGN_OR_RETURN(const int bound, server.Bind());
@@ -165,8 +187,9 @@ int main(int argc, char** argv) {
       "Serves a checkpoint over the OpenAI API: POST /v1/completions, /v1/chat/completions\n"
       "(\"stream\": true for server-sent events), /tokenize, /detokenize; GET /v1/models,\n"
       "/health, /metrics (Prometheus). Continuous batching with chunked prefill and a paged\n"
-      "KV cache; --ep ranks (threads) hold the experts as EPLB places them, rebalanced online\n"
-      "(--eplb_interval, --eplb_min_balancedness). SIGINT or SIGTERM stops it.\n"
+      "KV cache; --ep ranks (threads, or the processes of mpirun -np EP) hold the experts as EPLB\n"
+      "places them, rebalanced online (--eplb_interval, --eplb_min_balancedness). SIGINT or\n"
+      "SIGTERM stops it.\n"
       "Usage: server --model=CHECKPOINT_DIR [--host=127.0.0.1 --port=8000 --kv_cache_mb=64\n"
       "       --max_batch_tokens=256 ...]");
   struct sigaction action = {};
