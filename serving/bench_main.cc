@@ -43,6 +43,8 @@ ABSL_FLAG(int32_t, output_len, 32, "Mean output length (uniform in [mean/2, 3 me
 ABSL_FLAG(int32_t, threads, 0, "Engine compute threads; 0: one per core.");
 ABSL_FLAG(int32_t, decode_tokens, 96, "Tokens of the batch-1 decode measurement.");
 ABSL_FLAG(bool, eplb, true, "Run the skewed-routing EPLB comparison.");
+ABSL_FLAG(int64_t, trace_steps, 0, "Chrome trace of the first N steps of the first run.");
+ABSL_FLAG(std::string, trace_path, "/tmp/bench_trace.json", "Where --trace_steps writes.");
 
 namespace {
 
@@ -167,6 +169,9 @@ absl::Status Run() {
   }
   serving::EngineOptions options;
   options.threads = absl::GetFlag(FLAGS_threads);
+  serving::EngineOptions traced = options;
+  traced.trace_steps = absl::GetFlag(FLAGS_trace_steps);
+  traced.trace_path = absl::GetFlag(FLAGS_trace_path);
   std::printf("model %s: %d layers, hidden %d, %s, context %lld\n", m.config.name().c_str(),
               m.config.num_layers(), m.config.hidden_size(), m.config.has_mla() ? "MLA" : "MHA",
               static_cast<long long>(context));
@@ -179,7 +184,8 @@ absl::Status Run() {
     if (!absl::SimpleAtoi(c, &concurrency) || concurrency < 1) {
       return absl::InvalidArgumentError("--concurrency: positive integers, comma-separated");
     }
-    ASSIGN_OR_RETURN(std::unique_ptr<serving::Engine> engine, serving::Engine::Create(&m, options));
+    ASSIGN_OR_RETURN(std::unique_ptr<serving::Engine> engine,
+                     serving::Engine::Create(&m, concurrency == 32 ? traced : options));
     engine->Start();
     const RunResult r =
         Drive(engine.get(), prompts, outputs, concurrency, absl::GetFlag(FLAGS_request_rate));

@@ -246,10 +246,13 @@ Mat IncrementalModel::MlaAttention(const Layer& w, int64_t layer, const Mat& x,
   Mat o(tokens, heads_ * v_dim_);
   const auto run = [&](int64_t begin, int64_t end) {
     std::vector<float> q_lat(kv_lora_), q_rope(rope_dim_), o_lat(kv_lora_), scores;
+    std::vector<const float*> slots;  // the token's cached positions, looked up once
     for (int64_t t = begin; t < end; ++t) {
       const std::vector<int32_t>& table = *chunks[rows.chunk[t]].block_table;
       const int64_t pos = rows.position[t];
       scores.resize(pos + 1);
+      slots.resize(pos + 1);
+      for (int64_t s = 0; s <= pos; ++s) slots[s] = cache->Slot(layer, table, s);
       for (int64_t h = 0; h < heads_; ++h) {
         const float* q_nope = q.row(t).data() + h * qk;
         std::copy_n(q_nope + nope_, rope_dim_, q_rope.data());
@@ -258,7 +261,7 @@ Mat IncrementalModel::MlaAttention(const Layer& w, int64_t layer, const Mat& x,
           q_lat[c] = Dot(w.k_absorb[h].row(c).data(), q_nope, nope_);
         float max = -INFINITY;
         for (int64_t s = 0; s <= pos; ++s) {
-          const float* slot = cache->Slot(layer, table, s);
+          const float* slot = slots[s];
           scores[s] =
               (Dot(q_lat.data(), slot, kv_lora_) + Dot(q_rope.data(), slot + kv_lora_, rope_dim_)) *
               scale_;
@@ -272,7 +275,7 @@ Mat IncrementalModel::MlaAttention(const Layer& w, int64_t layer, const Mat& x,
         std::fill(o_lat.begin(), o_lat.end(), 0.0f);
         for (int64_t s = 0; s <= pos; ++s) {
           const float p = scores[s] / sum;
-          const float* slot = cache->Slot(layer, table, s);
+          const float* slot = slots[s];
           for (int64_t c = 0; c < kv_lora_; ++c) o_lat[c] += p * slot[c];
         }
         for (int64_t j = 0; j < v_dim_; ++j) {
@@ -309,15 +312,18 @@ Mat IncrementalModel::StandardAttention(const Layer& w, int64_t layer, const Mat
   Mat o = Mat::Zero(tokens, width);
   const auto run = [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
+    std::vector<const float*> slots;
     for (int64_t t = begin; t < end; ++t) {
       const std::vector<int32_t>& table = *chunks[rows.chunk[t]].block_table;
       const int64_t pos = rows.position[t];
       scores.resize(pos + 1);
+      slots.resize(pos + 1);
+      for (int64_t s = 0; s <= pos; ++s) slots[s] = cache->Slot(layer, table, s);
       for (int64_t h = 0; h < heads_; ++h) {
         const float* qh = q.row(t).data() + h * head_dim_;
         float max = -INFINITY;
         for (int64_t s = 0; s <= pos; ++s) {
-          scores[s] = Dot(qh, cache->Slot(layer, table, s) + h * head_dim_, head_dim_) * scale_;
+          scores[s] = Dot(qh, slots[s] + h * head_dim_, head_dim_) * scale_;
           max = std::max(max, scores[s]);
         }
         float sum = 0;
@@ -328,7 +334,7 @@ Mat IncrementalModel::StandardAttention(const Layer& w, int64_t layer, const Mat
         float* oh = o.row(t).data() + h * head_dim_;
         for (int64_t s = 0; s <= pos; ++s) {
           const float p = scores[s] / sum;
-          const float* vs = cache->Slot(layer, table, s) + width + h * head_dim_;
+          const float* vs = slots[s] + width + h * head_dim_;
           for (int64_t d = 0; d < head_dim_; ++d) oh[d] += p * vs[d];
         }
       }
