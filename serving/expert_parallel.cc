@@ -106,7 +106,13 @@ absl::StatusOr<std::unique_ptr<ExpertParallel>> ExpertParallel::Create(
                    eplb::LoadTracker::Create(layers, ep->num_experts_, options.eplb_window, 0.9));
   ep->step_loads_.assign(layers, std::vector<int64_t>(ep->num_experts_, 0));
   ep->stats_.rank_tokens.assign(options.ep, 0);
-  if (!options.placement_path.empty()) {
+  if (options.placement_path == "trivial") {  // replica p holds expert p % experts
+    for (int l = 0; l < layers; ++l) {
+      std::vector<int32_t> phy2log(ep->num_replicas_);
+      for (int p = 0; p < ep->num_replicas_; ++p) phy2log[p] = p % ep->num_experts_;
+      ep->layers_.push_back(LayerFromPhy2Log(std::move(phy2log), ep->num_experts_));
+    }
+  } else if (!options.placement_path.empty()) {
     std::ifstream in(options.placement_path);
     std::stringstream text;
     text << in.rdbuf();
@@ -134,6 +140,8 @@ absl::StatusOr<std::unique_ptr<ExpertParallel>> ExpertParallel::Create(
       }
       ep->layers_.push_back(std::move(state));
     }
+  }
+  if (!ep->layers_.empty()) {  // trivial or from JSON: the replicas' weights
     for (size_t l = 0; l < ep->layers_.size(); ++l) {
       LayerState& state = ep->layers_[l];
       for (int p = 0; p < ep->num_replicas_; ++p) {

@@ -76,9 +76,9 @@ struct EpStats {
 class ExpertParallel : public MoeExecutor {
  public:
   // Copies every routed expert of `model` (which must outlive this object) into the replicas of
-  // the initial placement: the JSON of placement_path, else Rebalance of loads_csv_path's loads,
-  // else Rebalance of uniform loads. INVALID_ARGUMENT for bad options or files, or a replica count
-  // the ranks do not divide.
+  // the initial placement: placement_path's (trivial or JSON), else Rebalance of
+  // loads_csv_path's loads, else Rebalance of uniform loads. INVALID_ARGUMENT for bad options or
+  // files, or a replica count the ranks do not divide.
   static absl::StatusOr<std::unique_ptr<ExpertParallel>> Create(const IncrementalModel& model,
                                                                 const EpOptions& options);
   ~ExpertParallel() override;

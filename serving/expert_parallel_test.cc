@@ -169,6 +169,11 @@ TEST(ExpertParallelTest, InitialPlacementFromJsonAndCsv) {
   ASSERT_TRUE(from_json.ok()) << from_json.status();
   EXPECT_EQ((*from_json)->CurrentPlacement(), p);
   EXPECT_TRUE((*from_json)->ReplicasMatchExperts());
+  absl::StatusOr<std::unique_ptr<ExpertParallel>> trivial = ExpertParallel::Create(
+      model, {.ep = 2, .num_redundant_experts = 2, .placement_path = "trivial"});
+  ASSERT_TRUE(trivial.ok()) << trivial.status();
+  for (int r = 0; r < 10; ++r) EXPECT_EQ((*trivial)->CurrentPlacement().phy2log(1, r), r % 8);
+  EXPECT_TRUE((*trivial)->ReplicasMatchExperts());
   // Errors name the flag.
   const auto message = [&](const EpOptions& o) {
     absl::StatusOr<std::unique_ptr<ExpertParallel>> ep = ExpertParallel::Create(model, o);

@@ -53,8 +53,8 @@ ABSL_FLAG(double, eplb_min_balancedness, 0,
           "Also rebalance when a layer's balancedness (mean / max rank load) drops below this.");
 ABSL_FLAG(int32_t, eplb_window, 64, "Engine steps of expert loads a rebalance looks at.");
 ABSL_FLAG(std::string, eplb_placement, "",
-          "Initial placement: a JSON written by //eplb:rebalance (its phy2log). Default: balanced "
-          "for uniform loads.");
+          "Initial placement: a JSON written by //eplb:rebalance (its phy2log), or 'trivial' "
+          "(replica p holds expert p % experts). Default: balanced for uniform loads.");
 ABSL_FLAG(std::string, eplb_loads_csv, "",
           "Initial placement computed from these expert loads (one MoE layer per line, as the "
           "training binary's expert-load CSV).");
