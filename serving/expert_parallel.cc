@@ -65,12 +65,12 @@ absl::Status EpOptions::Validate() const {
 ExpertParallel::ExpertParallel(const IncrementalModel& model, const EpOptions& options)
     : model_(model),
       options_(options),
+      comm_(options.comm),
+      rank_(options.comm != nullptr ? options.comm->rank() : 0),
       moe_layers_(model.MoeLayers()),
       num_experts_(model.config().moe().num_routed_experts()),
       num_replicas_(num_experts_ + options.num_redundant_experts),
       num_groups_(model.config().moe().num_groups()),
-      comm_(options.comm),
-      rank_(options.comm != nullptr ? options.comm->rank() : 0),
       ranks_(options.comm != nullptr ? 1 : options.ep),
       rebalance_seconds_({0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60}) {}
 
