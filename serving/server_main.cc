@@ -2,8 +2,10 @@
 //
 //   bazel run //serving:server -- --model=/tmp/ckpt --port=8000
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -65,7 +67,21 @@ ABSL_FLAG(int64_t, debug_load_delay_ms, 0,
 
 namespace {
 
-serving::HttpServer* g_server = nullptr;
+// SIGINT and SIGTERM write a byte to this pipe (all a handler may safely do; threads started by
+// libraries before main may take the signal); WaitForSignal reads it and stops the server.
+int g_signal_pipe[2] = {-1, -1};
+
+void OnSignal(int) {
+  const char byte = 1;
+  (void)!write(g_signal_pipe[1], &byte, 1);
+}
+
+void WaitForSignal(serving::HttpServer* server) {
+  char byte = 0;
+  while (read(g_signal_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+  }
+  server->Stop();
+}
 
 absl::Status Run() {
   const std::string model_path = absl::GetFlag(FLAGS_model);
@@ -128,6 +144,9 @@ absl::Status Run() {
     ASSIGN_OR_RETURN(world, comm::CreateWorldCommunicator(comm::Backend::kMpi));
     options.ep.comm = world.get();
     if (world->rank() != 0) {
+      // No HTTP server to stop here: SIGINT and SIGTERM end the process as by default.
+      signal(SIGINT, SIG_DFL);
+      signal(SIGTERM, SIG_DFL);
       ASSIGN_OR_RETURN(serving::LoadedModel loaded, serving::LoadModelDir(model_path));
       const serving::IncrementalModel model(*loaded.model, nullptr);
       ASSIGN_OR_RETURN(std::unique_ptr<serving::ExpertParallel> worker,
@@ -151,8 +170,12 @@ absl::Status Run() {
     }
   }
   std::fprintf(stderr, "server: listening on http://%s:%d\n", http.host.c_str(), bound);
-  g_server = &server;
+  std::thread signals(WaitForSignal, &server);
   std::thread serve([&server] { server.Serve(); });
+  const auto stop_signals = [&signals] {
+    OnSignal(0);  // wakes WaitForSignal if no signal came
+    signals.join();
+  };
 
   std::this_thread::sleep_for(
       std::chrono::milliseconds(std::max<int64_t>(0, absl::GetFlag(FLAGS_debug_load_delay_ms))));
@@ -161,7 +184,7 @@ absl::Status Run() {
       loaded.ok() ? serving::Engine::Create(&*loaded, options)
                   : absl::StatusOr<std::unique_ptr<serving::Engine>>(loaded.status());
   if (!engine.ok()) {
-    server.Stop();
+    stop_signals();
     serve.join();
     return engine.status();
   }
@@ -174,7 +197,7 @@ absl::Status Run() {
       name.c_str(), loaded->dir.c_str(), loaded->config.num_layers(), loaded->config.vocab_size(),
       loaded->config.max_seq_len(), static_cast<long long>(options.kv_cache_mb));
   serve.join();
-  g_server = nullptr;
+  stop_signals();
   std::fprintf(stderr, "server: stopped\n");
   return absl::OkStatus();
 }
@@ -192,10 +215,12 @@ int main(int argc, char** argv) {
       "SIGTERM stops it.\n"
       "Usage: server --model=CHECKPOINT_DIR [--host=127.0.0.1 --port=8000 --kv_cache_mb=64\n"
       "       --max_batch_tokens=256 ...]");
+  if (pipe(g_signal_pipe) != 0) {
+    std::fprintf(stderr, "server: cannot create a pipe\n");
+    return 1;
+  }
   struct sigaction action = {};
-  action.sa_handler = [](int) {
-    if (g_server != nullptr) g_server->Stop();
-  };
+  action.sa_handler = OnSignal;
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
   signal(SIGPIPE, SIG_IGN);
