@@ -1,6 +1,7 @@
 #include "serving/engine.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <random>
 #include <utility>
 
@@ -154,8 +155,35 @@ void Engine::Loop() {
       if (stopping_) return;
     }
     absl::StatusOr<bool> worked = Step();
-    CHECK(worked.ok(), "engine step failed: ", worked.status().ToString());
+    if (!worked.ok()) {
+      Fail(worked.status());
+      return;
+    }
   }
+}
+
+void Engine::Fail(const absl::Status& status) {
+  std::fprintf(stderr, "engine: a step failed, every request is aborted: %s\n",
+               status.ToString().c_str());
+  {
+    absl::MutexLock lock(&mu_);
+    failed_ = status;
+    for (auto& seq : submitted_) waiting_.push_back(std::move(seq));
+    submitted_.clear();
+  }
+  for (auto& seq : running_) Finish(seq.get(), FinishReason::kAbort);
+  for (auto& seq : waiting_) Finish(seq.get(), FinishReason::kAbort);
+  running_.clear();
+  waiting_.clear();
+  absl::MutexLock lock(&mu_);
+  stats_.running = 0;
+  stats_.waiting = 0;
+  stats_.kv_blocks_used = cache_.num_used_blocks();
+}
+
+absl::Status Engine::Health() const {
+  absl::MutexLock lock(&mu_);
+  return failed_;
 }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(std::vector<int32_t> prompt,
@@ -190,6 +218,9 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(std::vector<int32_
   std::shared_ptr<RequestStream> stream = seq->stream;
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("the engine is shutting down");
+  if (!failed_.ok()) {
+    return absl::UnavailableError(absl::StrCat("the engine failed: ", failed_.message()));
+  }
   if (stats_.waiting + static_cast<int64_t>(submitted_.size()) >= options_.max_waiting) {
     return absl::ResourceExhaustedError(
         absl::StrCat("the queue is full (", options_.max_waiting, " waiting requests)"));

@@ -130,6 +130,9 @@ class Engine {
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(std::vector<int32_t> prompt,
                                                         SamplingParams params);
 
+  // OK, or the error of a step that failed (a model or communication error): the step thread
+  // then aborted every request and stopped, and Submit answers UNAVAILABLE.
+  absl::Status Health() const;
   EngineStats Stats() const;
   // The Prometheus text of the engine's metrics.
   std::string Metrics() const;
@@ -144,6 +147,8 @@ class Engine {
   struct Sequence;
   Engine(LoadedModel* loaded, const EngineOptions& options);
   void Loop();
+  // After a step failed: records `status`, aborts every request (step thread).
+  void Fail(const absl::Status& status);
   // Moves submitted requests into waiting and drops cancelled ones (step thread).
   void Intake();
   void Finish(Sequence* seq, FinishReason reason);
@@ -170,6 +175,7 @@ class Engine {
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<Sequence>> submitted_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status failed_ ABSL_GUARDED_BY(mu_);
   EngineStats stats_ ABSL_GUARDED_BY(mu_);
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;

@@ -138,6 +138,31 @@ TEST(ExpertParallelTest, RanksOverACommunicator) {
   for (int64_t t : stats.rank_tokens) EXPECT_GT(t, 0);
 }
 
+// A rank that never answers fails the step after the communicator's timeout: the engine aborts
+// its requests, reports the error as its health, and refuses new requests.
+TEST(ExpertParallelTest, ALostRankFailsTheEngineCleanly) {
+  LoadedModel m = TinyModel();
+  std::vector<std::unique_ptr<comm::Communicator>> group =
+      comm::CreateLocalGroup(2, comm::CommOptions{.timeout = absl::Seconds(1)});
+  EngineOptions options;
+  options.threads = 1;
+  options.ep = {.ep = 2, .num_redundant_experts = 2};
+  options.ep.comm = group[0].get();  // rank 1 never serves
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(&m, options);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  (*engine)->Start();
+  SamplingParams p;
+  p.max_tokens = 4;
+  std::shared_ptr<RequestStream> stream = *(*engine)->Submit({1, 2, 3}, p);
+  std::optional<RequestOutput> last;
+  while (std::optional<RequestOutput> out = stream->Next(absl::Seconds(30))) last = out;
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->finish, FinishReason::kAbort);
+  EXPECT_FALSE((*engine)->Health().ok());
+  EXPECT_EQ((*engine)->Submit({1, 2, 3}, p).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ((*engine)->Stats().kv_blocks_used, 0);
+}
+
 TEST(ExpertParallelTest, InitialPlacementFromJsonAndCsv) {
   LoadedModel m = TinyModel();
   core::ThreadPool pool(1);

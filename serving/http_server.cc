@@ -277,6 +277,11 @@ void HttpServer::Routes() {
       SendJson(res, 503, {{"status", "loading"}});
       return;
     }
+    const absl::Status health = engine_.load()->Health();
+    if (!health.ok()) {
+      SendJson(res, 503, {{"status", "failed"}, {"error", std::string(health.message())}});
+      return;
+    }
     SendJson(res, 200, {{"status", "ok"}});
   });
   const auto model_json = [this](Engine* engine) {
