@@ -104,7 +104,10 @@ absl::StatusOr<std::unique_ptr<ExpertParallel>> ExpertParallel::Create(
   }
   ASSIGN_OR_RETURN(ep->tracker_,
                    eplb::LoadTracker::Create(layers, ep->num_experts_, options.eplb_window, 0.9));
+  ASSIGN_OR_RETURN(ep->physical_tracker_,
+                   eplb::LoadTracker::Create(layers, ep->num_replicas_, options.eplb_window, 0.9));
   ep->step_loads_.assign(layers, std::vector<int64_t>(ep->num_experts_, 0));
+  ep->step_physical_.assign(layers, std::vector<int64_t>(ep->num_replicas_, 0));
   ep->stats_.rank_tokens.assign(options.ep, 0);
   if (options.placement_path == "trivial") {  // replica p holds expert p % experts
     for (int l = 0; l < layers; ++l) {
@@ -248,6 +251,7 @@ absl::StatusOr<Mat> ExpertParallel::RunRoutedExperts(int64_t moe_layer, const Ma
   const int per_rank = num_replicas_ / options_.ep;
   for (int p = 0; p < num_replicas_; ++p) {
     stats_.rank_tokens[RankOf(p)] += static_cast<int64_t>(rows[p].size());
+    step_physical_[moe_layer][p] += static_cast<int64_t>(rows[p].size());
   }
   if (comm_ == nullptr) {
     ranks_.ParallelFor(0, options_.ep, [&](int64_t begin, int64_t end) {
@@ -501,6 +505,23 @@ absl::Status ExpertParallel::EndStepUnpublished() {
     }
   }
   RETURN_IF_ERROR(tracker_->Record(counts));
+  eplb::Matrix<double> physical(static_cast<int>(layers_.size()), num_replicas_);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    for (int p = 0; p < num_replicas_; ++p) {
+      physical(static_cast<int>(l), p) = static_cast<double>(step_physical_[l][p]);
+      step_physical_[l][p] = 0;
+    }
+  }
+  RETURN_IF_ERROR(physical_tracker_->Record(physical));
+  const eplb::Matrix<double> window = physical_tracker_->WindowSum();
+  stats_.observed_balancedness.assign(layers_.size(), 1.0);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    std::vector<double> rank_loads(options_.ep, 0.0);
+    for (int p = 0; p < num_replicas_; ++p) {
+      rank_loads[RankOf(p)] += window(static_cast<int>(l), p);
+    }
+    stats_.observed_balancedness[l] = eplb::MeanOverMax(rank_loads);
+  }
   if (comm_ != nullptr && !pending_.empty()) {  // one layer per step
     const Move move = std::move(pending_.front());
     pending_.erase(pending_.begin());
@@ -583,8 +604,13 @@ bool ExpertParallel::ReplicasMatchExperts() const {
 std::string ExpertParallel::Metrics() const {
   const EpStats s = Stats();
   std::vector<std::pair<std::string, double>> balancedness, ranks;
+  std::vector<std::pair<std::string, double>> observed;
   for (size_t l = 0; l < s.balancedness.size(); ++l) {
     balancedness.push_back({absl::StrCat("layer=\"", moe_layers_[l], "\""), s.balancedness[l]});
+  }
+  for (size_t l = 0; l < s.observed_balancedness.size(); ++l) {
+    observed.push_back(
+        {absl::StrCat("layer=\"", moe_layers_[l], "\""), s.observed_balancedness[l]});
   }
   for (size_t r = 0; r < s.rank_tokens.size(); ++r) {
     ranks.push_back({absl::StrCat("rank=\"", r, "\""), static_cast<double>(s.rank_tokens[r])});
@@ -593,6 +619,9 @@ std::string ExpertParallel::Metrics() const {
       RenderSamples("dsmoe_eplb_balancedness", "gauge",
                     "Mean over max rank load of each MoE layer's placement, window loads.",
                     balancedness),
+      RenderSamples("dsmoe_eplb_observed_balancedness", "gauge",
+                    "Mean over max of the tokens each rank computed per MoE layer, window.",
+                    observed),
       RenderSamples("dsmoe_eplb_rebalances_total", "counter",
                     "Placements switched to (every layer in place).",
                     {{"", static_cast<double>(s.rebalances)}}),

@@ -9,7 +9,8 @@
 // thread. All replicas of an expert hold the same bytes and the kernels are batch invariant, so
 // outputs do not depend on the placement or the replica chosen.
 //
-// Online EPLB: every step's tokens per logical expert go into an eplb::LoadTracker; every
+// Online EPLB: every step's tokens per logical expert and per physical expert go into
+// eplb::LoadTrackers; every
 // eplb_interval steps, or when the balancedness of the current placement under the window's loads
 // drops below eplb_min_balancedness, a new placement is computed (eplb::Rebalance, refined policy)
 // and diffed against the current one (eplb::DiffPlacements: fewest copies). The copies run on a
@@ -69,6 +70,9 @@ struct EpStats {
   int64_t experts_copied = 0;
   int64_t bytes_moved = 0;           // expert weights copied between ranks
   std::vector<double> balancedness;  // per MoE layer, of the current placement (window loads)
+  // Per MoE layer, mean / max of the tokens the ranks actually computed over the window (from
+  // the tokens counted per physical expert, after the replica choice).
+  std::vector<double> observed_balancedness;
   std::vector<int64_t> rank_tokens;  // routed tokens each rank computed, all steps
   bool moving = false;
 };
@@ -150,8 +154,10 @@ class ExpertParallel : public MoeExecutor {
   int num_groups_;
   core::ThreadPool ranks_;
   std::vector<LayerState> layers_;
-  std::unique_ptr<eplb::LoadTracker> tracker_;
-  std::vector<std::vector<int64_t>> step_loads_;  // [moe layer][expert], this step
+  std::unique_ptr<eplb::LoadTracker> tracker_;           // logical experts: what Rebalance reads
+  std::unique_ptr<eplb::LoadTracker> physical_tracker_;  // physical experts (replicas)
+  std::vector<std::vector<int64_t>> step_loads_;         // [moe layer][expert], this step
+  std::vector<std::vector<int64_t>> step_physical_;      // [moe layer][replica], this step
   EpStats stats_;
   mutable absl::Mutex published_mu_;
   EpStats published_ ABSL_GUARDED_BY(published_mu_);

@@ -93,6 +93,8 @@ TEST(ExpertParallelTest, RebalancingChangesNoOutput) {
   EXPECT_GT(tokens, 0);
   ASSERT_EQ(stats.balancedness.size(), 3u);  // three MoE layers
   for (double b : stats.balancedness) EXPECT_TRUE(b > 0 && b <= 1) << b;
+  ASSERT_EQ(stats.observed_balancedness.size(), 3u);
+  for (double b : stats.observed_balancedness) EXPECT_TRUE(b > 0 && b <= 1) << b;
   // A low-balancedness trigger rebalances too.
   EngineOptions triggered = static_ep;
   triggered.ep.eplb_min_balancedness = 0.99;
