@@ -133,12 +133,19 @@ again=$(curl -sf "$base/v1/completions" -H 'Content-Type: application/json' \
 [[ $(echo "$again" | json 'j.choices[0].text') == $(echo "$out" | json 'j.choices[0].text') ]] ||
   fail "the //eplb:rebalance placement changed the output: $again vs $out"
 echo "ok: an initial placement from //eplb:rebalance's JSON serves the same output"
-curl -s --max-time 1 "$base/v1/completions" \
-  -d '{"prompt": "x", "max_tokens": 100, "ignore_eos": true}' > /dev/null && fail "no timeout"
-sleep 2.5
-metrics=$(curl -sf "$base/metrics")
+# 120 tokens take at least 3.6 s; the client leaves after 0.5 s and the server notices at its
+# second heartbeat (about 2 s in).
+curl -s --max-time 0.5 "$base/v1/completions" \
+  -d '{"prompt": "x", "max_tokens": 120, "ignore_eos": true}' > /dev/null && fail "no timeout"
+for _ in $(seq 40); do
+  metrics=$(curl -sf "$base/metrics")
+  echo "$metrics" | grep -q 'dsmoe_request_success_total{finished_reason="abort"} 1' && break
+  sleep 0.1
+done
 echo "$metrics" | grep -q 'dsmoe_request_success_total{finished_reason="abort"} 1' ||
   fail "a non-streaming client that gave up was not cancelled"
+echo "$metrics" | grep -q 'dsmoe_request_success_total{finished_reason="length"} 1$' ||
+  fail "the cancelled request ran to its end"
 echo "$metrics" | grep -q '^dsmoe_kv_cache_usage_perc 0$' || fail "KV blocks not freed"
 echo "ok: a non-streaming client that disconnects cancels its request and frees its blocks"
 codes=""
