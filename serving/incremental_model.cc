@@ -269,7 +269,7 @@ Mat IncrementalModel::MlaAttention(const Layer& w, int64_t layer, const Mat& x,
         }
         float sum = 0;
         for (int64_t s = 0; s <= pos; ++s) {
-          scores[s] = std::exp(scores[s] - max);
+          scores[s] = Exp(scores[s] - max);
           sum += scores[s];
         }
         std::fill(o_lat.begin(), o_lat.end(), 0.0f);
@@ -328,7 +328,7 @@ Mat IncrementalModel::StandardAttention(const Layer& w, int64_t layer, const Mat
         }
         float sum = 0;
         for (int64_t s = 0; s <= pos; ++s) {
-          scores[s] = std::exp(scores[s] - max);
+          scores[s] = Exp(scores[s] - max);
           sum += scores[s];
         }
         float* oh = o.row(t).data() + h * head_dim_;

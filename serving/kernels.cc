@@ -110,13 +110,13 @@ Mat RmsNormRows(const Mat& x, const Mat& scale, float eps) {
 
 Mat SwiGlu(const Mat& gate, const Mat& up) {
   CHECK(gate.rows() == up.rows() && gate.cols() == up.cols(), "SwiGlu: shapes differ");
-  // A scalar loop: Eigen's vectorized exp differs from std::exp in the last bit, and which
-  // elements it vectorizes depends on the matrix's size, hence on the batch.
+  // Not Eigen's exp: its vector and scalar paths differ in the last bit, and which elements take
+  // which path depends on the matrix's size, hence on the batch.
   Mat y(gate.rows(), gate.cols());
   const float* g = gate.data();
   const float* u = up.data();
   float* out = y.data();
-  for (int64_t i = 0; i < gate.size(); ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  for (int64_t i = 0; i < gate.size(); ++i) out[i] = g[i] / (1.0f + Exp(-g[i])) * u[i];
   return y;
 }
 

@@ -40,6 +40,19 @@ TEST(KernelsTest, MatMulTMatchesEigenAndIsBatchInvariant) {
   }
 }
 
+TEST(KernelsTest, ExpIsWithinTwoUlpOfStdExp) {
+  float worst = 0;
+  for (float x = -87.0f; x <= 88.0f; x += 0.001234f) {
+    const float want = std::exp(x);
+    const float ulp = std::nextafter(want, INFINITY) - want;
+    worst = std::max(worst, std::fabs(Exp(x) - want) / ulp);
+  }
+  EXPECT_LE(worst, 2.0f);
+  EXPECT_EQ(Exp(0.0f), 1.0f);
+  EXPECT_LT(Exp(-1000.0f), 1e-37f);
+  EXPECT_GT(Exp(1000.0f), 1e38f);
+}
+
 TEST(KernelsTest, RmsNormAndSwiGlu) {
   const Mat x = model::RandomMatrix<float>(5, 12, 5);
   const Mat scale = model::RandomMatrix<float>(1, 12, 6);

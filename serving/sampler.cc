@@ -32,12 +32,15 @@ absl::Status SamplingParams::Validate() const {
 
 SampledToken Sample(const float* logits, int64_t vocab, const SamplingParams& params,
                     model::Rng* rng) {
-  // Log-softmax of the raw logits, in double.
   double max = -INFINITY;
   for (int64_t i = 0; i < vocab; ++i) max = std::max<double>(max, logits[i]);
-  double sum = 0;
-  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(logits[i] - max);
-  const double log_z = max + std::log(sum);
+  // Log-softmax of the raw logits, in double, only when logprobs are asked for.
+  double log_z = 0;
+  if (params.logprobs >= 0) {
+    double sum = 0;
+    for (int64_t i = 0; i < vocab; ++i) sum += std::exp(logits[i] - max);
+    log_z = max + std::log(sum);
+  }
   const auto logprob = [&](int64_t i) { return static_cast<float>(logits[i] - log_z); };
   // Candidates by logit, best first; ties to the lower id.
   std::vector<int32_t> order(vocab);
@@ -85,7 +88,7 @@ SampledToken Sample(const float* logits, int64_t vocab, const SamplingParams& pa
       }
     }
   }
-  out.logprob = logprob(out.id);
+  if (params.logprobs >= 0) out.logprob = logprob(out.id);
   for (int64_t i = 0; i < std::max<int64_t>(params.logprobs, 0) && i < vocab; ++i) {
     out.top.push_back({order[i], logprob(order[i])});
   }

@@ -38,7 +38,7 @@ struct TokenLogprob {
 
 struct SampledToken {
   int32_t id = 0;
-  float logprob = 0;              // log softmax of the raw logits at `id`
+  float logprob = 0;              // log softmax of the raw logits at `id` (if logprobs >= 0)
   std::vector<TokenLogprob> top;  // the params.logprobs best, best first (empty if < 1)
 };
 
