@@ -18,6 +18,7 @@ packages=(
   libpcre2-dev libicu-dev fortunes
   # //model/reference:reference_test runs a PyTorch port of DeepSeek's reference model.
   python3-torch python3-numpy
+  prometheus  # promtool checks //serving:server_test's /metrics
 )
 
 missing=()
@@ -67,3 +68,4 @@ else
   npm install --prefix "$npm_dir" --no-audit --no-fund --no-save "${npm_packages[@]}" ||
     echo "setup: WARNING: npm install failed; //model/tokenizer:js_parity_test will fail"
 fi
+[[ -d "$npm_dir/openai/node_modules/openai" ]] || npm install --prefix "$npm_dir/openai" --no-audit --no-fund openai  # //serving:server_test's client

@@ -1,0 +1,233 @@
+// server: serves a checkpoint over the OpenAI API (see serving/README.md).
+//
+//   bazel run //serving:server -- --model=/tmp/ckpt --port=8000
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "comm/bootstrap.h"
+#include "core/flags.h"
+#include "core/status_macros.h"
+#include "model/config.h"
+#include "serving/engine.h"
+#include "serving/http_server.h"
+#include "serving/model_dir.h"
+
+ABSL_FLAG(std::string, model, "",
+          "Checkpoint directory (model.textproto, tokenizer.json, *.safetensors and their index), "
+          "or a training output directory whose newest checkpoints/step-N is served. Required.");
+ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for all).");
+ABSL_FLAG(int32_t, port, 8000, "Port to listen on; 0 picks a free one (see --port_file).");
+ABSL_FLAG(std::string, port_file, "", "If set, the bound port is written to this file.");
+ABSL_FLAG(std::string, served_model_name, "",
+          "The model's name in the API; empty: the config's name.");
+ABSL_FLAG(int64_t, kv_cache_mb, 64, "Memory of the paged KV cache, in MiB.");
+ABSL_FLAG(int64_t, block_size, 16, "Token slots per KV cache block.");
+ABSL_FLAG(int64_t, max_batch_tokens, 256,
+          "Token budget of one engine step (decode tokens first, then prefill chunks).");
+ABSL_FLAG(int64_t, max_running, 64, "Sequences in one step at most.");
+ABSL_FLAG(int64_t, max_waiting, 256,
+          "Queued requests at most; more are answered 429 until the queue drains.");
+ABSL_FLAG(int32_t, threads, 0, "Compute threads; 0: one per core.");
+ABSL_FLAG(int32_t, http_threads, 128, "Connections served at once.");
+ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "Largest request body; larger ones get 413.");
+ABSL_FLAG(int64_t, trace_steps, 0,
+          "Record the first N engine steps that run the model as a Chrome trace (--trace_path).");
+ABSL_FLAG(std::string, trace_path, "", "Where --trace_steps writes its trace (JSON).");
+ABSL_FLAG(int32_t, ep, 1,
+          "Expert-parallel ranks (threads) holding the MoE layers' physical experts.");
+ABSL_FLAG(int32_t, num_redundant_experts, 0,
+          "Physical experts per MoE layer beyond one per routed expert (EPLB's redundant "
+          "experts); --ep must divide routed + redundant.");
+ABSL_FLAG(int64_t, eplb_interval, 0,
+          "Recompute the expert placement from live loads every N engine steps; 0: never.");
+ABSL_FLAG(double, eplb_min_balancedness, 0,
+          "Also rebalance when a layer's balancedness (mean / max rank load) drops below this.");
+ABSL_FLAG(int32_t, eplb_window, 64, "Engine steps of expert loads a rebalance looks at.");
+ABSL_FLAG(std::string, eplb_placement, "",
+          "Initial placement: a JSON written by //eplb:rebalance (its phy2log), or 'trivial' "
+          "(replica p holds expert p % experts). Default: balanced for uniform loads.");
+ABSL_FLAG(std::string, eplb_loads_csv, "",
+          "Initial placement computed from these expert loads (one MoE layer per line, as the "
+          "training binary's expert-load CSV).");
+ABSL_FLAG(int64_t, debug_step_delay_ms, 0,
+          "Tests: sleep this long in every engine step that runs the model.");
+ABSL_FLAG(int64_t, debug_load_delay_ms, 0,
+          "Tests: wait this long before loading the model (/health answers 503 meanwhile).");
+
+namespace {
+
+// SIGINT and SIGTERM write a byte to this pipe (all a handler may safely do; threads started by
+// libraries before main may take the signal); WaitForSignal reads it and stops the server.
+int g_signal_pipe[2] = {-1, -1};
+
+void OnSignal(int) {
+  const char byte = 1;
+  (void)!write(g_signal_pipe[1], &byte, 1);
+}
+
+void WaitForSignal(serving::HttpServer* server) {
+  char byte = 0;
+  while (read(g_signal_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+  }
+  server->Stop();
+}
+
+absl::Status Run() {
+  const std::string model_path = absl::GetFlag(FLAGS_model);
+  if (model_path.empty()) return absl::InvalidArgumentError("--model is required (see --help)");
+  const int port = absl::GetFlag(FLAGS_port);
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("--port=", port, ": must be in [0, 65535]"));
+  }
+  serving::HttpOptions http;
+  http.host = absl::GetFlag(FLAGS_host);
+  http.port = port;
+  http.threads = absl::GetFlag(FLAGS_http_threads);
+  http.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
+  if (http.threads < 1 || http.threads > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http_threads=", http.threads, ": must be in [1, 4096]"));
+  }
+  if (http.max_body_bytes < 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_body_bytes=", http.max_body_bytes, ": must be >= 1024"));
+  }
+  serving::EngineOptions options;
+  options.kv_cache_mb = absl::GetFlag(FLAGS_kv_cache_mb);
+  options.block_size = absl::GetFlag(FLAGS_block_size);
+  options.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
+  options.max_running = absl::GetFlag(FLAGS_max_running);
+  options.max_waiting = absl::GetFlag(FLAGS_max_waiting);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  options.trace_steps = absl::GetFlag(FLAGS_trace_steps);
+  options.trace_path = absl::GetFlag(FLAGS_trace_path);
+  options.debug_step_delay_ms = absl::GetFlag(FLAGS_debug_step_delay_ms);
+  options.ep.ep = absl::GetFlag(FLAGS_ep);
+  options.ep.num_redundant_experts = absl::GetFlag(FLAGS_num_redundant_experts);
+  options.ep.eplb_interval = absl::GetFlag(FLAGS_eplb_interval);
+  options.ep.eplb_min_balancedness = absl::GetFlag(FLAGS_eplb_min_balancedness);
+  options.ep.eplb_window = absl::GetFlag(FLAGS_eplb_window);
+  options.ep.placement_path = absl::GetFlag(FLAGS_eplb_placement);
+  options.ep.loads_csv_path = absl::GetFlag(FLAGS_eplb_loads_csv);
+  RETURN_IF_ERROR(options.Validate());
+  // Checks that need only the config, before listening.
+  ASSIGN_OR_RETURN(const std::string dir, serving::ResolveModelDir(model_path));
+  ASSIGN_OR_RETURN(const model::ModelConfig config, model::LoadConfig(dir + "/model.textproto"));
+  const int replicas = config.moe().num_routed_experts() + options.ep.num_redundant_experts;
+  if ((options.ep.ep > 1 || options.ep.num_redundant_experts > 0) &&
+      (config.first_k_dense_layers() >= config.num_layers() || replicas % options.ep.ep != 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--ep=", options.ep.ep, " --num_redundant_experts=", options.ep.num_redundant_experts,
+        ": the ranks must divide the ", replicas, " physical experts of each MoE layer (",
+        config.moe().num_routed_experts(), " routed + redundant)"));
+  }
+
+  // Under mpirun the EP ranks are the job's processes: rank 0 serves, the others hold experts.
+  ASSIGN_OR_RETURN(const comm::LaunchEnvironment launch, comm::ReadLaunchEnvironment());
+  std::unique_ptr<comm::Communicator> world;
+  if (launch.size > 1) {
+    if (options.ep.ep != launch.size) {
+      return absl::InvalidArgumentError(absl::StrCat("--ep=", options.ep.ep, " but mpirun started ",
+                                                     launch.size, " processes: they must agree"));
+    }
+    ASSIGN_OR_RETURN(world, comm::CreateWorldCommunicator(comm::Backend::kMpi));
+    options.ep.comm = world.get();
+    if (world->rank() != 0) {
+      // No HTTP server to stop here: SIGINT and SIGTERM end the process as by default.
+      signal(SIGINT, SIG_DFL);
+      signal(SIGTERM, SIG_DFL);
+      ASSIGN_OR_RETURN(serving::LoadedModel loaded, serving::LoadModelDir(model_path));
+      const serving::IncrementalModel model(*loaded.model, nullptr);
+      ASSIGN_OR_RETURN(std::unique_ptr<serving::ExpertParallel> worker,
+                       serving::ExpertParallel::Create(model, options.ep));
+      std::fprintf(stderr, "server: rank %d of %d serves its experts\n", world->rank(),
+                   world->size());
+      return worker->ServeWorker();
+    }
+  }
+
+  // Listen first, so that /health answers 503 while the model loads.
+  serving::HttpServer server(http);
+  ASSIGN_OR_RETURN(const int bound, server.Bind());
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    std::ofstream out(port_file + ".tmp");
+    out << bound << "\n";
+    out.close();
+    if (!out || std::rename((port_file + ".tmp").c_str(), port_file.c_str()) != 0) {
+      return absl::InternalError(absl::StrCat("cannot write --port_file=", port_file));
+    }
+  }
+  std::fprintf(stderr, "server: listening on http://%s:%d\n", http.host.c_str(), bound);
+  std::thread signals(WaitForSignal, &server);
+  std::thread serve([&server] { server.Serve(); });
+  const auto stop_signals = [&signals] {
+    OnSignal(0);  // wakes WaitForSignal if no signal came
+    signals.join();
+  };
+
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(std::max<int64_t>(0, absl::GetFlag(FLAGS_debug_load_delay_ms))));
+  absl::StatusOr<serving::LoadedModel> loaded = serving::LoadModelDir(model_path);
+  absl::StatusOr<std::unique_ptr<serving::Engine>> engine =
+      loaded.ok() ? serving::Engine::Create(&*loaded, options)
+                  : absl::StatusOr<std::unique_ptr<serving::Engine>>(loaded.status());
+  if (!engine.ok()) {
+    stop_signals();
+    serve.join();
+    return engine.status();
+  }
+  (*engine)->Start();
+  std::string name = absl::GetFlag(FLAGS_served_model_name);
+  if (name.empty()) name = loaded->config.name().empty() ? "model" : loaded->config.name();
+  server.SetEngine(engine->get(), name);
+  std::fprintf(
+      stderr, "server: serving %s from %s (%d layers, vocab %d, context %d; KV cache %lld MiB)\n",
+      name.c_str(), loaded->dir.c_str(), loaded->config.num_layers(), loaded->config.vocab_size(),
+      loaded->config.max_seq_len(), static_cast<long long>(options.kv_cache_mb));
+  serve.join();
+  stop_signals();
+  std::fprintf(stderr, "server: stopped\n");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  core::ParseFlagsOrExit(
+      argc, argv,
+      "Serves a checkpoint over the OpenAI API: POST /v1/completions, /v1/chat/completions\n"
+      "(\"stream\": true for server-sent events), /tokenize, /detokenize; GET /v1/models,\n"
+      "/health, /metrics (Prometheus). Continuous batching with chunked prefill and a paged\n"
+      "KV cache; --ep ranks (threads, or the processes of mpirun -np EP) hold the experts as EPLB\n"
+      "places them, rebalanced online (--eplb_interval, --eplb_min_balancedness). SIGINT or\n"
+      "SIGTERM stops it.\n"
+      "Usage: server --model=CHECKPOINT_DIR [--host=127.0.0.1 --port=8000 --kv_cache_mb=64\n"
+      "       --max_batch_tokens=256 ...]");
+  if (pipe(g_signal_pipe) != 0) {
+    std::fprintf(stderr, "server: cannot create a pipe\n");
+    return 1;
+  }
+  struct sigaction action = {};
+  action.sa_handler = OnSignal;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  const absl::Status status = Run();
+  if (!status.ok()) {
+    std::fprintf(stderr, "server: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
