@@ -157,7 +157,7 @@ absl::Status RunTraining(const training::TrainingConfig& config,
     std::printf("checkpoint: %s\nmetrics: %s/metrics.jsonl, loss curves: %s/loss.svg\n",
                 summary.checkpoint.c_str(), options.output_dir.c_str(), options.output_dir.c_str());
     std::printf(
-        "serve it: bazel run //serving:server -- --model=%s   (the server is planned: issue 16)\n",
+        "serve it: bazel run -c opt //serving:server -- --model=%s\n",
         summary.checkpoint.c_str());
     return absl::OkStatus();
   }
