@@ -137,7 +137,7 @@ Engine::~Engine() {
 }
 
 void Engine::Start() {
-  CHECK(!started_, "Engine::Start twice");
+  DSMOE_CHECK(!started_, "Engine::Start twice");
   started_ = true;
   thread_ = std::thread([this] { Loop(); });
 }

@@ -317,7 +317,7 @@ void ExpertParallel::RunLocal(const LayerState& layer, int rank,
 }
 
 absl::Status ExpertParallel::ServeWorker() {
-  CHECK(comm_ != nullptr && rank_ != 0, "ServeWorker: not a worker rank");
+  DSMOE_CHECK(comm_ != nullptr && rank_ != 0, "ServeWorker: not a worker rank");
   comm_->set_timeout(absl::Hours(24 * 365));  // idle between requests for as long as it takes
   const int per_rank = num_replicas_ / options_.ep;
   const int64_t hidden = model_.config().hidden_size();

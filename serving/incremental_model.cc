@@ -32,14 +32,15 @@ std::vector<int64_t> TopIndices(const std::vector<float>& values, std::vector<in
 
 IncrementalModel::IncrementalModel(model::ModelStage<float>& stage, core::ThreadPool* pool)
     : config_(stage.config()), pool_(pool) {
-  CHECK(stage.range().has_embedding && stage.range().has_head && stage.range().begin_layer == 0 &&
-            stage.range().end_layer == config_.num_layers() && stage.ep_size() == 1,
-        "IncrementalModel needs the whole model on one rank");
+  DSMOE_CHECK(stage.range().has_embedding && stage.range().has_head &&
+                  stage.range().begin_layer == 0 &&
+                  stage.range().end_layer == config_.num_layers() && stage.ep_size() == 1,
+              "IncrementalModel needs the whole model on one rank");
   std::map<std::string, const Mat*> params;
   for (model::Param<float>* p : stage.Params()) params[p->name] = &p->value;
   const auto get = [&](const std::string& name) {
     auto it = params.find(name);
-    CHECK(it != params.end(), "IncrementalModel: no parameter ", name);
+    DSMOE_CHECK(it != params.end(), "IncrementalModel: no parameter ", name);
     return it->second;
   };
   const auto has = [&](const std::string& name) { return params.count(name) != 0; };
@@ -154,8 +155,8 @@ absl::StatusOr<Mat> IncrementalModel::Forward(absl::Span<const SequenceChunk> ch
                                               KvCache* cache, ExpertLoads* loads,
                                               MoeExecutor* executor,
                                               core::TraceRecorder* trace) const {
-  CHECK(cache != nullptr && cache->width() == cache_width_, "IncrementalModel: cache width ",
-        cache->width(), " for ", cache_width_);
+  DSMOE_CHECK(cache != nullptr && cache->width() == cache_width_, "IncrementalModel: cache width ",
+              cache->width(), " for ", cache_width_);
   Rows rows;
   int64_t logit_rows = 0;
   for (size_t c = 0; c < chunks.size(); ++c) {
@@ -361,8 +362,8 @@ std::vector<int64_t> IncrementalModel::MoeLayers() const {
 }
 
 const FfnWeights& IncrementalModel::RoutedExpert(int64_t layer, int64_t expert) const {
-  CHECK(layer >= 0 && layer < num_layers() && layers_[layer].moe, "layer ", layer,
-        " is not an MoE layer");
+  DSMOE_CHECK(layer >= 0 && layer < num_layers() && layers_[layer].moe, "layer ", layer,
+              " is not an MoE layer");
   return layers_[layer].experts.at(expert);
 }
 

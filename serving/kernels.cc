@@ -64,8 +64,8 @@ void Dot4(const float* a, const float* const w[4], int64_t n, float* out) {
 }  // namespace
 
 Mat MatMulT(const Mat& x, const Mat& w, core::ThreadPool* pool) {
-  CHECK(x.cols() == w.cols(), "MatMulT: x ", x.rows(), "x", x.cols(), ", w ", w.rows(), "x",
-        w.cols());
+  DSMOE_CHECK(x.cols() == w.cols(), "MatMulT: x ", x.rows(), "x", x.cols(), ", w ", w.rows(), "x",
+              w.cols());
   const int64_t rows = x.rows();
   const int64_t in = x.cols();
   const int64_t out = w.rows();
@@ -95,8 +95,8 @@ Mat MatMulT(const Mat& x, const Mat& w, core::ThreadPool* pool) {
 }
 
 Mat RmsNormRows(const Mat& x, const Mat& scale, float eps) {
-  CHECK(scale.cols() == x.cols(), "RmsNormRows: width ", x.cols(), " for a scale of ",
-        scale.cols());
+  DSMOE_CHECK(scale.cols() == x.cols(), "RmsNormRows: width ", x.cols(), " for a scale of ",
+              scale.cols());
   Mat y(x.rows(), x.cols());
   const int64_t width = x.cols();
   for (int64_t i = 0; i < x.rows(); ++i) {
@@ -109,7 +109,7 @@ Mat RmsNormRows(const Mat& x, const Mat& scale, float eps) {
 }
 
 Mat SwiGlu(const Mat& gate, const Mat& up) {
-  CHECK(gate.rows() == up.rows() && gate.cols() == up.cols(), "SwiGlu: shapes differ");
+  DSMOE_CHECK(gate.rows() == up.rows() && gate.cols() == up.cols(), "SwiGlu: shapes differ");
   // Not Eigen's exp: its vector and scalar paths differ in the last bit, and which elements take
   // which path depends on the matrix's size, hence on the batch.
   Mat y(gate.rows(), gate.cols());

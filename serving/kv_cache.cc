@@ -8,8 +8,8 @@ namespace serving {
 
 KvCache::KvCache(int64_t num_layers, int64_t num_blocks, int64_t block_size, int64_t width)
     : num_layers_(num_layers), num_blocks_(num_blocks), block_size_(block_size), width_(width) {
-  CHECK(num_layers > 0 && num_blocks > 0 && block_size > 0 && width > 0, "KvCache: layers ",
-        num_layers, ", blocks ", num_blocks, ", block size ", block_size, ", width ", width);
+  DSMOE_CHECK(num_layers > 0 && num_blocks > 0 && block_size > 0 && width > 0, "KvCache: layers ",
+              num_layers, ", blocks ", num_blocks, ", block size ", block_size, ", width ", width);
   layers_.reserve(num_layers);
   for (int64_t l = 0; l < num_layers; ++l) {
     layers_.push_back(model::Matrix<float>::Zero(num_blocks * block_size, width));
@@ -46,8 +46,8 @@ float* KvCache::Slot(int64_t layer, const std::vector<int32_t>& table, int64_t p
 
 const float* KvCache::Slot(int64_t layer, const std::vector<int32_t>& table, int64_t pos) const {
   const int64_t block = pos / block_size_;
-  CHECK(pos >= 0 && block < static_cast<int64_t>(table.size()), "KvCache: position ", pos,
-        " beyond a table of ", table.size(), " blocks");
+  DSMOE_CHECK(pos >= 0 && block < static_cast<int64_t>(table.size()), "KvCache: position ", pos,
+              " beyond a table of ", table.size(), " blocks");
   return layers_[layer]
       .row(static_cast<int64_t>(table[block]) * block_size_ + pos % block_size_)
       .data();

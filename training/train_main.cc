@@ -156,9 +156,8 @@ absl::Status RunTraining(const training::TrainingConfig& config,
         std::exp(summary.val_loss), data.unigram_entropy);
     std::printf("checkpoint: %s\nmetrics: %s/metrics.jsonl, loss curves: %s/loss.svg\n",
                 summary.checkpoint.c_str(), options.output_dir.c_str(), options.output_dir.c_str());
-    std::printf(
-        "serve it: bazel run -c opt //serving:server -- --model=%s\n",
-        summary.checkpoint.c_str());
+    std::printf("serve it: bazel run -c opt //serving:server -- --model=%s\n",
+                summary.checkpoint.c_str());
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(std::unique_ptr<comm::Communicator> world,
