@@ -53,11 +53,47 @@ absl::Status AtOp(const absl::Status& status, int rank, const Op& op) {
 // buffers they name.
 class Executor::StepState {
  public:
+  explicit StepState(std::vector<std::vector<std::byte>>* pool) : pool_(pool) {}
+
+  // values[key], `bytes` long, from a buffer of an earlier step when one of that size is free.
+  std::vector<std::byte>& Make(const ValueKey& key, size_t bytes) {
+    std::vector<std::byte>& value = values[key];
+    for (size_t i = pool_->size(); i-- > 0;) {
+      if ((*pool_)[i].size() == bytes) {
+        value = std::move((*pool_)[i]);
+        (*pool_)[i] = std::move(pool_->back());
+        pool_->pop_back();
+        return value;
+      }
+    }
+    value.resize(bytes);
+    return value;
+  }
+  // Frees values[key] (if present) into the pool.
+  void Release(const ValueKey& key) {
+    auto it = values.find(key);
+    if (it == values.end()) return;
+    pool_->push_back(std::move(it->second));
+    values.erase(it);
+  }
+  // After a successful step: every buffer back into the pool for the next step.
+  void Recycle() {
+    sends.clear();
+    for (std::vector<std::byte>& buffer : sent) pool_->push_back(std::move(buffer));
+    for (auto& [key, buffer] : values) pool_->push_back(std::move(buffer));
+    sent.clear();
+    values.clear();
+  }
+
   std::map<ValueKey, std::vector<std::byte>> values;  // received or produced, not yet consumed
   std::list<std::vector<std::byte>> sent;             // produced values whose sends are in flight
   std::vector<std::unique_ptr<comm::Request>> receives;  // [op index], null if none
   std::vector<std::unique_ptr<comm::Request>> sends;
 
+ private:
+  std::vector<std::vector<std::byte>>* pool_;
+
+ public:
   // The value named `key`, which must be here.
   absl::StatusOr<std::vector<std::byte>*> Find(const ValueKey& key) {
     auto it = values.find(key);
@@ -217,7 +253,7 @@ absl::StatusOr<StepResult> Executor::Step(absl::Span<const absl::Span<const std:
     trace->NameThread(rank, 1, "receive wait");
   }
 
-  StepState state;
+  StepState state(&buffer_pool_);
   // Post every receive of the step, one request per op.
   state.receives.resize(ops.size());
   for (size_t i = 0; i < ops.size(); ++i) {
@@ -228,8 +264,8 @@ absl::StatusOr<StepResult> Executor::Step(absl::Span<const absl::Span<const std:
       const bool activation = t.kind == ValueKind::kActivation;
       const HostedStage& consumer = hosted_at(t.route, activation ? t.stage + 1 : t.stage - 1);
       const Stage* stage = stages_[consumer.path];
-      std::vector<std::byte>& buffer = state.values[KeyOf(t)];
-      buffer.resize(activation ? stage->InputBytes() : stage->OutputBytes());
+      std::vector<std::byte>& buffer =
+          state.Make(KeyOf(t), activation ? stage->InputBytes() : stage->OutputBytes());
       recvs.push_back(comm::RecvOp{BytesBuffer(buffer), t.peer, Tag(t)});
     }
     ASSIGN_OR_RETURN(state.receives[i], comm_->StartBatchP2P({}, recvs));
@@ -258,8 +294,8 @@ absl::StatusOr<StepResult> Executor::Step(absl::Span<const absl::Span<const std:
       input = inputs[hs.Global(part.microbatch)];
     }
     std::vector<std::byte>& out =
-        state.values[{ValueKind::kActivation, part.route, part.stage, part.microbatch}];
-    out.resize(stages_[hs.path]->OutputBytes());
+        state.Make({ValueKind::kActivation, part.route, part.stage, part.microbatch},
+                   stages_[hs.path]->OutputBytes());
     output = absl::MakeSpan(out);
     return absl::OkStatus();
   };
@@ -274,8 +310,8 @@ absl::StatusOr<StepResult> Executor::Step(absl::Span<const absl::Span<const std:
     }
     if (!hs.first()) {
       std::vector<std::byte>& in =
-          state.values[{ValueKind::kGradient, part.route, part.stage, part.microbatch}];
-      in.resize(stages_[hs.path]->InputBytes());
+          state.Make({ValueKind::kGradient, part.route, part.stage, part.microbatch},
+                     stages_[hs.path]->InputBytes());
       input_grad = absl::MakeSpan(in);
     }
     return absl::OkStatus();
@@ -285,12 +321,12 @@ absl::StatusOr<StepResult> Executor::Step(absl::Span<const absl::Span<const std:
   auto release = [&](const Part& part) {
     const HostedStage& hs = hosted_at(part.route, part.stage);
     if (part.kind == OpKind::kForward) {
-      state.values.erase({ValueKind::kActivation, part.route, part.stage - 1, part.microbatch});
+      state.Release({ValueKind::kActivation, part.route, part.stage - 1, part.microbatch});
       if (hs.last()) {
-        state.values.erase({ValueKind::kActivation, part.route, part.stage, part.microbatch});
+        state.Release({ValueKind::kActivation, part.route, part.stage, part.microbatch});
       }
     } else {
-      state.values.erase({ValueKind::kGradient, part.route, part.stage + 1, part.microbatch});
+      state.Release({ValueKind::kGradient, part.route, part.stage + 1, part.microbatch});
     }
   };
 
@@ -398,6 +434,7 @@ absl::StatusOr<StepResult> Executor::Step(absl::Span<const absl::Span<const std:
                                      comm::HostBuffer<float>(losses), comm::ReduceOp::kSum));
   }
   result.losses = std::move(losses);
+  state.Recycle();
   result.seconds = since_start();
   return result;
 }

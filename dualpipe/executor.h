@@ -103,6 +103,9 @@ class Executor {
   std::vector<int> hosted_index_;       // [path] -> index into hosted_, or -1
   std::vector<OpTransfers> transfers_;  // [op index]
   int max_stages_ = 0;                  // longest route
+  // Activation and gradient buffers of earlier steps, reused so that a step does not fault in
+  // fresh pages for every value.
+  std::vector<std::vector<std::byte>> buffer_pool_;
 };
 
 }  // namespace dualpipe

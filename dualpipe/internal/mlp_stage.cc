@@ -109,7 +109,8 @@ absl::Status MlpStage::Forward(int microbatch, absl::Span<const std::byte> input
   const int t = spec_.tokens, d = spec_.dim, h = spec_.hidden;
   Saved& saved = saved_[microbatch];
   saved.x = FromBytes(input);
-  std::vector<float> pre(size_t{1} * t * h);
+  std::vector<float>& pre = scratch_hidden_;
+  pre.resize(size_t{1} * t * h);
   Gemm(false, true, t, h, d, saved.x.data(), w1_.data(), pre.data(), false);
   Gelu(pre, saved.a, saved.gelu_grad);
   std::vector<float> y(size_t{1} * t * d);

@@ -76,6 +76,7 @@ class MlpStage : public Stage {
   std::vector<float> w1_, w2_;  // [hidden, dim], [dim, hidden]
   std::vector<float> grad_w1_, grad_w2_;
   std::map<int, Saved> saved_;
+  std::vector<float> scratch_hidden_;  // [tokens, hidden], Forward's pre-activation
   std::map<int, float> losses_;
 };
 
