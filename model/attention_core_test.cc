@@ -15,15 +15,15 @@ TEST(AttentionCoreTest, GradientsMatchFiniteDifferencesWithNarrowerValues) {
   const Matrix<double> r = RandomMatrix<double>(6, 6, 4);
   const auto loss = [&] {
     AttentionCoreContext<double> c;
-    return testing::Dot(AttentionCoreForward<double>(q, k, v, 2, 3, 0.4, &c), r);
+    return test_util::Dot(AttentionCoreForward<double>(q, k, v, 2, 3, 0.4, &c), r);
   };
   AttentionCoreContext<double> ctx;
   AttentionCoreForward<double>(q, k, v, 2, 3, 0.4, &ctx);
   Matrix<double> dq, dk, dv;
   AttentionCoreBackward(r, &ctx, &dq, &dk, &dv);
-  testing::ExpectGradientMatches(loss, &q, dq, "q");
-  testing::ExpectGradientMatches(loss, &k, dk, "k");
-  testing::ExpectGradientMatches(loss, &v, dv, "v");
+  test_util::ExpectGradientMatches(loss, &q, dq, "q");
+  test_util::ExpectGradientMatches(loss, &k, dk, "k");
+  test_util::ExpectGradientMatches(loss, &v, dv, "v");
 }
 
 TEST(AttentionCoreTest, FirstTokenCopiesItsValue) {

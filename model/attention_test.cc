@@ -38,7 +38,7 @@ class AttentionGradientTest : public ::testing::Test {
  protected:
   AttentionGradientTest() { InitParams(attention_.Params(), 0.5, 1); }
   Attention<double> attention_{"a.", kHidden, kHeads, kHeadDim, 100.0};
-  testing::LayerCalls<Attention<double>, Matrix<double>> calls_{
+  test_util::LayerCalls<Attention<double>, Matrix<double>> calls_{
       [this](const Matrix<double>& x, Attention<double>::Context* ctx) {
         return attention_.Forward(x, 3, ctx);
       },
@@ -48,13 +48,13 @@ class AttentionGradientTest : public ::testing::Test {
 };
 
 TEST_F(AttentionGradientTest, MatchesFiniteDifferences) {
-  testing::ExpectLayerGradientsMatch(&attention_, calls_, RandomMatrix<double>(6, kHidden, 2));
+  test_util::ExpectLayerGradientsMatch(&attention_, calls_, RandomMatrix<double>(6, kHidden, 2));
 }
 
 TEST_F(AttentionGradientTest, DeferredBackwardWeightIsExact) {
-  testing::ExpectDeferredBackwardWeightExact(&attention_, calls_,
-                                             RandomMatrix<double>(6, kHidden, 2),
-                                             RandomMatrix<double>(3, kHidden, 4));
+  test_util::ExpectDeferredBackwardWeightExact(&attention_, calls_,
+                                               RandomMatrix<double>(6, kHidden, 2),
+                                               RandomMatrix<double>(3, kHidden, 4));
 }
 
 }  // namespace

@@ -31,7 +31,7 @@ TEST(CrossEntropyTest, GradientMatchesFiniteDifferences) {
   const std::vector<int32_t> targets = {5, 0, kIgnoreTarget, 3};
   Matrix<double> d;
   CrossEntropy<double>(logits, targets, &d, 0.5);
-  testing::ExpectGradientMatches(
+  test_util::ExpectGradientMatches(
       [&] { return 0.5 * CrossEntropy<double>(logits, targets, nullptr); }, &logits, d, "logits");
 }
 

@@ -26,7 +26,7 @@ class DecoderBlockTest : public ::testing::TestWithParam<std::tuple<const char*,
     return *config;
   }
   DecoderBlock<double> block_;
-  testing::LayerCalls<DecoderBlock<double>, Matrix<double>> calls_{
+  test_util::LayerCalls<DecoderBlock<double>, Matrix<double>> calls_{
       [this](const Matrix<double>& x, DecoderBlock<double>::Context* ctx) {
         return block_.Forward(x, {3}, ctx);
       },
@@ -45,12 +45,12 @@ TEST_P(DecoderBlockTest, KindFollowsFirstKDenseLayers) {
 }
 
 TEST_P(DecoderBlockTest, GradientsMatchFiniteDifferences) {
-  testing::ExpectLayerGradientsMatch(&block_, calls_, RandomMatrix<double>(6, 16, 2));
+  test_util::ExpectLayerGradientsMatch(&block_, calls_, RandomMatrix<double>(6, 16, 2));
 }
 
 TEST_P(DecoderBlockTest, DeferredBackwardWeightIsExact) {
-  testing::ExpectDeferredBackwardWeightExact(&block_, calls_, RandomMatrix<double>(6, 16, 2),
-                                             RandomMatrix<double>(3, 16, 3));
+  test_util::ExpectDeferredBackwardWeightExact(&block_, calls_, RandomMatrix<double>(6, 16, 2),
+                                               RandomMatrix<double>(3, 16, 3));
 }
 
 // The expert-parallel phases are tested over real ranks in model_stage_ep_test.cc.

@@ -63,7 +63,7 @@ TEST(ReferenceNameTest, RenamesAsConvertPy) {
 TEST(ReferenceNameTest, CoversEveryMlaModelParameter) {
   for (const int q_lora : {0, 12}) {
     for (const bool bias : {false, true}) {
-      ModelConfig config = testing::TestConfig("tiny_mla");
+      ModelConfig config = test_util::TestConfig("tiny_mla");
       config.mutable_mla()->set_q_lora_rank(q_lora);
       config.mutable_moe()->set_gate_bias(bias);
       config.mutable_moe()->set_bias_update_speed(0);
@@ -132,7 +132,7 @@ RawTensor Bf16Tensor(const Matrix<float>& m, std::vector<int64_t> shape, Matrix<
 class CheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    config_ = testing::TestConfig("tiny_mla");
+    config_ = test_util::TestConfig("tiny_mla");
     ModelStage<float> source(config_, StageRange::Whole(config_));
     InitParams(source.Params(), config_.init_std(), 5);
     dir_ = TempDir("checkpoint");

@@ -22,7 +22,7 @@ class EmbeddingGradientTest : public ::testing::Test {
   using Ids = std::vector<int32_t>;
   EmbeddingGradientTest() { InitParams(embedding_.Params(), 1.0, 3); }
   Embedding<double> embedding_{"e", 5, 3};
-  testing::LayerCalls<Embedding<double>, Ids> calls_{
+  test_util::LayerCalls<Embedding<double>, Ids> calls_{
       [this](const Ids& ids, Embedding<double>::Context* ctx) {
         return embedding_.Forward(ids, ctx);
       },
@@ -33,11 +33,11 @@ class EmbeddingGradientTest : public ::testing::Test {
 };
 
 TEST_F(EmbeddingGradientTest, MatchesFiniteDifferences) {
-  testing::ExpectLayerGradientsMatch(&embedding_, calls_, Ids{1, 4, 1, 0});
+  test_util::ExpectLayerGradientsMatch(&embedding_, calls_, Ids{1, 4, 1, 0});
 }
 
 TEST_F(EmbeddingGradientTest, DeferredBackwardWeightIsExact) {
-  testing::ExpectDeferredBackwardWeightExact(&embedding_, calls_, Ids{1, 4, 1}, Ids{4, 2});
+  test_util::ExpectDeferredBackwardWeightExact(&embedding_, calls_, Ids{1, 4, 1}, Ids{4, 2});
 }
 
 TEST(EmbeddingDeathTest, RejectsIdOutsideVocabulary) {

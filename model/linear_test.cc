@@ -24,7 +24,7 @@ class LinearGradientTest : public ::testing::Test {
  protected:
   LinearGradientTest() { InitParams(linear_.Params(), 0.5, 1); }
   Linear<double> linear_{"w", 5, 4};
-  testing::LayerCalls<Linear<double>, Matrix<double>> calls_{
+  test_util::LayerCalls<Linear<double>, Matrix<double>> calls_{
       [this](const Matrix<double>& x, Linear<double>::Context* ctx) {
         return linear_.Forward(x, ctx);
       },
@@ -34,12 +34,12 @@ class LinearGradientTest : public ::testing::Test {
 };
 
 TEST_F(LinearGradientTest, MatchesFiniteDifferences) {
-  testing::ExpectLayerGradientsMatch(&linear_, calls_, RandomMatrix<double>(3, 5, 2));
+  test_util::ExpectLayerGradientsMatch(&linear_, calls_, RandomMatrix<double>(3, 5, 2));
 }
 
 TEST_F(LinearGradientTest, DeferredBackwardWeightIsExact) {
-  testing::ExpectDeferredBackwardWeightExact(&linear_, calls_, RandomMatrix<double>(3, 5, 2),
-                                             RandomMatrix<double>(2, 5, 4));
+  test_util::ExpectDeferredBackwardWeightExact(&linear_, calls_, RandomMatrix<double>(3, 5, 2),
+                                               RandomMatrix<double>(2, 5, 4));
 }
 
 }  // namespace

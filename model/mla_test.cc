@@ -47,7 +47,7 @@ class MlaTest : public ::testing::TestWithParam<std::tuple<int, bool>> {
     InitParams(mla_.Params(), 0.5, 1);
   }
   Mla<double> mla_;
-  testing::LayerCalls<Mla<double>, Matrix<double>> calls_{
+  test_util::LayerCalls<Mla<double>, Matrix<double>> calls_{
       [this](const Matrix<double>& x, Mla<double>::Context* ctx) {
         return mla_.Forward(x, 3, ctx);
       },
@@ -76,12 +76,12 @@ TEST_P(MlaTest, IsCausal) {
 }
 
 TEST_P(MlaTest, GradientsMatchFiniteDifferences) {
-  testing::ExpectLayerGradientsMatch(&mla_, calls_, RandomMatrix<double>(6, kHidden, 2));
+  test_util::ExpectLayerGradientsMatch(&mla_, calls_, RandomMatrix<double>(6, kHidden, 2));
 }
 
 TEST_P(MlaTest, DeferredBackwardWeightIsExact) {
-  testing::ExpectDeferredBackwardWeightExact(&mla_, calls_, RandomMatrix<double>(6, kHidden, 2),
-                                             RandomMatrix<double>(3, kHidden, 3));
+  test_util::ExpectDeferredBackwardWeightExact(&mla_, calls_, RandomMatrix<double>(6, kHidden, 2),
+                                               RandomMatrix<double>(3, kHidden, 3));
 }
 
 INSTANTIATE_TEST_SUITE_P(QueryRankAndYarn, MlaTest,

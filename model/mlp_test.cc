@@ -26,7 +26,7 @@ class MlpGradientTest : public ::testing::Test {
  protected:
   MlpGradientTest() { InitParams(mlp_.Params(), 0.5, 1); }
   Mlp<double> mlp_{"m.", 5, 7};
-  testing::LayerCalls<Mlp<double>, Matrix<double>> calls_{
+  test_util::LayerCalls<Mlp<double>, Matrix<double>> calls_{
       [this](const Matrix<double>& x, Mlp<double>::Context* ctx) { return mlp_.Forward(x, ctx); },
       [this](Matrix<double> dy, Mlp<double>::Context* ctx) {
         return mlp_.BackwardInput(std::move(dy), ctx);
@@ -34,12 +34,12 @@ class MlpGradientTest : public ::testing::Test {
 };
 
 TEST_F(MlpGradientTest, MatchesFiniteDifferences) {
-  testing::ExpectLayerGradientsMatch(&mlp_, calls_, RandomMatrix<double>(3, 5, 2));
+  test_util::ExpectLayerGradientsMatch(&mlp_, calls_, RandomMatrix<double>(3, 5, 2));
 }
 
 TEST_F(MlpGradientTest, DeferredBackwardWeightIsExact) {
-  testing::ExpectDeferredBackwardWeightExact(&mlp_, calls_, RandomMatrix<double>(3, 5, 2),
-                                             RandomMatrix<double>(4, 5, 4));
+  test_util::ExpectDeferredBackwardWeightExact(&mlp_, calls_, RandomMatrix<double>(3, 5, 2),
+                                               RandomMatrix<double>(4, 5, 4));
 }
 
 }  // namespace

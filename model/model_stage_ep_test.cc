@@ -18,8 +18,8 @@
 namespace model {
 namespace {
 
-using testing::TestBatch;
-using testing::TestConfig;
+using test_util::TestBatch;
+using test_util::TestConfig;
 
 constexpr int64_t kTokens = 8;  // per TestBatch
 

@@ -11,8 +11,8 @@
 namespace model {
 namespace {
 
-using testing::TestBatch;
-using testing::TestConfig;
+using test_util::TestBatch;
+using test_util::TestConfig;
 
 // The logits the training Forward computes for `batch`, rebuilt from the head's saved input as
 // ModelStage::BackwardInput does, and its loss.

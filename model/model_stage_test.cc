@@ -13,8 +13,8 @@
 namespace model {
 namespace {
 
-using testing::TestBatch;
-using testing::TestConfig;
+using test_util::TestBatch;
+using test_util::TestConfig;
 
 ModelConfig TinyConfig() { return TestConfig("tiny"); }
 
@@ -40,7 +40,7 @@ TEST_P(WholeModelTest, GradientsMatchFiniteDifferences) {
   EXPECT_GT(ctx.aux_loss, 0);
   EXPECT_EQ(model.BackwardInput(Matrix<double>(), &ctx).size(), 0);
   model.BackwardWeight(&ctx);
-  testing::ExpectParamGradientsMatch([&] { return Loss(model, batch); }, model.Params());
+  test_util::ExpectParamGradientsMatch([&] { return Loss(model, batch); }, model.Params());
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyConfigs, WholeModelTest, ::testing::Values("tiny", "tiny_mla"));
@@ -49,7 +49,7 @@ TEST(ModelStageTest, DeferredBackwardWeightIsExact) {
   const ModelConfig config = TinyConfig();
   ModelStage<double> model(config, StageRange::Whole(config));
   InitParams(model.Params(), config.init_std(), 7);
-  testing::ExpectDeferredBackwardWeightExact<ModelStage<double>, MicroBatch>(
+  test_util::ExpectDeferredBackwardWeightExact<ModelStage<double>, MicroBatch>(
       &model,
       {[&](const MicroBatch& batch, ModelStage<double>::Context* ctx) {
          return model.Forward(batch, Matrix<double>(), ctx);
@@ -107,7 +107,7 @@ TEST(ModelStageTest, OverlappedForwardBackwardEqualsSequential) {
   model.BackwardInput(Matrix<double>(), &ctx_b);
   model.BackwardWeight(&ctx_a);
   model.BackwardWeight(&ctx_b);
-  const std::vector<Matrix<double>> overlapped = testing::Grads(model.Params());
+  const std::vector<Matrix<double>> overlapped = test_util::Grads(model.Params());
 
   ZeroGrads(model.Params());
   for (const MicroBatch* batch : {&a, &b}) {

@@ -79,14 +79,14 @@ void ExpectGateGradientsMatch(const MoeConfig& config) {
   const auto loss = [&] {
     MoeGate<double>::Context c;
     const Routing<double> routing = gate.Forward(x, batch, &c);
-    return testing::Dot(routing.weights, r) + 0.5 * routing.aux_loss;
+    return test_util::Dot(routing.weights, r) + 0.5 * routing.aux_loss;
   };
   MoeGate<double>::Context ctx;
   EXPECT_GT(gate.Forward(x, batch, &ctx).aux_loss, 0);
   const Matrix<double> dx = gate.BackwardInput(r, &ctx);
   gate.BackwardWeight(&ctx);
-  testing::ExpectGradientMatches(loss, &x, dx, "x");
-  testing::ExpectParamGradientsMatch(loss, gate.Params());
+  test_util::ExpectGradientMatches(loss, &x, dx, "x");
+  test_util::ExpectParamGradientsMatch(loss, gate.Params());
 }
 
 TEST(MoeGateTest, SequenceBalanceLossGradientMatchesFiniteDifferences) {
@@ -164,7 +164,7 @@ class MoeGateGradientTest : public ::testing::Test {
     gate_.Params()[1]->value = RandomMatrix<double>(1, 8, 2, 0.1);
   }
   MoeGate<double> gate_{"g.", 6, TestConfig()};
-  testing::LayerCalls<MoeGate<double>, Matrix<double>> calls_{
+  test_util::LayerCalls<MoeGate<double>, Matrix<double>> calls_{
       [this](const Matrix<double>& x, MoeGate<double>::Context* ctx) {
         return gate_.Forward(x, {1}, ctx).weights;
       },
@@ -174,12 +174,12 @@ class MoeGateGradientTest : public ::testing::Test {
 };
 
 TEST_F(MoeGateGradientTest, MatchesFiniteDifferences) {
-  testing::ExpectLayerGradientsMatch(&gate_, calls_, RandomMatrix<double>(5, 6, 3));
+  test_util::ExpectLayerGradientsMatch(&gate_, calls_, RandomMatrix<double>(5, 6, 3));
 }
 
 TEST_F(MoeGateGradientTest, DeferredBackwardWeightIsExact) {
-  testing::ExpectDeferredBackwardWeightExact(&gate_, calls_, RandomMatrix<double>(5, 6, 3),
-                                             RandomMatrix<double>(4, 6, 4));
+  test_util::ExpectDeferredBackwardWeightExact(&gate_, calls_, RandomMatrix<double>(5, 6, 3),
+                                               RandomMatrix<double>(4, 6, 4));
 }
 
 }  // namespace

@@ -73,7 +73,7 @@ class MoeGradientTest : public ::testing::TestWithParam<int> {
     moe_.Params()[1]->value = RandomMatrix<double>(1, 8, 5, 0.1);  // the gate's selection bias
   }
   Moe<double> moe_;
-  testing::LayerCalls<Moe<double>, Matrix<double>> calls_{
+  test_util::LayerCalls<Moe<double>, Matrix<double>> calls_{
       [this](const Matrix<double>& x, Moe<double>::Context* ctx) {
         return moe_.Forward(x, {x.rows()}, ctx);
       },
@@ -83,12 +83,12 @@ class MoeGradientTest : public ::testing::TestWithParam<int> {
 };
 
 TEST_P(MoeGradientTest, MatchesFiniteDifferences) {
-  testing::ExpectLayerGradientsMatch(&moe_, calls_, RandomMatrix<double>(7, 6, 2));
+  test_util::ExpectLayerGradientsMatch(&moe_, calls_, RandomMatrix<double>(7, 6, 2));
 }
 
 TEST_P(MoeGradientTest, DeferredBackwardWeightIsExact) {
-  testing::ExpectDeferredBackwardWeightExact(&moe_, calls_, RandomMatrix<double>(7, 6, 2),
-                                             RandomMatrix<double>(5, 6, 3));
+  test_util::ExpectDeferredBackwardWeightExact(&moe_, calls_, RandomMatrix<double>(7, 6, 2),
+                                               RandomMatrix<double>(5, 6, 3));
 }
 
 // Without and with a shared expert.

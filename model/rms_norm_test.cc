@@ -24,7 +24,7 @@ class RmsNormGradientTest : public ::testing::Test {
  protected:
   RmsNormGradientTest() { norm_.Params()[0]->value = RandomMatrix<double>(1, 6, 7); }
   RmsNorm<double> norm_{"g", 6, 1e-6};
-  testing::LayerCalls<RmsNorm<double>, Matrix<double>> calls_{
+  test_util::LayerCalls<RmsNorm<double>, Matrix<double>> calls_{
       [this](const Matrix<double>& x, RmsNorm<double>::Context* ctx) {
         return norm_.Forward(x, ctx);
       },
@@ -34,12 +34,12 @@ class RmsNormGradientTest : public ::testing::Test {
 };
 
 TEST_F(RmsNormGradientTest, MatchesFiniteDifferences) {
-  testing::ExpectLayerGradientsMatch(&norm_, calls_, RandomMatrix<double>(4, 6, 8));
+  test_util::ExpectLayerGradientsMatch(&norm_, calls_, RandomMatrix<double>(4, 6, 8));
 }
 
 TEST_F(RmsNormGradientTest, DeferredBackwardWeightIsExact) {
-  testing::ExpectDeferredBackwardWeightExact(&norm_, calls_, RandomMatrix<double>(4, 6, 8),
-                                             RandomMatrix<double>(3, 6, 10));
+  test_util::ExpectDeferredBackwardWeightExact(&norm_, calls_, RandomMatrix<double>(4, 6, 8),
+                                               RandomMatrix<double>(3, 6, 10));
 }
 
 }  // namespace

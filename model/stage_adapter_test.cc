@@ -16,9 +16,9 @@
 namespace model {
 namespace {
 
-using testing::TestBatch;
+using test_util::TestBatch;
 
-ModelConfig TinyConfig() { return testing::TestConfig("tiny"); }
+ModelConfig TinyConfig() { return test_util::TestConfig("tiny"); }
 
 using Bytes = std::vector<std::byte>;
 

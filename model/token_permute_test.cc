@@ -35,9 +35,9 @@ TEST(TokenPermuteTest, CombineBackwardMatchesFiniteDifferences) {
   const Matrix<double> r = RandomMatrix<double>(3, 4, 3);
   Matrix<double> d_rows, d_weights;
   CombineRowsBackward(r, rows, weights, plan, &d_rows, &d_weights);
-  const auto loss = [&] { return testing::Dot(CombineRows(rows, &weights, plan), r); };
-  testing::ExpectGradientMatches(loss, &rows, d_rows, "rows");
-  testing::ExpectGradientMatches(loss, &weights, d_weights, "weights");
+  const auto loss = [&] { return test_util::Dot(CombineRows(rows, &weights, plan), r); };
+  test_util::ExpectGradientMatches(loss, &rows, d_rows, "rows");
+  test_util::ExpectGradientMatches(loss, &weights, d_weights, "weights");
 }
 
 }  // namespace

@@ -116,8 +116,7 @@ StepOutcome Pipelined(const model::ModelConfig& config, const std::string& sched
   std::mutex mu;
   const std::vector<absl::Status> statuses =
       comm::RunLocalRanks(pp * ep, [&](comm::Communicator& world) -> absl::Status {
-        absl::StatusOr<comm::ParallelGroups> groups =
-            comm::BuildParallelGroups(world, {pp, ep, 1});
+        absl::StatusOr<comm::ParallelGroups> groups = comm::BuildParallelGroups(world, {pp, ep, 1});
         if (!groups.ok()) return groups.status();
         const int e = groups->coordinates.ep;
         std::unique_ptr<comm::Communicator> forward, backward;
@@ -162,7 +161,8 @@ StepOutcome Pipelined(const model::ModelConfig& config, const std::string& sched
         }
         std::lock_guard<std::mutex> lock(mu);
         if (groups->coordinates.pp == 0) {
-          for (int m = 0; m < microbatches; ++m) outcome.losses[e * microbatches + m] = step->losses[m];
+          for (int m = 0; m < microbatches; ++m)
+            outcome.losses[e * microbatches + m] = step->losses[m];
         }
         for (const std::unique_ptr<model::ModelStage<float>>& stage : stages) {
           const std::vector<model::Param<float>*> replicated = stage->ReplicatedParams();
@@ -224,16 +224,15 @@ TEST_P(PipelinedModelTest, StepEqualsOneRank) {
   ExpectEqual(got, want, 1e-6);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Layouts, PipelinedModelTest,
-    testing::Values(Case{"dualpipe", 2, 1, 4}, Case{"dualpipe", 2, 2, 4},
-                    Case{"dualpipe", 4, 1, 8}, Case{"dualpipev", 2, 1, 4},
-                    Case{"dualpipev", 2, 2, 4}, Case{"1f1b", 4, 1, 4}, Case{"zb1p", 2, 2, 3},
-                    Case{"zbv", 2, 1, 4}),
-    [](const testing::TestParamInfo<Case>& info) {
-      return info.param.schedule + "_pp" + std::to_string(info.param.pp) + "_ep" +
-             std::to_string(info.param.ep);
-    });
+INSTANTIATE_TEST_SUITE_P(Layouts, PipelinedModelTest,
+                         testing::Values(Case{"dualpipe", 2, 1, 4}, Case{"dualpipe", 2, 2, 4},
+                                         Case{"dualpipe", 4, 1, 8}, Case{"dualpipev", 2, 1, 4},
+                                         Case{"dualpipev", 2, 2, 4}, Case{"1f1b", 4, 1, 4},
+                                         Case{"zb1p", 2, 2, 3}, Case{"zbv", 2, 1, 4}),
+                         [](const testing::TestParamInfo<Case>& info) {
+                           return info.param.schedule + "_pp" + std::to_string(info.param.pp) +
+                                  "_ep" + std::to_string(info.param.ep);
+                         });
 
 }  // namespace
 }  // namespace training

@@ -9,9 +9,9 @@
 namespace model::cuda {
 namespace {
 
-using testing::DeviceTensor;
-using testing::ToDeviceTensor;
-using testing::ToHostMatrix;
+using test_util::DeviceTensor;
+using test_util::ToDeviceTensor;
+using test_util::ToHostMatrix;
 
 constexpr int64_t kHeads = 3;
 constexpr int64_t kHeadDim = 16;

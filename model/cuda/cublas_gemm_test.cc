@@ -8,9 +8,9 @@
 namespace model::cuda {
 namespace {
 
-using testing::DeviceTensor;
-using testing::ToDeviceTensor;
-using testing::ToHostMatrix;
+using test_util::DeviceTensor;
+using test_util::ToDeviceTensor;
+using test_util::ToHostMatrix;
 
 // The three products of a linear layer, each against the CPU Linear.
 TEST(CublasGemmTest, LinearLayerProductsMatchCpu) {

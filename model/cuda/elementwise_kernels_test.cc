@@ -10,9 +10,9 @@
 namespace model::cuda {
 namespace {
 
-using testing::DeviceTensor;
-using testing::ToDeviceTensor;
-using testing::ToHostMatrix;
+using test_util::DeviceTensor;
+using test_util::ToDeviceTensor;
+using test_util::ToHostMatrix;
 
 constexpr int64_t kTokens = 37;
 constexpr int64_t kWidth = 300;  // more than one block of threads per row

@@ -7,8 +7,8 @@
 namespace model::cuda {
 namespace {
 
-using testing::ToDeviceTensor;
-using testing::ToHostMatrix;
+using test_util::ToDeviceTensor;
+using test_util::ToHostMatrix;
 
 // Two micro-batches with W deferred (F0 F1 I0 I1 W0 W1), against the CPU Mlp run the same way.
 TEST(MlpLayerTest, MatchesTheCpuMlp) {

@@ -7,8 +7,8 @@
 namespace model::cuda {
 namespace {
 
-using testing::ToDeviceTensor;
-using testing::ToHostMatrix;
+using test_util::ToDeviceTensor;
+using test_util::ToHostMatrix;
 
 TEST(MoeLayerTest, MatchesTheCpuMoe) {
   constexpr int64_t kTokens = 50, kHidden = 64;

@@ -11,10 +11,10 @@
 namespace model::cuda {
 namespace {
 
-using testing::DeviceTensor;
-using testing::ToDeviceTensor;
-using testing::ToHostInts;
-using testing::ToHostMatrix;
+using test_util::DeviceTensor;
+using test_util::ToDeviceTensor;
+using test_util::ToHostMatrix;
+using test_util::ToHostInts;
 
 constexpr int64_t kTokens = 300;
 constexpr int64_t kExperts = 64;

@@ -5,7 +5,7 @@
 
 #include "gtest/gtest.h"
 
-namespace model::testing {
+namespace model::test_util {
 
 void ExpectGradientMatches(const std::function<double()>& loss, Matrix<double>* values,
                            const Matrix<double>& analytic, const std::string& what,
@@ -46,4 +46,4 @@ std::vector<Matrix<double>> Grads(const std::vector<Param<double>*>& params) {
   return grads;
 }
 
-}  // namespace model::testing
+}  // namespace model::test_util

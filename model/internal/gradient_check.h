@@ -11,7 +11,7 @@
 #include "model/init.h"
 #include "model/matrix.h"
 
-namespace model::testing {
+namespace model::test_util {
 
 // Perturbs each element of *values by +-step, evaluates loss() at both points, and EXPECTs the
 // central difference to match analytic (same shape as *values) within
@@ -91,6 +91,6 @@ void ExpectDeferredBackwardWeightExact(Layer* layer, const LayerCalls<Layer, Inp
   }
 }
 
-}  // namespace model::testing
+}  // namespace model::test_util
 
 #endif  // MODEL_INTERNAL_GRADIENT_CHECK_H_

@@ -5,7 +5,7 @@
 #include "model/cross_entropy.h"
 #include "model/init.h"
 
-namespace model::testing {
+namespace model::test_util {
 
 ModelConfig TestConfig(const std::string& name) {
   absl::StatusOr<ModelConfig> config = LoadConfig("model/testdata/" + name + ".textproto");
@@ -24,4 +24,4 @@ MicroBatch TestBatch(int seed) {
   return batch;
 }
 
-}  // namespace model::testing
+}  // namespace model::test_util

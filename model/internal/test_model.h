@@ -7,7 +7,7 @@
 #include "model/config.pb.h"
 #include "model/model_stage.h"
 
-namespace model::testing {
+namespace model::test_util {
 
 // model/testdata/<name>.textproto, loaded and validated; EXPECTs success (the test's data must
 // list the file).
@@ -17,6 +17,6 @@ ModelConfig TestConfig(const std::string& name);
 // the next tokens, the last of each sequence ignored.
 MicroBatch TestBatch(int seed);
 
-}  // namespace model::testing
+}  // namespace model::test_util
 
 #endif  // MODEL_INTERNAL_TEST_MODEL_H_

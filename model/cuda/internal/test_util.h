@@ -11,7 +11,7 @@
 #include "gtest/gtest.h"
 #include "model/matrix.h"
 
-namespace model::cuda::testing {
+namespace model::cuda::test_util {
 
 // A device copy of m, shaped [rows, cols], or [cols] if as_vector.
 inline core::Tensor ToDeviceTensor(const Matrix<float>& m, bool as_vector = false) {
@@ -55,6 +55,6 @@ inline std::vector<int32_t> ToHostInts(const core::TensorView& device) {
   return std::vector<int32_t>(host->data<int32_t>(), host->data<int32_t>() + host->num_elements());
 }
 
-}  // namespace model::cuda::testing
+}  // namespace model::cuda::test_util
 
 #endif  // MODEL_CUDA_INTERNAL_TEST_UTIL_H_
