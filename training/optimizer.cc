@@ -63,11 +63,11 @@ std::vector<std::pair<std::string, core::TensorView>> AdamW::State() {
   for (size_t i = 0; i < params_.size(); ++i) {
     const model::Param<float>& p = *params_[i];
     if (!p.trainable()) continue;
-    state.emplace_back(p.name + ".exp_avg",
-                       core::TensorView(exp_avg_[i].data(), core::DType::kF32, core::Shape(p.shape())));
-    state.emplace_back(p.name + ".exp_avg_sq", core::TensorView(exp_avg_sq_[i].data(),
-                                                                 core::DType::kF32,
-                                                                 core::Shape(p.shape())));
+    state.emplace_back(p.name + ".exp_avg", core::TensorView(exp_avg_[i].data(), core::DType::kF32,
+                                                             core::Shape(p.shape())));
+    state.emplace_back(
+        p.name + ".exp_avg_sq",
+        core::TensorView(exp_avg_sq_[i].data(), core::DType::kF32, core::Shape(p.shape())));
   }
   state.emplace_back("step", core::TensorView(&steps_, core::DType::kI64, core::Shape({1})));
   return state;
@@ -84,9 +84,8 @@ absl::Status AdamW::LoadState(
     }
     if (it->second.shape() != view.shape() || it->second.dtype() != view.dtype()) {
       return absl::InvalidArgumentError(absl::StrCat("optimizer state: tensor '", name,
-                                                     "' has shape ",
-                                                     it->second.shape().ToString(), ", expected ",
-                                                     view.shape().ToString()));
+                                                     "' has shape ", it->second.shape().ToString(),
+                                                     ", expected ", view.shape().ToString()));
     }
   }
   for (const auto& [name, view] : State()) {

@@ -59,6 +59,10 @@ struct TrainerOptions {
   const std::atomic<bool>* stop = nullptr;
   // Stop after this step (1-based) as if `stop` had been set then; 0: run to config.steps.
   int64_t stop_after_step = 0;
+  // Fault injection (tests): world rank `fail_rank` fails in its first forward of step
+  // `fail_at_step` (1-based) with INTERNAL, as a crashing stage would; 0: never.
+  int fail_rank = 0;
+  int64_t fail_at_step = 0;
 };
 
 struct TrainSummary {
@@ -75,6 +79,16 @@ struct TrainSummary {
 absl::StatusOr<TrainSummary> TrainRank(const TrainingConfig& config, const TrainerOptions& options,
                                        const PreparedData& data, comm::Communicator& world);
 
+// For --resume, before any work: OK if the newest complete checkpoint under OUTPUT_DIR/checkpoints
+// can continue this run: it holds this config's model (the fields of its model.textproto that
+// shape the weights are equal) and as many data shards (ep x dp). NOT_FOUND when there is no
+// checkpoint; INVALID_ARGUMENT naming the checkpoint and the first difference otherwise.
+absl::Status CheckResume(const TrainingConfig& config, const std::string& output_dir);
+
+// True for errors TrainRank returns before its first step (a layout that does not fit the world,
+// too little data for a step, a checkpoint it cannot resume from): bad input, not a failed run.
+bool IsSetupError(const absl::Status& status);
+
 // FLOPs of one training token (forward and backward: 6 per active weight plus attention).
 double TrainingFlopsPerToken(const model::ModelConfig& config, int seq_len);
 
@@ -83,7 +97,19 @@ struct ParameterCount {
   int64_t total = 0;
   int64_t active = 0;
 };
+// Counts every tensor of the model (norm scales and the gates' selection biases included); a
+// routed expert counts as active for top_k of them per token. DeepSeek-V3: 671.0e9 and 37.6e9.
 ParameterCount CountParameters(const model::ModelConfig& config);
+
+// Parameters of a model stage: layers [begin_layer, end_layer), plus the embedding on the first
+// stage and the final norm and LM head on the last. `replicated` is what every expert rank of the
+// stage holds; `routed_experts` is split evenly over the EP ranks.
+struct StageParameterCount {
+  int64_t replicated = 0;
+  int64_t routed_experts = 0;
+};
+StageParameterCount CountStageParameters(const model::ModelConfig& config, int begin_layer,
+                                         int end_layer, bool has_embedding, bool has_head);
 
 }  // namespace training
 
