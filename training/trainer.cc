@@ -907,9 +907,9 @@ absl::Status CheckResume(const TrainingConfig& config, const std::string& output
   differ.ReportDifferencesToString(&difference);
   if (!differ.Compare(theirs, config.model())) {
     const std::string first = difference.substr(0, difference.find('\n'));
-    return absl::InvalidArgumentError(absl::StrCat("--resume: ", dir,
-                                                   " holds another model than this run's '",
-                                                   config.model().name(), "' (", first, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--resume: ", dir, " holds another model than this run's '",
+                     config.model().name(), "' (checkpoint -> this run: ", first, ")"));
   }
   const int shards = config.parallel().ep() * config.parallel().dp();
   if (static_cast<int>(state->data_states.size()) != shards) {

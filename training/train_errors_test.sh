@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Runs the train binary on bad input: each case must fail before any work with one line on stderr
+# and exit code 2. Also: --dry_run on the DeepSeek-V3 config prints the known parameter counts,
+# quickly and without allocating the model; a one-step run and its --resume work.
+set -euo pipefail
+bin=training/train
+tmp=${TEST_TMPDIR:-$(mktemp -d)}
+
+# A tiny MoE model on the tokenizer tests' corpus (as trainer_test.cc).
+config=$tmp/tiny.textproto
+cat >"$config" <<'PB'
+name: "errors_test"
+model {
+  name: "test-moe" vocab_size: 640 hidden_size: 16 intermediate_size: 32 num_layers: 4
+  first_k_dense_layers: 1 num_heads: 2 head_dim: 8 rope_theta: 10000 rms_norm_eps: 1e-6
+  max_seq_len: 16 init_std: 0.1
+  moe { num_routed_experts: 8 num_shared_experts: 1 top_k: 2 num_groups: 4 topk_groups: 2
+        route_scale: 1.5 expert_intermediate_size: 8 bias_update_speed: 0.01 gate_bias: true }
+}
+data {
+  corpus: "model/tokenizer/testdata/corpus"
+  tokenizer: "model/tokenizer/testdata/tiny_tokenizer.json"
+  seq_len: 8
+}
+optimizer { lr: 1e-2 min_lr: 1e-3 warmup_steps: 1 decay: "cosine" beta1: 0.9 beta2: 0.95 eps: 1e-8 }
+parallel { schedule: "dualpipe" pp: 2 ep: 2 dp: 1 microbatches: 4 sequences_per_microbatch: 1 }
+steps: 1
+seed: 1
+PB
+
+expect_error() {  # expect_error FRAGMENT ARGS...: exit code 2 with one line holding FRAGMENT.
+  local fragment=$1
+  shift
+  local err rc=0
+  err=$("$bin" "$@" 2>&1 >/dev/null) || rc=$?
+  if [[ $rc -ne 2 ]]; then echo "exit $rc, not 2: $* => $err"; exit 1; fi
+  if [[ $(wc -l <<<"$err") -ne 1 ]]; then echo "not one line: $* => $err"; exit 1; fi
+  grep -qF -- "$fragment" <<<"$err" || { echo "no '$fragment' in: $err"; exit 1; }
+  echo "ok: $err"
+}
+out=$tmp/run
+expect_error "has no field 'nosuch'" --config="$config" --output_dir="$out" --set nosuch.field=1
+printf 'name: "x"\nbogus_field: 1\n' >"$tmp/unknown.textproto"
+expect_error 'no field named "bogus_field"' --config="$tmp/unknown.textproto"
+expect_error "do not divide the model's 4 layers" --config="$config" --output_dir="$out" \
+  --set parallel.schedule=1f1b --set parallel.pp=3 --set parallel.ep=1
+expect_error "does not divide the model's 8 routed experts" --config="$config" --output_dir="$out" \
+  --set parallel.ep=3
+expect_error "micro-batches >= 2*ranks (4), got microbatches=2" --config="$config" \
+  --output_dir="$out" --set parallel.microbatches=2
+expect_error "/no/such/corpus" --config="$config" --output_dir="$out" \
+  --set data.corpus=/no/such/corpus
+expect_error "/no/such/tokenizer.json" --config="$config" --output_dir="$out" \
+  --set data.tokenizer=/no/such/tokenizer.json
+expect_error "cannot read" --config="$tmp/no_such_config.textproto"
+expect_error "--resume: no checkpoint under" --config="$config" --output_dir="$tmp/empty" --resume
+[[ ! -e "$tmp/empty/cache" ]] || { echo "a failed --resume did work first"; exit 1; }
+
+# A real run, then a resume by another model: refused before any work.
+"$bin" --config="$config" --output_dir="$out" --peak_tflops=1 >/dev/null
+"$bin" --config="$config" --output_dir="$out" --peak_tflops=1 --resume --steps=2 >/dev/null
+expect_error "holds another model" --config="$config" --output_dir="$out" --resume --steps=3 \
+  --set model.hidden_size=32
+expect_error "written with 2 data shards" --config="$config" --output_dir="$out" --resume \
+  --steps=3 --set parallel.ep=1
+
+# The DeepSeek-V3 dry run: the known sizes, in well under a second, in 1 GiB of address space
+# (the model's f32 weights alone would be 2.7 TB).
+start=$(date +%s%N)
+dry=$(ulimit -v 1048576 && "$bin" --config=training/configs/deepseek_v3.textproto --dry_run)
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+echo "$dry"
+echo "dry run: ${ms} ms"
+grep -q "^model deepseek-v3: 671.0B parameters, 37.6B active per token, 61 layers" <<<"$dry"
+grep -q "^layout pp=16 ep=64 dp=2 (2048 ranks), schedule dualpipe" <<<"$dry"
+grep -q "^per rank: at most 4.4B parameters" <<<"$dry"
+grep -q "bubble 7.2% of rank time" <<<"$dry"
+[[ $ms -lt 1000 ]] || { echo "dry run took ${ms} ms"; exit 1; }
+for c in tiny_cpu small_cpu; do
+  "$bin" --config=training/configs/$c.textproto --dry_run | grep -q "^simulated step"
+done
+echo PASS
