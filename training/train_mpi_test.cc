@@ -1,0 +1,160 @@
+// Runs under mpirun with 4 processes (comm/mpirun_test.sh): DualPipe over 2 pipeline ranks x 2
+// expert-parallel ranks, one process each, trains the tiny MoE model of trainer_test.cc for a
+// few steps (20). Then rank 0 trains the same config on 4 ranks as threads in its own process: the
+// losses and the checkpointed model files of the two runs are equal, bit for bit (every sum
+// across ranks is over two ranks, so the order of the MPI and thread reductions does not matter;
+// clipping, whose norm sums over all four, is off).
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "comm/bootstrap.h"
+#include "comm/local_communicator.h"
+#include "gtest/gtest.h"
+#include "training/checkpoint.h"
+#include "training/config.h"
+#include "training/trainer.h"
+
+namespace training {
+namespace {
+namespace fs = std::filesystem;
+
+constexpr char kConfig[] = R"pb(
+  name: "train_mpi_test"
+  model {
+    name: "test-moe"
+    vocab_size: 640
+    hidden_size: 16
+    intermediate_size: 32
+    num_layers: 4
+    first_k_dense_layers: 1
+    num_heads: 2
+    head_dim: 8
+    rope_theta: 10000
+    rms_norm_eps: 1e-6
+    max_seq_len: 16
+    init_std: 0.1
+    moe {
+      num_routed_experts: 8
+      num_shared_experts: 1
+      top_k: 2
+      num_groups: 4
+      topk_groups: 2
+      route_scale: 1.5
+      expert_intermediate_size: 8
+      bias_update_speed: 0.01
+      gate_bias: true
+      sequence_aux_loss_alpha: 0.001
+    }
+  }
+  data {
+    corpus: "model/tokenizer/testdata/corpus"
+    tokenizer: "model/tokenizer/testdata/tiny_tokenizer.json"
+    seq_len: 8
+    validation_fraction: 0.3
+  }
+  optimizer {
+    lr: 1e-2
+    min_lr: 1e-3
+    warmup_steps: 2
+    decay: "cosine"
+    beta1: 0.9
+    beta2: 0.95
+    eps: 1e-8
+    weight_decay: 0.1
+  }
+  parallel { schedule: "dualpipe" pp: 2 ep: 2 dp: 1 microbatches: 4 sequences_per_microbatch: 4 }
+  logging { log_every: 1 eval_microbatches: 4 expert_loads_every: 10 }
+  steps: 20
+  seed: 11
+)pb";
+
+std::string Base() {
+  const char* base = std::getenv("TEST_TMPDIR");
+  return base != nullptr ? base : "/tmp";
+}
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+TEST(TrainMpiTest, EqualsThreadedRun) {
+  comm::CommOptions comm_options;
+  comm_options.timeout = absl::Seconds(60);
+  absl::StatusOr<std::unique_ptr<comm::Communicator>> world =
+      comm::CreateWorldCommunicator(comm::Backend::kMpi, comm_options);
+  ASSERT_TRUE(world.ok()) << world.status();
+  ASSERT_EQ((*world)->size(), 4) << "run me with mpirun -np 4";
+  const int rank = (*world)->rank();
+  const std::string config_path = absl::StrCat(Base(), "/train_mpi_test.textproto");
+  if (rank == 0) std::ofstream(config_path) << kConfig;
+  ASSERT_TRUE((*world)->Barrier().ok());
+  absl::StatusOr<TrainingConfig> config = LoadTrainingConfig(config_path);
+  ASSERT_TRUE(config.ok()) << config.status();
+
+  // As the train binary does: rank 0 builds the token cache, then the others read it.
+  const std::string mpi_dir = absl::StrCat(Base(), "/mpi");
+  absl::StatusOr<PreparedData> data;
+  if (rank == 0) data = PrepareData(*config, mpi_dir);
+  ASSERT_TRUE((*world)->Barrier().ok());
+  if (rank != 0) data = PrepareData(*config, mpi_dir);
+  ASSERT_TRUE(data.ok()) << data.status();
+  TrainerOptions options;
+  options.output_dir = mpi_dir;
+  options.peak_gflops = 1;
+  absl::StatusOr<TrainSummary> mpi = TrainRank(*config, options, *data, **world);
+  ASSERT_TRUE(mpi.ok()) << mpi.status();
+  ASSERT_EQ(mpi->losses.size(), 20u);
+  // It trains: the last five steps' mean loss is well below the first five's.
+  float first = 0, last = 0;
+  for (int i = 0; i < 5; ++i) {
+    first += mpi->losses[i] / 5;
+    last += mpi->losses[15 + i] / 5;
+  }
+  EXPECT_LT(last, first - 0.2) << "first 5 steps " << first << ", last 5 " << last;
+  EXPECT_GT(mpi->val_loss, 0);
+
+  if (rank == 0) {
+    TrainerOptions threaded_options = options;
+    threaded_options.output_dir = absl::StrCat(Base(), "/threads");
+    std::mutex mu;
+    TrainSummary threaded;
+    const std::vector<absl::Status> statuses =
+        comm::RunLocalRanks(4, comm_options, [&](comm::Communicator& comm) -> absl::Status {
+          absl::StatusOr<TrainSummary> summary = TrainRank(*config, threaded_options, *data, comm);
+          if (!summary.ok()) return summary.status();
+          std::lock_guard<std::mutex> lock(mu);
+          if (comm.rank() == 0) threaded = *std::move(summary);
+          return absl::OkStatus();
+        });
+    for (const absl::Status& status : statuses) ASSERT_TRUE(status.ok()) << status;
+    EXPECT_EQ(mpi->losses, threaded.losses);
+    EXPECT_EQ(mpi->val_loss, threaded.val_loss);
+    // The checkpoints' model and optimizer files and trainer state are the same bytes.
+    const fs::path a = mpi->checkpoint, b = threaded.checkpoint;
+    int compared = 0;
+    for (const fs::directory_entry& entry : fs::directory_iterator(a)) {
+      const std::string name = entry.path().filename().string();
+      if (name == "config.textproto") continue;  // names no directory; equal too, but skip
+      EXPECT_TRUE(fs::exists(b / name)) << name;
+      EXPECT_TRUE(ReadFile(entry.path()) == ReadFile(b / name)) << name << " differs";
+      ++compared;
+    }
+    EXPECT_GE(compared, 9);  // 4 model + 4 optimizer shards, index, state, model, tokenizer
+    EXPECT_EQ(ReadFile(fs::path(mpi_dir) / "expert_loads/step-00000010.csv"),
+              ReadFile(fs::path(threaded_options.output_dir) / "expert_loads/step-00000010.csv"));
+  }
+  // The other ranks wait here while rank 0 runs the threaded copy.
+  EXPECT_TRUE((*world)->Barrier().ok());
+}
+
+}  // namespace
+}  // namespace training
