@@ -6,27 +6,10 @@ set -euo pipefail
 bin=training/train
 tmp=${TEST_TMPDIR:-$(mktemp -d)}
 
-# A tiny MoE model on the tokenizer tests' corpus (as trainer_test.cc).
-config=$tmp/tiny.textproto
-cat >"$config" <<'PB'
-name: "errors_test"
-model {
-  name: "test-moe" vocab_size: 640 hidden_size: 16 intermediate_size: 32 num_layers: 4
-  first_k_dense_layers: 1 num_heads: 2 head_dim: 8 rope_theta: 10000 rms_norm_eps: 1e-6
-  max_seq_len: 16 init_std: 0.1
-  moe { num_routed_experts: 8 num_shared_experts: 1 top_k: 2 num_groups: 4 topk_groups: 2
-        route_scale: 1.5 expert_intermediate_size: 8 bias_update_speed: 0.01 gate_bias: true }
-}
-data {
-  corpus: "model/tokenizer/testdata/corpus"
-  tokenizer: "model/tokenizer/testdata/tiny_tokenizer.json"
-  seq_len: 8
-}
-optimizer { lr: 1e-2 min_lr: 1e-3 warmup_steps: 1 decay: "cosine" beta1: 0.9 beta2: 0.95 eps: 1e-8 }
-parallel { schedule: "dualpipe" pp: 2 ep: 2 dp: 1 microbatches: 4 sequences_per_microbatch: 1 }
-steps: 1
-seed: 1
-PB
+# The tests' tiny MoE model as DualPipe over 2 pipeline x 2 expert ranks, one step.
+config=training/testdata/tiny_moe.textproto
+layout=(--set parallel.schedule=dualpipe --set parallel.pp=2 --set parallel.ep=2
+  --set parallel.microbatches=4 --set steps=1)
 
 expect_error() {  # expect_error FRAGMENT ARGS...: exit code 2 with one line holding FRAGMENT.
   local fragment=$1
@@ -39,29 +22,29 @@ expect_error() {  # expect_error FRAGMENT ARGS...: exit code 2 with one line hol
   echo "ok: $err"
 }
 out=$tmp/run
-expect_error "has no field 'nosuch'" --config="$config" --output_dir="$out" --set nosuch.field=1
+expect_error "has no field 'nosuch'" --config="$config" "${layout[@]}" --output_dir="$out" --set nosuch.field=1
 printf 'name: "x"\nbogus_field: 1\n' >"$tmp/unknown.textproto"
 expect_error 'no field named "bogus_field"' --config="$tmp/unknown.textproto"
-expect_error "do not divide the model's 4 layers" --config="$config" --output_dir="$out" \
+expect_error "do not divide the model's 4 layers" --config="$config" "${layout[@]}" --output_dir="$out" \
   --set parallel.schedule=1f1b --set parallel.pp=3 --set parallel.ep=1
-expect_error "does not divide the model's 8 routed experts" --config="$config" --output_dir="$out" \
+expect_error "does not divide the model's 8 routed experts" --config="$config" "${layout[@]}" --output_dir="$out" \
   --set parallel.ep=3
-expect_error "micro-batches >= 2*ranks (4), got microbatches=2" --config="$config" \
+expect_error "micro-batches >= 2*ranks (4), got microbatches=2" --config="$config" "${layout[@]}" \
   --output_dir="$out" --set parallel.microbatches=2
-expect_error "/no/such/corpus" --config="$config" --output_dir="$out" \
+expect_error "/no/such/corpus" --config="$config" "${layout[@]}" --output_dir="$out" \
   --set data.corpus=/no/such/corpus
-expect_error "/no/such/tokenizer.json" --config="$config" --output_dir="$out" \
+expect_error "/no/such/tokenizer.json" --config="$config" "${layout[@]}" --output_dir="$out" \
   --set data.tokenizer=/no/such/tokenizer.json
 expect_error "cannot read" --config="$tmp/no_such_config.textproto"
-expect_error "--resume: no checkpoint under" --config="$config" --output_dir="$tmp/empty" --resume
+expect_error "--resume: no checkpoint under" --config="$config" "${layout[@]}" --output_dir="$tmp/empty" --resume
 [[ ! -e "$tmp/empty/cache" ]] || { echo "a failed --resume did work first"; exit 1; }
 
 # A real run, then a resume by another model: refused before any work.
-"$bin" --config="$config" --output_dir="$out" --peak_tflops=1 >/dev/null
-"$bin" --config="$config" --output_dir="$out" --peak_tflops=1 --resume --steps=2 >/dev/null
-expect_error "holds another model" --config="$config" --output_dir="$out" --resume --steps=3 \
+"$bin" --config="$config" "${layout[@]}" --output_dir="$out" --peak_tflops=1 >/dev/null
+"$bin" --config="$config" "${layout[@]}" --output_dir="$out" --peak_tflops=1 --resume --steps=2 >/dev/null
+expect_error "holds another model" --config="$config" "${layout[@]}" --output_dir="$out" --resume --steps=3 \
   --set model.hidden_size=32
-expect_error "written with 2 data shards" --config="$config" --output_dir="$out" --resume \
+expect_error "written with 2 data shards" --config="$config" "${layout[@]}" --output_dir="$out" --resume \
   --steps=3 --set parallel.ep=1
 
 # The DeepSeek-V3 dry run: the known sizes, in well under a second, in 1 GiB of address space

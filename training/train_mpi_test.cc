@@ -24,55 +24,17 @@ namespace training {
 namespace {
 namespace fs = std::filesystem;
 
-constexpr char kConfig[] = R"pb(
-  name: "train_mpi_test"
-  model {
-    name: "test-moe"
-    vocab_size: 640
-    hidden_size: 16
-    intermediate_size: 32
-    num_layers: 4
-    first_k_dense_layers: 1
-    num_heads: 2
-    head_dim: 8
-    rope_theta: 10000
-    rms_norm_eps: 1e-6
-    max_seq_len: 16
-    init_std: 0.1
-    moe {
-      num_routed_experts: 8
-      num_shared_experts: 1
-      top_k: 2
-      num_groups: 4
-      topk_groups: 2
-      route_scale: 1.5
-      expert_intermediate_size: 8
-      bias_update_speed: 0.01
-      gate_bias: true
-      sequence_aux_loss_alpha: 0.001
-    }
-  }
-  data {
-    corpus: "model/tokenizer/testdata/corpus"
-    tokenizer: "model/tokenizer/testdata/tiny_tokenizer.json"
-    seq_len: 8
-    validation_fraction: 0.3
-  }
-  optimizer {
-    lr: 1e-2
-    min_lr: 1e-3
-    warmup_steps: 2
-    decay: "cosine"
-    beta1: 0.9
-    beta2: 0.95
-    eps: 1e-8
-    weight_decay: 0.1
-  }
-  parallel { schedule: "dualpipe" pp: 2 ep: 2 dp: 1 microbatches: 4 sequences_per_microbatch: 4 }
-  logging { log_every: 1 eval_microbatches: 4 expert_loads_every: 10 }
-  steps: 20
-  seed: 11
-)pb";
+// The tests' tiny MoE model, with a validation split, a few more steps and larger micro-batches.
+const std::vector<std::string> kOverrides = {"parallel.schedule=dualpipe",
+                                             "parallel.pp=2",
+                                             "parallel.ep=2",
+                                             "parallel.microbatches=4",
+                                             "parallel.sequences_per_microbatch=4",
+                                             "data.validation_fraction=0.3",
+                                             "logging.eval_microbatches=4",
+                                             "logging.expert_loads_every=10",
+                                             "steps=20",
+                                             "seed=11"};
 
 std::string Base() {
   const char* base = std::getenv("TEST_TMPDIR");
@@ -94,10 +56,8 @@ TEST(TrainMpiTest, EqualsThreadedRun) {
   ASSERT_TRUE(world.ok()) << world.status();
   ASSERT_EQ((*world)->size(), 4) << "run me with mpirun -np 4";
   const int rank = (*world)->rank();
-  const std::string config_path = absl::StrCat(Base(), "/train_mpi_test.textproto");
-  if (rank == 0) std::ofstream(config_path) << kConfig;
-  ASSERT_TRUE((*world)->Barrier().ok());
-  absl::StatusOr<TrainingConfig> config = LoadTrainingConfig(config_path);
+  absl::StatusOr<TrainingConfig> config =
+      LoadTrainingConfig("training/testdata/tiny_moe.textproto", kOverrides);
   ASSERT_TRUE(config.ok()) << config.status();
 
   // As the train binary does: rank 0 builds the token cache, then the others read it.

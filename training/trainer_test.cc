@@ -23,57 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // A 4-layer MoE model (1 dense + 3 MoE layers of 8 experts) on the tokenizer tests' corpus.
-constexpr char kConfig[] = R"pb(
-  name: "trainer_test"
-  model {
-    name: "test-moe"
-    vocab_size: 640
-    hidden_size: 16
-    intermediate_size: 32
-    num_layers: 4
-    first_k_dense_layers: 1
-    num_heads: 2
-    head_dim: 8
-    rope_theta: 10000
-    rms_norm_eps: 1e-6
-    max_seq_len: 16
-    init_std: 0.1
-    moe {
-      num_routed_experts: 8
-      num_shared_experts: 1
-      top_k: 2
-      num_groups: 4
-      topk_groups: 2
-      route_scale: 1.5
-      expert_intermediate_size: 8
-      bias_update_speed: 0.01
-      gate_bias: true
-      sequence_aux_loss_alpha: 0.001
-    }
-  }
-  data {
-    corpus: "model/tokenizer/testdata/corpus"
-    tokenizer: "model/tokenizer/testdata/tiny_tokenizer.json"
-    seq_len: 8
-    validation_fraction: 0
-  }
-  optimizer {
-    lr: 1e-2
-    min_lr: 1e-3
-    warmup_steps: 2
-    decay: "cosine"
-    beta1: 0.9
-    beta2: 0.95
-    eps: 1e-8
-    weight_decay: 0.1
-    clip_grad_norm: 0
-  }
-  parallel { schedule: "1f1b" pp: 1 ep: 1 dp: 1 microbatches: 8 sequences_per_microbatch: 1 }
-  checkpoint { every_steps: 0 keep: 0 }
-  logging { log_every: 1 }
-  steps: 5
-  seed: 7
-)pb";
+constexpr char kConfigPath[] = "training/testdata/tiny_moe.textproto";
 
 struct TrainRun {
   std::vector<float> losses;
@@ -111,12 +61,11 @@ std::map<std::string, std::vector<float>> ReadShards(const std::string& checkpoi
   return tensors;
 }
 
-// Trains kConfig with `overrides` on ranks as threads into `dir`.
+// Trains kConfigPath with `overrides` on ranks as threads into `dir`.
 TrainRun Train(const std::vector<std::string>& overrides, const std::string& dir,
                bool resume = false, int64_t stop_after_step = 0) {
   TrainRun run;
-  const std::string config_path = TempDir("config") + ".textproto";
-  { std::ofstream(config_path) << kConfig; }
+  const std::string config_path = kConfigPath;
   absl::StatusOr<TrainingConfig> config = LoadTrainingConfig(config_path, overrides);
   EXPECT_TRUE(config.ok()) << config.status();
   if (!config.ok()) return run;
@@ -253,8 +202,7 @@ TEST_F(PipelinedTrainingTest, UnevenStagesEqualOneRank) {
 
 // CountParameters counts every tensor the model holds; CountStageParameters splits them.
 TEST(ParameterCountTest, CountsEveryTensor) {
-  const std::string path = TempDir("count") + ".textproto";
-  { std::ofstream(path) << kConfig; }
+  const std::string path = kConfigPath;
   for (const std::vector<std::string>& overrides : std::vector<std::vector<std::string>>{
            {},
            {"model.mla.q_lora_rank=12", "model.mla.kv_lora_rank=8", "model.mla.qk_nope_head_dim=4",
@@ -282,8 +230,7 @@ TEST(ParameterCountTest, CountsEveryTensor) {
 // A rank that fails in the middle of a step makes every other rank return an error naming it,
 // within the communication deadline, never a hang.
 TEST(DyingRankTest, EveryRankReportsTheFailedOne) {
-  const std::string config_path = TempDir("dying") + ".textproto";
-  { std::ofstream(config_path) << kConfig; }
+  const std::string config_path = kConfigPath;
   absl::StatusOr<TrainingConfig> config = LoadTrainingConfig(
       config_path,
       {"parallel.schedule=dualpipe", "parallel.pp=2", "parallel.ep=2", "parallel.microbatches=4"});
@@ -324,8 +271,7 @@ TEST(DyingRankTest, EveryRankReportsTheFailedOne) {
 }
 
 TEST(ConfigErrorsTest, LayoutErrorsNameTheField) {
-  const std::string path = TempDir("bad") + ".textproto";
-  { std::ofstream(path) << kConfig; }
+  const std::string path = kConfigPath;
   struct Case {
     std::string set;
     std::string message;
