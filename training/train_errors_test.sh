@@ -44,6 +44,9 @@ expect_error "--resume: no checkpoint under" --config="$config" "${layout[@]}" -
 "$bin" --config="$config" "${layout[@]}" --output_dir="$out" --peak_tflops=1 --resume --steps=2 >/dev/null
 expect_error "holds another model" --config="$config" "${layout[@]}" --output_dir="$out" --resume --steps=3 \
   --set model.hidden_size=32
+expect_error "model stages of 2,2 layers, this run has ep=2 and stages of 1,1,1,1" \
+  --config="$config" "${layout[@]}" --output_dir="$out" --resume --steps=3 \
+  --set parallel.schedule=1f1b --set parallel.pp=4
 expect_error "written with 2 data shards" --config="$config" "${layout[@]}" --output_dir="$out" --resume \
   --steps=3 --set parallel.ep=1
 

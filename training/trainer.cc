@@ -917,6 +917,28 @@ absl::Status CheckResume(const TrainingConfig& config, const std::string& output
         absl::StrCat("--resume: ", dir, " was written with ", state->data_states.size(),
                      " data shards (ep x dp), this run has ", shards));
   }
+  // The model files are per model stage and expert rank: the stages' layers and ep must match
+  // (the schedule and pp may change when they make the same stages).
+  TrainingConfig written;
+  if (!google::protobuf::TextFormat::ParseFromString(
+          ReadWholeFile((fs::path(dir) / "config.textproto").string()), &written)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--resume: ", dir, "/config.textproto is not a training config"));
+  }
+  const auto layers = [](const std::vector<std::pair<int, int>>& ranges) {
+    std::string text;
+    for (const auto& [begin, end] : ranges)
+      absl::StrAppend(&text, text.empty() ? "" : ",", end - begin);
+    return text;
+  };
+  const std::string theirs_layers = layers(StageLayerRanges(written));
+  const std::string our_layers = layers(StageLayerRanges(config));
+  if (written.parallel().ep() != config.parallel().ep() || theirs_layers != our_layers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--resume: ", dir, " was written with ep=", written.parallel().ep(),
+        " and model stages of ", theirs_layers, " layers, this run has ep=", config.parallel().ep(),
+        " and stages of ", our_layers));
+  }
   return absl::OkStatus();
 }
 
