@@ -4,6 +4,8 @@
 // losses and the checkpointed model files of the two runs are equal, bit for bit (every sum
 // across ranks is over two ranks, so the order of the MPI and thread reductions does not matter;
 // clipping, whose norm sums over all four, is off).
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -12,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "comm/bootstrap.h"
 #include "comm/local_communicator.h"
 #include "gtest/gtest.h"
@@ -114,6 +118,46 @@ TEST(TrainMpiTest, EqualsThreadedRun) {
   }
   // The other ranks wait here while rank 0 runs the threaded copy.
   EXPECT_TRUE((*world)->Barrier().ok());
+}
+
+// World rank 1 fails in the middle of step 2 and leaves (it stops communicating and finalizes MPI;
+// a process that dies outright makes mpirun end the whole job at once): every other rank returns
+// an error within the communication deadline (for its wait, then the barrier that names the lost
+// rank), never hangs.
+TEST(TrainMpiTest, DyingRankIsReported) {
+  comm::CommOptions comm_options;
+  comm_options.timeout = absl::Seconds(3);
+  absl::StatusOr<std::unique_ptr<comm::Communicator>> world =
+      comm::CreateWorldCommunicator(comm::Backend::kMpi, comm_options);
+  ASSERT_TRUE(world.ok()) << world.status();
+  ASSERT_EQ((*world)->size(), 4) << "run me with mpirun -np 4";
+  const int rank = (*world)->rank();
+  absl::StatusOr<TrainingConfig> config =
+      LoadTrainingConfig("training/testdata/tiny_moe.textproto", kOverrides);
+  ASSERT_TRUE(config.ok()) << config.status();
+  const std::string dir = absl::StrCat(Base(), "/dying");
+  absl::StatusOr<PreparedData> data;
+  if (rank == 0) data = PrepareData(*config, dir);
+  ASSERT_TRUE((*world)->Barrier().ok());
+  if (rank != 0) data = PrepareData(*config, dir);
+  ASSERT_TRUE(data.ok()) << data.status();
+  TrainerOptions options;
+  options.output_dir = dir;
+  options.peak_gflops = 1;
+  options.fail_rank = 1;
+  options.fail_at_step = 2;
+  const absl::Time start = absl::Now();
+  absl::StatusOr<TrainSummary> summary = TrainRank(*config, options, *data, **world);
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_FALSE(summary.ok());
+  std::printf("rank %d after %s: %s\n", rank, absl::FormatDuration(took).c_str(),
+              summary.status().ToString().c_str());
+  if (rank == 1) {
+    EXPECT_TRUE(absl::StrContains(summary.status().message(), "injected failure in step 2"));
+    return;  // leaves without a word (MPI_Finalize at exit)
+  }
+  // A wait on the lost rank (or on a rank that gave up because of it), then the world barrier.
+  EXPECT_LT(took, absl::Seconds(3 * 3 + 10));
 }
 
 }  // namespace
