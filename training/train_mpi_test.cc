@@ -52,29 +52,44 @@ std::string ReadFile(const fs::path& path) {
   return text.str();
 }
 
-TEST(TrainMpiTest, EqualsThreadedRun) {
+// This process's part of an mpi run of the test config under Base()/`name`: the world (of 4),
+// the config, the data (world rank 0 builds the token cache, then the others read it, as the
+// train binary does) and trainer options.
+struct MpiRun {
+  std::unique_ptr<comm::Communicator> world;
+  int rank = 0;
+  TrainingConfig config;
+  PreparedData data;
+  TrainerOptions options;
+};
+
+void StartMpiRun(absl::Duration timeout, const std::string& name, MpiRun* run) {
   comm::CommOptions comm_options;
-  comm_options.timeout = absl::Seconds(60);
+  comm_options.timeout = timeout;
   absl::StatusOr<std::unique_ptr<comm::Communicator>> world =
       comm::CreateWorldCommunicator(comm::Backend::kMpi, comm_options);
   ASSERT_TRUE(world.ok()) << world.status();
-  ASSERT_EQ((*world)->size(), 4) << "run me with mpirun -np 4";
-  const int rank = (*world)->rank();
+  run->world = *std::move(world);
+  ASSERT_EQ(run->world->size(), 4) << "run me with mpirun -np 4";
+  run->rank = run->world->rank();
   absl::StatusOr<TrainingConfig> config =
       LoadTrainingConfig("training/testdata/tiny_moe.textproto", kOverrides);
   ASSERT_TRUE(config.ok()) << config.status();
-
-  // As the train binary does: rank 0 builds the token cache, then the others read it.
-  const std::string mpi_dir = absl::StrCat(Base(), "/mpi");
+  run->config = *config;
+  run->options.output_dir = absl::StrCat(Base(), "/", name);
+  run->options.peak_gflops = 1;
   absl::StatusOr<PreparedData> data;
-  if (rank == 0) data = PrepareData(*config, mpi_dir);
-  ASSERT_TRUE((*world)->Barrier().ok());
-  if (rank != 0) data = PrepareData(*config, mpi_dir);
+  if (run->rank == 0) data = PrepareData(run->config, run->options.output_dir);
+  ASSERT_TRUE(run->world->Barrier().ok());
+  if (run->rank != 0) data = PrepareData(run->config, run->options.output_dir);
   ASSERT_TRUE(data.ok()) << data.status();
-  TrainerOptions options;
-  options.output_dir = mpi_dir;
-  options.peak_gflops = 1;
-  absl::StatusOr<TrainSummary> mpi = TrainRank(*config, options, *data, **world);
+  run->data = *std::move(data);
+}
+
+TEST(TrainMpiTest, EqualsThreadedRun) {
+  MpiRun run;
+  ASSERT_NO_FATAL_FAILURE(StartMpiRun(absl::Seconds(60), "mpi", &run));
+  absl::StatusOr<TrainSummary> mpi = TrainRank(run.config, run.options, run.data, *run.world);
   ASSERT_TRUE(mpi.ok()) << mpi.status();
   ASSERT_EQ(mpi->losses.size(), 20u);
   // It trains: the last five steps' mean loss is well below the first five's.
@@ -86,14 +101,15 @@ TEST(TrainMpiTest, EqualsThreadedRun) {
   EXPECT_LT(last, first - 0.2) << "first 5 steps " << first << ", last 5 " << last;
   EXPECT_GT(mpi->val_loss, 0);
 
-  if (rank == 0) {
-    TrainerOptions threaded_options = options;
+  if (run.rank == 0) {
+    TrainerOptions threaded_options = run.options;
     threaded_options.output_dir = absl::StrCat(Base(), "/threads");
     std::mutex mu;
     TrainSummary threaded;
     const std::vector<absl::Status> statuses =
-        comm::RunLocalRanks(4, comm_options, [&](comm::Communicator& comm) -> absl::Status {
-          absl::StatusOr<TrainSummary> summary = TrainRank(*config, threaded_options, *data, comm);
+        comm::RunLocalRanks(4, run.world->options(), [&](comm::Communicator& comm) -> absl::Status {
+          absl::StatusOr<TrainSummary> summary =
+              TrainRank(run.config, threaded_options, run.data, comm);
           if (!summary.ok()) return summary.status();
           std::lock_guard<std::mutex> lock(mu);
           if (comm.rank() == 0) threaded = *std::move(summary);
@@ -113,11 +129,11 @@ TEST(TrainMpiTest, EqualsThreadedRun) {
       ++compared;
     }
     EXPECT_GE(compared, 9);  // 4 model + 4 optimizer shards, index, state, model, tokenizer
-    EXPECT_EQ(ReadFile(fs::path(mpi_dir) / "expert_loads/step-00000010.csv"),
+    EXPECT_EQ(ReadFile(fs::path(run.options.output_dir) / "expert_loads/step-00000010.csv"),
               ReadFile(fs::path(threaded_options.output_dir) / "expert_loads/step-00000010.csv"));
   }
   // The other ranks wait here while rank 0 runs the threaded copy.
-  EXPECT_TRUE((*world)->Barrier().ok());
+  EXPECT_TRUE(run.world->Barrier().ok());
 }
 
 // World rank 1 fails in the middle of step 2 and leaves (it stops communicating and finalizes MPI;
@@ -125,29 +141,13 @@ TEST(TrainMpiTest, EqualsThreadedRun) {
 // an error within the communication deadline (for its wait, then the barrier that names the lost
 // rank), never hangs.
 TEST(TrainMpiTest, DyingRankIsReported) {
-  comm::CommOptions comm_options;
-  comm_options.timeout = absl::Seconds(3);
-  absl::StatusOr<std::unique_ptr<comm::Communicator>> world =
-      comm::CreateWorldCommunicator(comm::Backend::kMpi, comm_options);
-  ASSERT_TRUE(world.ok()) << world.status();
-  ASSERT_EQ((*world)->size(), 4) << "run me with mpirun -np 4";
-  const int rank = (*world)->rank();
-  absl::StatusOr<TrainingConfig> config =
-      LoadTrainingConfig("training/testdata/tiny_moe.textproto", kOverrides);
-  ASSERT_TRUE(config.ok()) << config.status();
-  const std::string dir = absl::StrCat(Base(), "/dying");
-  absl::StatusOr<PreparedData> data;
-  if (rank == 0) data = PrepareData(*config, dir);
-  ASSERT_TRUE((*world)->Barrier().ok());
-  if (rank != 0) data = PrepareData(*config, dir);
-  ASSERT_TRUE(data.ok()) << data.status();
-  TrainerOptions options;
-  options.output_dir = dir;
-  options.peak_gflops = 1;
-  options.fail_rank = 1;
-  options.fail_at_step = 2;
+  MpiRun run;
+  ASSERT_NO_FATAL_FAILURE(StartMpiRun(absl::Seconds(3), "dying", &run));
+  const int rank = run.rank;
+  run.options.fail_rank = 1;
+  run.options.fail_at_step = 2;
   const absl::Time start = absl::Now();
-  absl::StatusOr<TrainSummary> summary = TrainRank(*config, options, *data, **world);
+  absl::StatusOr<TrainSummary> summary = TrainRank(run.config, run.options, run.data, *run.world);
   const absl::Duration took = absl::Now() - start;
   ASSERT_FALSE(summary.ok());
   std::printf("rank %d after %s: %s\n", rank, absl::FormatDuration(took).c_str(),
