@@ -11,6 +11,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -156,11 +157,20 @@ void PrintDryRun(const training::TrainingConfig& config) {
   }
 }
 
-// Exit code 2 for errors before any work (bad data paths, a checkpoint that cannot be resumed, a
-// layout the world or the data cannot hold), 1 for a run that failed.
-int ExitCode(const absl::Status& status, bool before_work) {
-  return before_work || training::IsSetupError(status) ? 2 : 1;
+// This job's processes on this machine, as mpirun or srun says (1 when neither does).
+int ProcessesOnThisMachine() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"}) {
+    int count = 0;
+    const char* value = std::getenv(name);
+    if (value != nullptr && absl::SimpleAtoi(value, &count) && count > 0) return count;
+  }
+  return 1;
 }
+
+// The exit code of TrainRank's error: 2 when it came before the first step (a layout or data the
+// run cannot use), else 1. Errors found here before TrainRank (bad paths, a checkpoint that cannot
+// be resumed) exit 2 directly.
+int ExitCode(const absl::Status& status) { return training::IsSetupError(status) ? 2 : 1; }
 
 Failure RunTraining(const training::TrainingConfig& config, const training::TrainerOptions& options,
                     const std::string& backend) {
@@ -176,10 +186,12 @@ Failure RunTraining(const training::TrainingConfig& config, const training::Trai
     absl::StatusOr<training::PreparedData> data = training::PrepareData(config, options.output_dir);
     if (!data.ok()) return {2, data.status()};
     std::printf("data: %s\n", data->summary.c_str());
-    std::printf("training %s: %d ranks as threads (pp=%d ep=%d dp=%d), %s, %d steps\n",
-                config.model().name().c_str(), world_size, config.parallel().pp(),
-                config.parallel().ep(), config.parallel().dp(),
-                config.parallel().schedule().c_str(), config.steps());
+    const int blas_threads = training::SetBlasThreadsPerRank(world_size);
+    std::printf(
+        "training %s: %d ranks as threads (pp=%d ep=%d dp=%d), %s, %d steps, %d BLAS thread(s) "
+        "per rank\n",
+        config.model().name().c_str(), world_size, config.parallel().pp(), config.parallel().ep(),
+        config.parallel().dp(), config.parallel().schedule().c_str(), config.steps(), blas_threads);
     std::fflush(stdout);
     std::mutex mu;
     training::TrainSummary summary;
@@ -193,10 +205,10 @@ Failure RunTraining(const training::TrainingConfig& config, const training::Trai
         });
     // The first rank's own error, rather than the others' reports that it left.
     for (const absl::Status& status : statuses) {
-      if (!status.ok() && !absl::IsUnavailable(status)) return {ExitCode(status, false), status};
+      if (!status.ok() && !absl::IsUnavailable(status)) return {ExitCode(status), status};
     }
     for (const absl::Status& status : statuses) {
-      if (!status.ok()) return {ExitCode(status, false), status};
+      if (!status.ok()) return {ExitCode(status), status};
     }
     std::printf(
         "done: step %lld, loss %.4f, validation loss %.4f (perplexity %.1f) against the corpus's "
@@ -222,6 +234,7 @@ Failure RunTraining(const training::TrainingConfig& config, const training::Trai
     return {2, absl::InvalidArgumentError(absl::StrCat(
                    "the job has ", (*world)->size(), " processes, the layout needs ", world_size))};
   }
+  training::SetBlasThreadsPerRank(ProcessesOnThisMachine());
   // Rank 0 builds the tokenizer and token caches; the others then read them.
   absl::StatusOr<training::PreparedData> data;
   if ((*world)->rank() == 0) data = training::PrepareData(config, options.output_dir);
@@ -230,7 +243,7 @@ Failure RunTraining(const training::TrainingConfig& config, const training::Trai
   if (!data.ok()) return {2, data.status()};
   absl::StatusOr<training::TrainSummary> summary =
       training::TrainRank(config, options, *data, **world);
-  if (!summary.ok()) return {ExitCode(summary.status(), false), summary.status()};
+  if (!summary.ok()) return {ExitCode(summary.status()), summary.status()};
   if ((*world)->rank() == 0) {
     std::printf("done: step %lld, loss %.4f, validation loss %.4f; checkpoint %s\n",
                 static_cast<long long>(summary->steps), summary->final_loss, summary->val_loss,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -133,8 +134,7 @@ void UnflattenGrads(const std::vector<float>& flat,
   }
 }
 
-// Single-thread SGEMM rate of this machine times its cores, in GFLOP/s.
-double MeasurePeakGflops() {
+double MeasurePeak() {
   constexpr int n = 384;
   std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
   const int threads = openblas_get_num_threads();
@@ -698,7 +698,14 @@ absl::StatusOr<TrainSummary> RankTrainer::Loop(const std::string& checkpoints) {
   if (IsWorldZero()) {
     ASSIGN_OR_RETURN(metrics, MetricsWriter::Open(options_.output_dir, options_.resume));
   }
-  const double peak = options_.peak_gflops > 0 ? options_.peak_gflops : MeasurePeakGflops();
+  // World rank 0 measures the peak while the others wait, so that no measurement competes with
+  // another rank's for the cores.
+  float peak = static_cast<float>(options_.peak_gflops);
+  if (peak <= 0) {
+    if (IsWorldZero()) peak = static_cast<float>(MeasurePeak());
+    const comm::Buffer peak_buffer{&peak, 1, core::DType::kF32, core::Device::kHost};
+    RETURN_IF_ERROR(world_.Broadcast(peak_buffer, 0));
+  }
   const int64_t tokens_per_step = static_cast<int64_t>(config_.parallel().microbatches()) *
                                   config_.parallel().sequences_per_microbatch() *
                                   config_.data().seq_len() * data_shards_;
@@ -873,6 +880,17 @@ absl::StatusOr<TrainSummary> TrainRank(const TrainingConfig& config, const Train
     return status;
   }
   return summary;
+}
+
+double MeasurePeakGflops() { return MeasurePeak(); }
+
+int SetBlasThreadsPerRank(int ranks_per_machine) {
+  const char* env = std::getenv("OPENBLAS_NUM_THREADS");
+  if (env != nullptr && *env != '\0') return openblas_get_num_threads();
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = std::max(1, cores / std::max(1, ranks_per_machine));
+  openblas_set_num_threads(threads);
+  return threads;
 }
 
 bool IsSetupError(const absl::Status& status) {

@@ -53,7 +53,7 @@ struct TrainerOptions {
   bool resume = false;       // continue from the newest complete checkpoint
   int trace_first_step = 0;  // write Chrome traces of steps [first, last] (1-based); 0: none
   int trace_last_step = 0;
-  double peak_gflops = 0;     // for MFU; 0 measures one core's SGEMM rate times the cores
+  double peak_gflops = 0;     // for MFU; 0: world rank 0 measures it (MeasurePeakGflops)
   bool progress_bar = false;  // draw a progress bar (on a terminal) instead of plain log lines
   // Set (e.g. by a signal handler) to stop after the current step with a checkpoint.
   const std::atomic<bool>* stop = nullptr;
@@ -88,6 +88,16 @@ absl::Status CheckResume(const TrainingConfig& config, const std::string& output
 // True for errors TrainRank returns before its first step (a layout that does not fit the world,
 // too little data for a step, a checkpoint it cannot resume from): bad input, not a failed run.
 bool IsSetupError(const absl::Status& status);
+
+// One core's best SGEMM rate times the cores, in GFLOP/s: the peak MFU is measured against when
+// TrainerOptions::peak_gflops is 0. Takes a few milliseconds; run it on an idle machine.
+double MeasurePeakGflops();
+
+// Gives each BLAS call max(1, cores / ranks_per_machine) threads (OpenBLAS's setting is per
+// process), unless OPENBLAS_NUM_THREADS is set, which wins. Ranks as threads must not share
+// OpenBLAS's thread pool: its workers spin, and four ranks on two cores calling it at once ran
+// 5-20x slower than with one thread per call. Returns the count in effect.
+int SetBlasThreadsPerRank(int ranks_per_machine);
 
 // FLOPs of one training token (forward and backward: 6 per active weight plus attention).
 double TrainingFlopsPerToken(const model::ModelConfig& config, int seq_len);

@@ -7,8 +7,9 @@
 # Environment: CONFIGS (default "tiny_cpu small_cpu"), THREADS (PyTorch's threads; default the
 # cores), OURS_STEPS_<config> / TORCH_STEPS_<config> (timed steps per run), BENCH_DIR.
 # Ours: 4 ranks as threads (the config's DualPipe pp=2 x ep=2), -c opt; its first step is not
-# counted. MFU: the trainer's FLOPs per token against its measured peak (one core's SGEMM rate
-# times the cores); PyTorch's MFU uses the same FLOPs and peak.
+# counted. MFU: the trainer's FLOPs per token (6 per active weight plus attention) against one
+# peak measured at the start (one core's SGEMM rate times the cores, or PEAK_TFLOPS); PyTorch's MFU
+# uses the same FLOPs and peak.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
@@ -18,20 +19,33 @@ dir=${BENCH_DIR:-/tmp/dsmoe-train-bench}
 python=/usr/bin/python3  # Debian's, with torch
 mkdir -p "$dir"
 bazel build -c opt //training:train >/dev/null 2>&1 || bazel build -c opt //training:train
-bin=bazel-bin/training/train
+# A copy: bazel-bin follows whichever configuration this worktree builds next.
+bin=$dir/train
+cp -f "$(bazel info -c opt bazel-bin 2>/dev/null)/training/train" "$bin"
 
-declare -A ours_steps=([tiny_cpu]=${OURS_STEPS_tiny_cpu:-10} [small_cpu]=${OURS_STEPS_small_cpu:-5})
-declare -A torch_steps=([tiny_cpu]=${TORCH_STEPS_tiny_cpu:-4} [small_cpu]=${TORCH_STEPS_small_cpu:-2})
+declare -A ours_steps=([tiny_cpu]=${OURS_STEPS_tiny_cpu:-8} [small_cpu]=${OURS_STEPS_small_cpu:-5})
+declare -A torch_steps=([tiny_cpu]=${TORCH_STEPS_tiny_cpu:-4} [small_cpu]=${TORCH_STEPS_small_cpu:-3})
+# The machine's peak for both MFUs, measured once as the trainer would (one core's best SGEMM rate
+# times the cores), here with torch on one thread.
+peak_tflops=${PEAK_TFLOPS:-$("$python" -c "
+import os, time, torch
+torch.set_num_threads(1)
+a = torch.full((384, 384), 0.5); b = torch.full((384, 384), 0.25)
+best = 0
+for _ in range(20):
+    t = time.perf_counter(); a @ b; best = max(best, 2 * 384**3 / (time.perf_counter() - t))
+print(best * os.cpu_count() / 1e12)")}
 results=$dir/results.jsonl
 : >"$results"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
-  "load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+  "load average at start $(cut -d' ' -f1-3 /proc/loadavg), peak ${peak_tflops} TFLOP/s (SGEMM, 1 core x cores)"
 for round in $(seq 1 "$rounds"); do
   for c in $configs; do
     out=$dir/ours-$c-$round
     rm -rf "$out"
     "$bin" --config=training/configs/$c.textproto --steps=$((ours_steps[$c] + 1)) \
-      --output_dir="$out" --set data.cache_dir="$dir/cache" --set logging.log_every=1 \
+      --output_dir="$out" --peak_tflops="$peak_tflops" --set data.cache_dir="$dir/cache" \
+      --set logging.log_every=1 \
       --set logging.eval_every=0 --set logging.eval_microbatches=0 \
       --set checkpoint.every_steps=0 --set logging.expert_loads_every=0 >"$out.log" 2>&1
     python3 - "$out/metrics.jsonl" "$c" "$round" >>"$results" <<'PY'
