@@ -33,6 +33,17 @@ absl::Status FsyncPath(const std::string& path, bool directory) {
   return absl::OkStatus();
 }
 
+// Removes a checkpoint directory so that no crash leaves it half removed under its own name:
+// renamed to a temporary name first (which ListCheckpoints skips), then removed.
+void RemoveCheckpoint(const std::string& path) {
+  std::error_code error;
+  if (!fs::exists(path, error)) return;
+  const std::string doomed = absl::StrCat(path, kTmpInfix, "removed");
+  fs::remove_all(doomed, error);
+  fs::rename(path, doomed, error);
+  fs::remove_all(error ? path : doomed, error);
+}
+
 }  // namespace
 
 std::string CheckpointName(int64_t step) { return absl::StrFormat("%s%08d", kPrefix, step); }
@@ -93,7 +104,7 @@ absl::Status CommitCheckpoint(const std::string& dir, const std::string& tmp_dir
   }
   RETURN_IF_ERROR(FsyncPath(tmp_dir, /*directory=*/true));
   const std::string final_dir = (fs::path(dir) / CheckpointName(step)).string();
-  fs::remove_all(final_dir, error);  // a checkpoint of the same step from an earlier run
+  RemoveCheckpoint(final_dir);  // a checkpoint of the same step from an earlier run
   fs::rename(tmp_dir, final_dir, error);
   if (error) {
     return absl::UnavailableError(
@@ -107,9 +118,7 @@ absl::Status CommitCheckpoint(const std::string& dir, const std::string& tmp_dir
   }
   ASSIGN_OR_RETURN(auto checkpoints, ListCheckpoints(dir));
   if (keep > 0) {
-    for (size_t i = 0; i + keep < checkpoints.size(); ++i) {
-      fs::remove_all(checkpoints[i].second, error);
-    }
+    for (size_t i = 0; i + keep < checkpoints.size(); ++i) RemoveCheckpoint(checkpoints[i].second);
   }
   return absl::OkStatus();
 }

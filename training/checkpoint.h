@@ -9,6 +9,7 @@
 //   optimizer-stageS-epE.safetensors   AdamW's state of those parameters
 //   trainer_state.json             step, tokens seen, the data position of every data shard
 //   config.textproto               the training config (its model inline)
+//   model.textproto                the model config alone
 //   tokenizer.json                 the tokenizer the run used
 // A checkpoint is written under a temporary name, every file fsynced, then renamed into place
 // and the parent directory fsynced: a directory named step-N is complete. Temporary directories

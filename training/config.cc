@@ -60,17 +60,7 @@ absl::Status SetValue(Message& message, const FieldDescriptor* field, absl::stri
     }
     return absl::OkStatus();
   }
-  if (field->is_repeated()) {
-    // Parse into a scratch message, then append.
-    std::unique_ptr<Message> scratch(message.New());
-    if (!google::protobuf::TextFormat::ParseFieldValueFromString(std::string(value), field,
-                                                                 scratch.get())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--set ", path, ": '", value, "' is not a ", field->type_name()));
-    }
-    reflection->SwapFields(scratch.get(), &message, {});
-    return absl::OkStatus();
-  }
+  // On a repeated field this appends one element.
   if (!google::protobuf::TextFormat::ParseFieldValueFromString(std::string(value), field,
                                                                &message)) {
     return absl::InvalidArgumentError(
@@ -164,6 +154,20 @@ int NumModelStages(const TrainingConfig& config) {
                                                       : config.parallel().pp();
 }
 
+std::vector<std::pair<int, int>> StageLayerRanges(const TrainingConfig& config) {
+  const int stages = NumModelStages(config);
+  std::vector<std::pair<int, int>> ranges;
+  int begin = 0;
+  for (int s = 0; s < stages; ++s) {
+    const int layers = config.parallel().stage_layers().empty()
+                           ? config.model().num_layers() / stages
+                           : config.parallel().stage_layers(s);
+    ranges.emplace_back(begin, begin + layers);
+    begin += layers;
+  }
+  return ranges;
+}
+
 absl::Status ValidateTrainingConfig(const TrainingConfig& config) {
   if (!config.has_model()) return absl::InvalidArgumentError("no model: set model_config or model");
   if (absl::Status status = model::ValidateConfig(config.model()); !status.ok()) {
@@ -195,10 +199,26 @@ absl::Status ValidateTrainingConfig(const TrainingConfig& config) {
     return absl::InvalidArgumentError(absl::StrCat("parallel: ", schedule.status().message()));
   }
   const int stages = NumModelStages(config);
-  if (model.num_layers() % stages != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "parallel.pp: ", stages, " model stages (", parallel.schedule(), " over pp=", parallel.pp(),
-        ") do not divide the model's ", model.num_layers(), " layers"));
+  if (!parallel.stage_layers().empty()) {
+    int sum = 0;
+    for (int layers : parallel.stage_layers()) {
+      if (layers < 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("parallel.stage_layers: every stage needs a layer, got ", layers));
+      }
+      sum += layers;
+    }
+    if (parallel.stage_layers_size() != stages || sum != model.num_layers()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "parallel.stage_layers: ", parallel.stage_layers_size(), " entries summing to ", sum,
+          ", the run has ", stages, " model stages (", parallel.schedule(),
+          " over pp=", parallel.pp(), ") and the model ", model.num_layers(), " layers"));
+    }
+  } else if (model.num_layers() % stages != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("parallel.pp: ", stages, " model stages (", parallel.schedule(),
+                     " over pp=", parallel.pp(), ") do not divide the model's ", model.num_layers(),
+                     " layers (parallel.stage_layers can split them unevenly)"));
   }
   const bool has_moe = model.first_k_dense_layers() < model.num_layers();
   if (has_moe && model.moe().num_routed_experts() % parallel.ep() != 0) {

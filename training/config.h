@@ -7,6 +7,7 @@
 #define TRAINING_CONFIG_H_
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -32,10 +33,15 @@ absl::StatusOr<TrainingConfig> LoadTrainingConfig(const std::string& path,
 // Model stages of the run: 2 * pp for the V-shaped schedules (dualpipev, zbv), else pp.
 int NumModelStages(const TrainingConfig& config);
 
+// Layers [first, second) of each model stage: parallel.stage_layers when given, else an even split.
+// Expects a config that passed ValidateTrainingConfig.
+std::vector<std::pair<int, int>> StageLayerRanges(const TrainingConfig& config);
+
 // OK if the config can run: the model config is valid, the schedule is known and accepts pp and
-// the micro-batch count, the model stages divide the layers, ep divides the routed experts,
-// seq_len fits the model, the optimizer's values are in range. INVALID_ARGUMENT naming the first
-// bad field otherwise. Expects the model inline (LoadTrainingConfig resolves model_config).
+// the micro-batch count, the model stages divide the layers (or parallel.stage_layers splits them),
+// ep divides the routed experts, seq_len fits the model, the optimizer's values are in range.
+// INVALID_ARGUMENT naming the first bad field otherwise. Expects the model inline
+// (LoadTrainingConfig resolves model_config).
 absl::Status ValidateTrainingConfig(const TrainingConfig& config);
 
 }  // namespace training

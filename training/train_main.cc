@@ -6,10 +6,12 @@
 //   mpirun -np 4 bazel-bin/training/train --config=... --output_dir=/tmp/run
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -20,12 +22,14 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "comm/bootstrap.h"
 #include "comm/local_communicator.h"
 #include "core/flags.h"
 #include "core/status_macros.h"
 #include "dualpipe/generate.h"
+#include "dualpipe/placement.h"
 #include "dualpipe/simulator.h"
 #include "training/config.h"
 #include "training/trainer.h"
@@ -89,98 +93,162 @@ absl::Status ParseTraceSteps(const std::string& text, training::TrainerOptions* 
   return absl::OkStatus();
 }
 
+// "8.89M", "671.0B".
+std::string Count(double n) {
+  if (n >= 1e9) return absl::StrFormat("%.1fB", n / 1e9);
+  if (n >= 1e6) return absl::StrFormat("%.2fM", n / 1e6);
+  return absl::StrFormat("%.0f", n);
+}
+
+// What the run would be, from the config alone: nothing of the model is allocated.
 void PrintDryRun(const training::TrainingConfig& config) {
-  const training::ParameterCount params = training::CountParameters(config.model());
+  const model::ModelConfig& model = config.model();
+  const training::ParameterCount params = training::CountParameters(model);
   const training::ParallelConfig& parallel = config.parallel();
-  const int stages = training::NumModelStages(config);
-  // Per rank: its stages' share of the dense weights plus 1/ep of the experts; DualPipe holds two
-  // stages per rank (V-shaped schedules too, of half the size).
-  const double per_rank_params = static_cast<double>(params.total) / stages *
-                                 (stages / parallel.pp()) / parallel.ep() *
-                                 (config.parallel().schedule() == "dualpipe" ? 2 : 1);
-  // f32 weights, gradients and AdamW's two moments.
-  const double bytes = per_rank_params * 16;
-  std::printf("model %s: %.3g parameters, %.3g active per token, %d layers in %d stages\n",
-              config.model().name().c_str(), static_cast<double>(params.total),
-              static_cast<double>(params.active), config.model().num_layers(), stages);
-  std::printf("layout pp=%d ep=%d dp=%d (%d ranks), schedule %s, %d micro-batches per step\n",
-              parallel.pp(), parallel.ep(), parallel.dp(),
-              parallel.pp() * parallel.ep() * parallel.dp(), parallel.schedule().c_str(),
-              parallel.microbatches());
+  const std::vector<std::pair<int, int>> layers = training::StageLayerRanges(config);
+  const int stages = static_cast<int>(layers.size());
+  std::printf("model %s: %s parameters, %s active per token, %d layers\n", model.name().c_str(),
+              Count(params.total).c_str(), Count(params.active).c_str(), model.num_layers());
+  const int64_t tokens_per_step = static_cast<int64_t>(parallel.microbatches()) *
+                                  parallel.sequences_per_microbatch() * config.data().seq_len() *
+                                  parallel.ep() * parallel.dp();
   std::printf(
-      "per rank: about %.3g parameters, %.1f GiB of f32 weights, gradients and AdamW state\n",
-      per_rank_params, bytes / (1u << 30));
+      "layout pp=%d ep=%d dp=%d (%d ranks), schedule %s over %d model stages, %d micro-batches of "
+      "%d x %d tokens per pipeline, %lld tokens per step\n",
+      parallel.pp(), parallel.ep(), parallel.dp(), parallel.pp() * parallel.ep() * parallel.dp(),
+      parallel.schedule().c_str(), stages, parallel.microbatches(),
+      parallel.sequences_per_microbatch(), config.data().seq_len(),
+      static_cast<long long>(tokens_per_step));
   absl::StatusOr<dualpipe::Schedule> schedule =
       dualpipe::GenerateSchedule(parallel.schedule(), parallel.pp(), parallel.microbatches());
-  if (schedule.ok()) {
-    absl::StatusOr<dualpipe::Simulation> sim = dualpipe::Simulate(*schedule, dualpipe::OpCosts{});
-    if (sim.ok()) {
-      std::printf("simulated step (F=1, B=2, W=1): makespan %.0f, bubble %.1f%% of rank time\n",
-                  sim->makespan, 100 * sim->total_bubble / (sim->makespan * parallel.pp()));
+  if (!schedule.ok()) return;  // validated before; unreachable
+  // Per pipeline rank: its stages' weights every expert rank holds, plus 1/ep of their routed
+  // experts; f32 weights and gradients and AdamW's two f32 moments are 16 bytes a parameter.
+  int64_t most = 0;
+  int busiest = 0;
+  for (int rank = 0; rank < parallel.pp(); ++rank) {
+    int64_t held = 0;
+    for (const dualpipe::HostedStage& hs : dualpipe::HostedStages(*schedule, rank)) {
+      const training::StageParameterCount c =
+          training::CountStageParameters(model, layers[hs.stage].first, layers[hs.stage].second,
+                                         hs.stage == 0, hs.stage == stages - 1);
+      held += c.replicated + c.routed_experts / parallel.ep();
     }
+    if (held > most) {
+      most = held;
+      busiest = rank;
+    }
+  }
+  std::string split;
+  for (const auto& [begin, end] : layers)
+    absl::StrAppend(&split, split.empty() ? "" : ",", end - begin);
+  std::printf("layers per stage: %s\n", split.c_str());
+  std::printf(
+      "per rank: at most %s parameters (pipeline rank %d): %.2f GiB of f32 weights, gradients and "
+      "AdamW moments (16 bytes each), activations not included\n",
+      Count(most).c_str(), busiest, most * 16.0 / (1ull << 30));
+  absl::StatusOr<dualpipe::Simulation> sim = dualpipe::Simulate(*schedule, dualpipe::OpCosts{});
+  if (sim.ok()) {
+    std::printf(
+        "simulated step (F=1, B=2, W=1 per stage and micro-batch): makespan %.0f, bubble %.1f%% of "
+        "rank time (%.1f per rank), at most %d micro-batches' activations held per rank\n",
+        sim->makespan, 100 * sim->total_bubble / (sim->makespan * parallel.pp()),
+        sim->total_bubble / parallel.pp(), sim->max_peak_activations);
   }
 }
 
-absl::Status RunTraining(const training::TrainingConfig& config,
-                         const training::TrainerOptions& options, const std::string& backend) {
+// This job's processes on this machine, as mpirun or srun says (1 when neither does).
+int ProcessesOnThisMachine() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"}) {
+    int count = 0;
+    const char* value = std::getenv(name);
+    if (value != nullptr && absl::SimpleAtoi(value, &count) && count > 0) return count;
+  }
+  return 1;
+}
+
+// The exit code of TrainRank's error: 2 when it came before the first step (a layout or data the
+// run cannot use), else 1. Errors found here before TrainRank (bad paths, a checkpoint that cannot
+// be resumed) exit 2 directly.
+int ExitCode(const absl::Status& status) { return training::IsSetupError(status) ? 2 : 1; }
+
+Failure RunTraining(const training::TrainingConfig& config, const training::TrainerOptions& options,
+                    const std::string& backend) {
   const int world_size = config.parallel().pp() * config.parallel().ep() * config.parallel().dp();
-  if (backend == "local" || (backend == "auto" && !comm::ReadLaunchEnvironment().ok()) ||
-      (backend == "auto" && comm::ReadLaunchEnvironment()->launcher == comm::Launcher::kNone)) {
-    ASSIGN_OR_RETURN(training::PreparedData data,
-                     training::PrepareData(config, options.output_dir));
-    std::printf("data: %s\n", data.summary.c_str());
-    std::printf("training %s: %d ranks as threads (pp=%d ep=%d dp=%d), %s, %d steps\n",
-                config.model().name().c_str(), world_size, config.parallel().pp(),
-                config.parallel().ep(), config.parallel().dp(),
-                config.parallel().schedule().c_str(), config.steps());
+  absl::StatusOr<comm::LaunchEnvironment> launch = comm::ReadLaunchEnvironment();
+  if (backend == "local" ||
+      (backend == "auto" && (!launch.ok() || launch->launcher == comm::Launcher::kNone))) {
+    if (options.resume) {
+      if (absl::Status status = training::CheckResume(config, options.output_dir); !status.ok()) {
+        return {2, status};
+      }
+    }
+    absl::StatusOr<training::PreparedData> data = training::PrepareData(config, options.output_dir);
+    if (!data.ok()) return {2, data.status()};
+    std::printf("data: %s\n", data->summary.c_str());
+    const int blas_threads = training::SetBlasThreadsPerRank(world_size);
+    std::printf(
+        "training %s: %d ranks as threads (pp=%d ep=%d dp=%d), %s, %d steps, %d BLAS thread(s) "
+        "per rank\n",
+        config.model().name().c_str(), world_size, config.parallel().pp(), config.parallel().ep(),
+        config.parallel().dp(), config.parallel().schedule().c_str(), config.steps(), blas_threads);
     std::fflush(stdout);
     std::mutex mu;
     training::TrainSummary summary;
     const std::vector<absl::Status> statuses =
         comm::RunLocalRanks(world_size, [&](comm::Communicator& world) -> absl::Status {
           ASSIGN_OR_RETURN(training::TrainSummary mine,
-                           training::TrainRank(config, options, data, world));
+                           training::TrainRank(config, options, *data, world));
           std::lock_guard<std::mutex> lock(mu);
           if (world.rank() == 0) summary = std::move(mine);
           return absl::OkStatus();
         });
     // The first rank's own error, rather than the others' reports that it left.
     for (const absl::Status& status : statuses) {
-      if (!status.ok() && !absl::IsUnavailable(status)) return status;
+      if (!status.ok() && !absl::IsUnavailable(status)) return {ExitCode(status), status};
     }
-    for (const absl::Status& status : statuses) RETURN_IF_ERROR(status);
+    for (const absl::Status& status : statuses) {
+      if (!status.ok()) return {ExitCode(status), status};
+    }
     std::printf(
         "done: step %lld, loss %.4f, validation loss %.4f (perplexity %.1f) against the corpus's "
         "unigram entropy %.4f\n",
         static_cast<long long>(summary.steps), summary.final_loss, summary.val_loss,
-        std::exp(summary.val_loss), data.unigram_entropy);
+        std::exp(summary.val_loss), data->unigram_entropy);
     std::printf("checkpoint: %s\nmetrics: %s/metrics.jsonl, loss curves: %s/loss.svg\n",
                 summary.checkpoint.c_str(), options.output_dir.c_str(), options.output_dir.c_str());
     std::printf("serve it: bazel run -c opt //serving:server -- --model=%s\n",
                 summary.checkpoint.c_str());
-    return absl::OkStatus();
+    return {0, absl::OkStatus()};
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<comm::Communicator> world,
-                   comm::CreateWorldCommunicator(backend == "local" ? comm::Backend::kLocal
-                                                                    : comm::Backend::kMpi));
-  if (world->size() != world_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the job has ", world->size(), " processes, the layout needs ", world_size));
+  if (options.resume) {
+    if (absl::Status status = training::CheckResume(config, options.output_dir); !status.ok()) {
+      return {2, status};
+    }
   }
+  absl::StatusOr<std::unique_ptr<comm::Communicator>> world = comm::CreateWorldCommunicator(
+      backend == "local" ? comm::Backend::kLocal : comm::Backend::kMpi);
+  if (!world.ok()) return {1, world.status()};
+  if ((*world)->size() != world_size) {
+    return {2, absl::InvalidArgumentError(absl::StrCat(
+                   "the job has ", (*world)->size(), " processes, the layout needs ", world_size))};
+  }
+  training::SetBlasThreadsPerRank(ProcessesOnThisMachine());
   // Rank 0 builds the tokenizer and token caches; the others then read them.
   absl::StatusOr<training::PreparedData> data;
-  if (world->rank() == 0) data = training::PrepareData(config, options.output_dir);
-  RETURN_IF_ERROR(world->Barrier());
-  if (world->rank() != 0) data = training::PrepareData(config, options.output_dir);
-  RETURN_IF_ERROR(data.status());
-  ASSIGN_OR_RETURN(training::TrainSummary summary,
-                   training::TrainRank(config, options, *data, *world));
-  if (world->rank() == 0) {
+  if ((*world)->rank() == 0) data = training::PrepareData(config, options.output_dir);
+  if (absl::Status status = (*world)->Barrier(); !status.ok()) return {1, status};
+  if ((*world)->rank() != 0) data = training::PrepareData(config, options.output_dir);
+  if (!data.ok()) return {2, data.status()};
+  absl::StatusOr<training::TrainSummary> summary =
+      training::TrainRank(config, options, *data, **world);
+  if (!summary.ok()) return {ExitCode(summary.status()), summary.status()};
+  if ((*world)->rank() == 0) {
     std::printf("done: step %lld, loss %.4f, validation loss %.4f; checkpoint %s\n",
-                static_cast<long long>(summary.steps), summary.final_loss, summary.val_loss,
-                summary.checkpoint.c_str());
+                static_cast<long long>(summary->steps), summary->final_loss, summary->val_loss,
+                summary->checkpoint.c_str());
   }
-  return absl::OkStatus();
+  return {0, absl::OkStatus()};
 }
 
 }  // namespace
@@ -193,7 +261,9 @@ int main(int argc, char** argv) {
       "parallelism.\nUsage: train --config=FILE [--set field.path=value]... [--output_dir=DIR] "
       "[--steps=N] [--resume] [--dry_run] [--trace_steps=A:B]");
   auto fail = [](int code, const absl::Status& status) {
-    std::fprintf(stderr, "train: %s\n", std::string(status.message()).c_str());
+    std::string message(status.message());
+    std::replace(message.begin(), message.end(), '\n', ' ');  // one line
+    std::fprintf(stderr, "train: %s\n", message.c_str());
     return code;
   };
   if (absl::GetFlag(FLAGS_config).empty()) {
@@ -235,8 +305,7 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
-  if (absl::Status status = RunTraining(*config, options, backend); !status.ok()) {
-    return fail(absl::IsInvalidArgument(status) || absl::IsNotFound(status) ? 2 : 1, status);
-  }
+  const Failure result = RunTraining(*config, options, backend);
+  if (!result.status.ok()) return fail(result.code, result.status);
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -13,6 +14,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -23,6 +25,7 @@
 #include "dualpipe/generate.h"
 #include "dualpipe/placement.h"
 #include "google/protobuf/text_format.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "model/config.h"
 #include "model/expert_exchange.h"
 #include "model/init.h"
@@ -42,6 +45,7 @@ namespace training {
 namespace fs = std::filesystem;
 namespace {
 
+constexpr char kSetupErrorUrl[] = "dsmoe/training/setup-error";
 constexpr char kEosToken[] = "<｜end▁of▁sentence｜>";
 // Gradients are all-reduced over data-parallel replicas in buckets of this many floats.
 constexpr size_t kBucketFloats = size_t{4} << 20;
@@ -68,6 +72,34 @@ struct HostedModelStage {
   std::vector<model::Param<float>*> replicated;  // held by every expert rank
   std::set<const model::Param<float>*> experts;  // this rank's routed experts
   std::unique_ptr<model::StageAdapter> adapter;  // this step's
+};
+
+// A stage whose forward fails (TrainerOptions::fail_at_step); the rest is the wrapped stage's.
+class FailingStage : public dualpipe::Stage {
+ public:
+  FailingStage(dualpipe::Stage* inner, std::string why) : inner_(inner), why_(std::move(why)) {}
+  size_t InputBytes() const override { return inner_->InputBytes(); }
+  size_t OutputBytes() const override { return inner_->OutputBytes(); }
+  absl::Status Forward(int, absl::Span<const std::byte>, absl::Span<std::byte>) override {
+    return absl::InternalError(why_);
+  }
+  absl::Status BackwardInput(int microbatch, absl::Span<const std::byte> output_grad,
+                             absl::Span<std::byte> input_grad) override {
+    return inner_->BackwardInput(microbatch, output_grad, input_grad);
+  }
+  absl::Status BackwardWeight(int microbatch) override {
+    return inner_->BackwardWeight(microbatch);
+  }
+  absl::StatusOr<float> Loss(int microbatch) const override { return inner_->Loss(microbatch); }
+  absl::Status OverlappedForwardBackward(int, absl::Span<const std::byte>, absl::Span<std::byte>,
+                                         Stage&, int, absl::Span<const std::byte>,
+                                         absl::Span<std::byte>) override {
+    return absl::InternalError(why_);
+  }
+
+ private:
+  dualpipe::Stage* inner_;
+  std::string why_;
 };
 
 // Sum of squares of the trainable gradients in `params`.
@@ -102,8 +134,7 @@ void UnflattenGrads(const std::vector<float>& flat,
   }
 }
 
-// Single-thread SGEMM rate of this machine times its cores, in GFLOP/s.
-double MeasurePeakGflops() {
+double MeasurePeak() {
   constexpr int n = 384;
   std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
   const int threads = openblas_get_num_threads();
@@ -130,6 +161,10 @@ class RankTrainer {
   absl::StatusOr<TrainSummary> Run();
 
  private:
+  // The training loop after Setup (and the resume).
+  absl::StatusOr<TrainSummary> Loop(const std::string& checkpoints);
+  // `status`, a communication error, with the world rank that was lost when one was.
+  absl::Status NameLostRank(const absl::Status& status);
   absl::Status Setup();
   absl::Status BuildStages();
   absl::Status BuildData();
@@ -200,15 +235,15 @@ absl::Status RankTrainer::Setup() {
 
 absl::Status RankTrainer::BuildStages() {
   const model::ModelConfig& model = config_.model();
-  const int num_stages = NumModelStages(config_);
-  const int layers_per_stage = model.num_layers() / num_stages;
+  const std::vector<std::pair<int, int>> layers = StageLayerRanges(config_);
+  const int num_stages = static_cast<int>(layers.size());
   for (const dualpipe::HostedStage& hs :
        dualpipe::HostedStages(schedule_, groups_.coordinates.pp)) {
     if (static_cast<int>(stages_.size()) <= hs.path) stages_.resize(hs.path + 1);
     HostedModelStage& s = stages_[hs.path];
     s.hosted = hs;
-    const model::StageRange range{hs.stage * layers_per_stage, (hs.stage + 1) * layers_per_stage,
-                                  hs.stage == 0, hs.stage == num_stages - 1};
+    const model::StageRange range{layers[hs.stage].first, layers[hs.stage].second, hs.stage == 0,
+                                  hs.stage == num_stages - 1};
     s.stage = std::make_unique<model::ModelStage<float>>(model, range, groups_.coordinates.ep,
                                                          config_.parallel().ep());
     const std::vector<model::Param<float>*> params = s.stage->Params();
@@ -288,6 +323,15 @@ absl::StatusOr<RankTrainer::StepStats> RankTrainer::Step(data::Batcher& batcher,
     if (parallel.ep() > 1) ep = {ep_forward_.get(), ep_backward_.get()};
     ASSIGN_OR_RETURN(s.adapter, model::StageAdapter::Create(s.stage.get(), std::move(mine), ep));
     stage_ptrs[path] = s.adapter.get();
+  }
+  std::vector<std::unique_ptr<FailingStage>> failing;
+  if (update && options_.fail_at_step == step_ + 1 && options_.fail_rank == world_.rank()) {
+    for (dualpipe::Stage*& stage : stage_ptrs) {
+      if (stage == nullptr) continue;
+      failing.push_back(std::make_unique<FailingStage>(
+          stage, absl::StrCat("injected failure in step ", step_ + 1)));
+      stage = failing.back().get();
+    }
   }
   ASSIGN_OR_RETURN(
       std::unique_ptr<dualpipe::Executor> executor,
@@ -617,20 +661,51 @@ absl::Status RankTrainer::LoadCheckpoint(const std::string& dir) {
 }
 
 absl::StatusOr<TrainSummary> RankTrainer::Run() {
-  RETURN_IF_ERROR(Setup());
   const std::string checkpoints = (fs::path(options_.output_dir) / "checkpoints").string();
-  if (options_.resume) {
+  auto setup = [&]() -> absl::Status {
+    RETURN_IF_ERROR(Setup());
+    if (!options_.resume) return absl::OkStatus();
     ASSIGN_OR_RETURN(auto found, ListCheckpoints(checkpoints));
     if (found.empty()) {
       return absl::NotFoundError(absl::StrCat("--resume: no checkpoint under ", checkpoints));
     }
-    RETURN_IF_ERROR(LoadCheckpoint(found.back().second));
+    return LoadCheckpoint(found.back().second);
+  };
+  if (absl::Status status = setup(); !status.ok()) {
+    status.SetPayload(kSetupErrorUrl, absl::Cord("1"));
+    return status;
   }
+  absl::StatusOr<TrainSummary> summary = Loop(checkpoints);
+  if (summary.ok()) return summary;
+  return NameLostRank(summary.status());
+}
+
+absl::Status RankTrainer::NameLostRank(const absl::Status& status) {
+  // A failed pipeline, expert or data group names the peer by its rank in that group. If a rank
+  // has left (or stopped answering), a barrier over the world fails too, naming it by world rank.
+  if (!absl::IsUnavailable(status) && !absl::IsDeadlineExceeded(status) &&
+      !absl::IsFailedPrecondition(status)) {
+    return status;
+  }
+  const absl::Status probe = world_.Barrier();
+  if (probe.ok()) return status;
+  return absl::Status(status.code(),
+                      absl::StrCat(status.message(), " (world: ", probe.message(), ")"));
+}
+
+absl::StatusOr<TrainSummary> RankTrainer::Loop(const std::string& checkpoints) {
   std::unique_ptr<MetricsWriter> metrics;
   if (IsWorldZero()) {
     ASSIGN_OR_RETURN(metrics, MetricsWriter::Open(options_.output_dir, options_.resume));
   }
-  const double peak = options_.peak_gflops > 0 ? options_.peak_gflops : MeasurePeakGflops();
+  // World rank 0 measures the peak while the others wait, so that no measurement competes with
+  // another rank's for the cores.
+  float peak = static_cast<float>(options_.peak_gflops);
+  if (peak <= 0) {
+    if (IsWorldZero()) peak = static_cast<float>(MeasurePeak());
+    const comm::Buffer peak_buffer{&peak, 1, core::DType::kF32, core::Device::kHost};
+    RETURN_IF_ERROR(world_.Broadcast(peak_buffer, 0));
+  }
   const int64_t tokens_per_step = static_cast<int64_t>(config_.parallel().microbatches()) *
                                   config_.parallel().sequences_per_microbatch() *
                                   config_.data().seq_len() * data_shards_;
@@ -799,45 +874,159 @@ absl::StatusOr<TrainSummary> TrainRank(const TrainingConfig& config, const Train
   RankTrainer trainer(config, options, data, world);
   absl::StatusOr<TrainSummary> summary = trainer.Run();
   if (!summary.ok()) {
-    return absl::Status(summary.status().code(),
+    absl::Status status(summary.status().code(),
                         absl::StrCat("rank ", world.rank(), ": ", summary.status().message()));
+    if (IsSetupError(summary.status())) status.SetPayload(kSetupErrorUrl, absl::Cord("1"));
+    return status;
   }
   return summary;
 }
 
-ParameterCount CountParameters(const model::ModelConfig& config) {
+double MeasurePeakGflops() { return MeasurePeak(); }
+
+int SetBlasThreadsPerRank(int ranks_per_machine) {
+  const char* env = std::getenv("OPENBLAS_NUM_THREADS");
+  if (env != nullptr && *env != '\0') return openblas_get_num_threads();
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = std::max(1, cores / std::max(1, ranks_per_machine));
+  openblas_set_num_threads(threads);
+  return threads;
+}
+
+bool IsSetupError(const absl::Status& status) {
+  return status.GetPayload(kSetupErrorUrl).has_value();
+}
+
+absl::Status CheckResume(const TrainingConfig& config, const std::string& output_dir) {
+  const std::string checkpoints = (fs::path(output_dir) / "checkpoints").string();
+  ASSIGN_OR_RETURN(auto found, ListCheckpoints(checkpoints));
+  if (found.empty()) {
+    return absl::NotFoundError(absl::StrCat("--resume: no checkpoint under ", checkpoints));
+  }
+  const std::string& dir = found.back().second;
+  const std::string state_path = (fs::path(dir) / "trainer_state.json").string();
+  absl::StatusOr<TrainerState> state = TrainerState::FromJson(ReadWholeFile(state_path));
+  if (!state.ok())
+    return absl::InvalidArgumentError(absl::StrCat(state_path, ": ", state.status().message()));
+  const std::string model_path = (fs::path(dir) / "model.textproto").string();
+  model::ModelConfig theirs;
+  if (!google::protobuf::TextFormat::ParseFromString(ReadWholeFile(model_path), &theirs)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--resume: ", model_path, " is not a model config"));
+  }
+  // Fields that only steer training (initialisation, the bias update, the balance loss) may change.
+  google::protobuf::util::MessageDifferencer differ;
+  const google::protobuf::Descriptor* model_type = model::ModelConfig::descriptor();
+  const google::protobuf::Descriptor* moe_type = model::MoeConfig::descriptor();
+  differ.IgnoreField(model_type->FindFieldByName("init_std"));
+  differ.IgnoreField(moe_type->FindFieldByName("bias_update_speed"));
+  differ.IgnoreField(moe_type->FindFieldByName("sequence_aux_loss_alpha"));
+  std::string difference;
+  differ.ReportDifferencesToString(&difference);
+  if (!differ.Compare(theirs, config.model())) {
+    const std::string first = difference.substr(0, difference.find('\n'));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--resume: ", dir, " holds another model than this run's '",
+                     config.model().name(), "' (checkpoint -> this run: ", first, ")"));
+  }
+  const int shards = config.parallel().ep() * config.parallel().dp();
+  if (static_cast<int>(state->data_states.size()) != shards) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--resume: ", dir, " was written with ", state->data_states.size(),
+                     " data shards (ep x dp), this run has ", shards));
+  }
+  // The model files are per model stage and expert rank: the stages' layers and ep must match
+  // (the schedule and pp may change when they make the same stages).
+  TrainingConfig written;
+  if (!google::protobuf::TextFormat::ParseFromString(
+          ReadWholeFile((fs::path(dir) / "config.textproto").string()), &written)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--resume: ", dir, "/config.textproto is not a training config"));
+  }
+  const auto layers = [](const std::vector<std::pair<int, int>>& ranges) {
+    std::string text;
+    for (const auto& [begin, end] : ranges)
+      absl::StrAppend(&text, text.empty() ? "" : ",", end - begin);
+    return text;
+  };
+  const std::string theirs_layers = layers(StageLayerRanges(written));
+  const std::string our_layers = layers(StageLayerRanges(config));
+  if (written.parallel().ep() != config.parallel().ep() || theirs_layers != our_layers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--resume: ", dir, " was written with ep=", written.parallel().ep(),
+        " and model stages of ", theirs_layers, " layers, this run has ep=", config.parallel().ep(),
+        " and stages of ", our_layers));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Parameters of one decoder layer: attention (with its norms) and the MLP or MoE.
+struct LayerParameters {
+  int64_t replicated = 0;  // attention, norms, dense MLP, shared experts, gate
+  int64_t routed = 0;      // every routed expert
+  int64_t active = 0;      // what one token uses: replicated + top_k routed experts
+};
+
+LayerParameters CountLayer(const model::ModelConfig& config, int layer) {
   const int64_t h = config.hidden_size();
-  int64_t attention = 0;
+  const int64_t heads = config.num_heads();
+  int64_t attention = 2 * h;  // the attention and MLP norms
   if (config.has_mla()) {
     const model::MlaConfig& mla = config.mla();
     const int64_t qk = mla.qk_nope_head_dim() + mla.qk_rope_head_dim();
-    const int64_t q = mla.q_lora_rank() > 0
-                          ? h * mla.q_lora_rank() + mla.q_lora_rank() * config.num_heads() * qk
-                          : h * config.num_heads() * qk;
-    attention =
-        q + h * (mla.kv_lora_rank() + mla.qk_rope_head_dim()) +
-        mla.kv_lora_rank() * config.num_heads() * (mla.qk_nope_head_dim() + mla.v_head_dim()) +
-        config.num_heads() * mla.v_head_dim() * h;
+    attention += mla.q_lora_rank() > 0
+                     ? h * mla.q_lora_rank() + mla.q_lora_rank() + mla.q_lora_rank() * heads * qk
+                     : h * heads * qk;
+    attention += h * (mla.kv_lora_rank() + mla.qk_rope_head_dim()) + mla.kv_lora_rank() +
+                 mla.kv_lora_rank() * heads * (mla.qk_nope_head_dim() + mla.v_head_dim()) +
+                 heads * mla.v_head_dim() * h;
   } else {
-    attention = 4 * h * config.num_heads() * config.head_dim();
+    attention += 4 * h * heads * config.head_dim();
   }
-  const int64_t dense_mlp = 3 * h * config.intermediate_size();
-  const model::MoeConfig& moe = config.moe();
-  const int64_t expert = 3 * h * moe.expert_intermediate_size();
+  LayerParameters count;
+  count.replicated = attention;
+  if (model::IsMoeLayer(config, layer)) {
+    const model::MoeConfig& moe = config.moe();
+    const int64_t expert = 3 * h * moe.expert_intermediate_size();
+    count.replicated += h * moe.num_routed_experts() + expert * moe.num_shared_experts();
+    if (model::GateHasBias(moe, h)) count.replicated += moe.num_routed_experts();
+    count.routed = expert * moe.num_routed_experts();
+    count.active = count.replicated + expert * moe.top_k();
+  } else {
+    count.replicated += 3 * h * config.intermediate_size();
+    count.active = count.replicated;
+  }
+  return count;
+}
+
+}  // namespace
+
+StageParameterCount CountStageParameters(const model::ModelConfig& config, int begin_layer,
+                                         int end_layer, bool has_embedding, bool has_head) {
+  const int64_t h = config.hidden_size();
+  StageParameterCount count;
+  if (has_embedding) count.replicated += h * config.vocab_size();
+  if (has_head) count.replicated += h + h * config.vocab_size();  // final norm and LM head
+  for (int layer = begin_layer; layer < end_layer; ++layer) {
+    const LayerParameters l = CountLayer(config, layer);
+    count.replicated += l.replicated;
+    count.routed_experts += l.routed;
+  }
+  return count;
+}
+
+ParameterCount CountParameters(const model::ModelConfig& config) {
+  const StageParameterCount whole =
+      CountStageParameters(config, 0, config.num_layers(), /*has_embedding=*/true,
+                           /*has_head=*/true);
   ParameterCount count;
-  const int64_t embed_and_head = 2 * h * config.vocab_size();
-  count.total = count.active = embed_and_head;
+  count.total = whole.replicated + whole.routed_experts;
+  count.active = whole.replicated;
   for (int layer = 0; layer < config.num_layers(); ++layer) {
-    count.total += attention;
-    count.active += attention;
-    if (model::IsMoeLayer(config, layer)) {
-      const int64_t gate = h * moe.num_routed_experts();
-      count.total += gate + expert * (moe.num_routed_experts() + moe.num_shared_experts());
-      count.active += gate + expert * (moe.top_k() + moe.num_shared_experts());
-    } else {
-      count.total += dense_mlp;
-      count.active += dense_mlp;
-    }
+    const LayerParameters l = CountLayer(config, layer);
+    count.active += l.active - l.replicated;
   }
   return count;
 }

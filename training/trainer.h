@@ -53,12 +53,16 @@ struct TrainerOptions {
   bool resume = false;       // continue from the newest complete checkpoint
   int trace_first_step = 0;  // write Chrome traces of steps [first, last] (1-based); 0: none
   int trace_last_step = 0;
-  double peak_gflops = 0;     // for MFU; 0 measures one core's SGEMM rate times the cores
+  double peak_gflops = 0;     // for MFU; 0: world rank 0 measures it (MeasurePeakGflops)
   bool progress_bar = false;  // draw a progress bar (on a terminal) instead of plain log lines
   // Set (e.g. by a signal handler) to stop after the current step with a checkpoint.
   const std::atomic<bool>* stop = nullptr;
   // Stop after this step (1-based) as if `stop` had been set then; 0: run to config.steps.
   int64_t stop_after_step = 0;
+  // Fault injection (tests): world rank `fail_rank` fails in its first forward of step
+  // `fail_at_step` (1-based) with INTERNAL, as a crashing stage would; 0: never.
+  int fail_rank = 0;
+  int64_t fail_at_step = 0;
 };
 
 struct TrainSummary {
@@ -75,6 +79,26 @@ struct TrainSummary {
 absl::StatusOr<TrainSummary> TrainRank(const TrainingConfig& config, const TrainerOptions& options,
                                        const PreparedData& data, comm::Communicator& world);
 
+// For --resume, before any work: OK if the newest complete checkpoint under OUTPUT_DIR/checkpoints
+// can continue this run: it holds this config's model (the fields of its model.textproto that
+// shape the weights are equal) and as many data shards (ep x dp). NOT_FOUND when there is no
+// checkpoint; INVALID_ARGUMENT naming the checkpoint and the first difference otherwise.
+absl::Status CheckResume(const TrainingConfig& config, const std::string& output_dir);
+
+// True for errors TrainRank returns before its first step (a layout that does not fit the world,
+// too little data for a step, a checkpoint it cannot resume from): bad input, not a failed run.
+bool IsSetupError(const absl::Status& status);
+
+// One core's best SGEMM rate times the cores, in GFLOP/s: the peak MFU is measured against when
+// TrainerOptions::peak_gflops is 0. Takes a few milliseconds; run it on an idle machine.
+double MeasurePeakGflops();
+
+// Gives each BLAS call max(1, cores / ranks_per_machine) threads (OpenBLAS's setting is per
+// process), unless OPENBLAS_NUM_THREADS is set, which wins. Ranks as threads must not share
+// OpenBLAS's thread pool: its workers spin, and four ranks on two cores calling it at once ran
+// 5-20x slower than with one thread per call. Returns the count in effect.
+int SetBlasThreadsPerRank(int ranks_per_machine);
+
 // FLOPs of one training token (forward and backward: 6 per active weight plus attention).
 double TrainingFlopsPerToken(const model::ModelConfig& config, int seq_len);
 
@@ -83,7 +107,19 @@ struct ParameterCount {
   int64_t total = 0;
   int64_t active = 0;
 };
+// Counts every tensor of the model (norm scales and the gates' selection biases included); a
+// routed expert counts as active for top_k of them per token. DeepSeek-V3: 671.0e9 and 37.6e9.
 ParameterCount CountParameters(const model::ModelConfig& config);
+
+// Parameters of a model stage: layers [begin_layer, end_layer), plus the embedding on the first
+// stage and the final norm and LM head on the last. `replicated` is what every expert rank of the
+// stage holds; `routed_experts` is split evenly over the EP ranks.
+struct StageParameterCount {
+  int64_t replicated = 0;
+  int64_t routed_experts = 0;
+};
+StageParameterCount CountStageParameters(const model::ModelConfig& config, int begin_layer,
+                                         int end_layer, bool has_embedding, bool has_head);
 
 }  // namespace training
 

@@ -9,9 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "comm/local_communicator.h"
 #include "gtest/gtest.h"
+#include "model/model_stage.h"
 #include "model/safetensors.h"
 #include "training/checkpoint.h"
 #include "training/config.h"
@@ -21,57 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // A 4-layer MoE model (1 dense + 3 MoE layers of 8 experts) on the tokenizer tests' corpus.
-constexpr char kConfig[] = R"pb(
-  name: "trainer_test"
-  model {
-    name: "test-moe"
-    vocab_size: 640
-    hidden_size: 16
-    intermediate_size: 32
-    num_layers: 4
-    first_k_dense_layers: 1
-    num_heads: 2
-    head_dim: 8
-    rope_theta: 10000
-    rms_norm_eps: 1e-6
-    max_seq_len: 16
-    init_std: 0.1
-    moe {
-      num_routed_experts: 8
-      num_shared_experts: 1
-      top_k: 2
-      num_groups: 4
-      topk_groups: 2
-      route_scale: 1.5
-      expert_intermediate_size: 8
-      bias_update_speed: 0.01
-      gate_bias: true
-      sequence_aux_loss_alpha: 0.001
-    }
-  }
-  data {
-    corpus: "model/tokenizer/testdata/corpus"
-    tokenizer: "model/tokenizer/testdata/tiny_tokenizer.json"
-    seq_len: 8
-    validation_fraction: 0
-  }
-  optimizer {
-    lr: 1e-2
-    min_lr: 1e-3
-    warmup_steps: 2
-    decay: "cosine"
-    beta1: 0.9
-    beta2: 0.95
-    eps: 1e-8
-    weight_decay: 0.1
-    clip_grad_norm: 0
-  }
-  parallel { schedule: "1f1b" pp: 1 ep: 1 dp: 1 microbatches: 8 sequences_per_microbatch: 1 }
-  checkpoint { every_steps: 0 keep: 0 }
-  logging { log_every: 1 }
-  steps: 5
-  seed: 7
-)pb";
+constexpr char kConfigPath[] = "training/testdata/tiny_moe.textproto";
 
 struct TrainRun {
   std::vector<float> losses;
@@ -109,12 +61,11 @@ std::map<std::string, std::vector<float>> ReadShards(const std::string& checkpoi
   return tensors;
 }
 
-// Trains kConfig with `overrides` on ranks as threads into `dir`.
+// Trains kConfigPath with `overrides` on ranks as threads into `dir`.
 TrainRun Train(const std::vector<std::string>& overrides, const std::string& dir,
                bool resume = false, int64_t stop_after_step = 0) {
   TrainRun run;
-  const std::string config_path = TempDir("config") + ".textproto";
-  { std::ofstream(config_path) << kConfig; }
+  const std::string config_path = kConfigPath;
   absl::StatusOr<TrainingConfig> config = LoadTrainingConfig(config_path, overrides);
   EXPECT_TRUE(config.ok()) << config.status();
   if (!config.ok()) return run;
@@ -241,9 +192,86 @@ TEST(ResumeTest, ResumedRunEqualsStraightRun) {
   EXPECT_EQ(second.optimizer, straight.optimizer);
 }
 
+// Model stages of unequal length (parallel.stage_layers) train as one rank does, bit for bit.
+TEST_F(PipelinedTrainingTest, UnevenStagesEqualOneRank) {
+  const TrainRun run = Train(
+      {"parallel.schedule=1f1b", "parallel.pp=2", "parallel.stage_layers=1,3"}, TempDir("uneven"));
+  ExpectClose(run.losses, single_->losses, 1e-6, "losses");
+  for (const auto& [name, values] : single_->params) EXPECT_EQ(run.params.at(name), values) << name;
+}
+
+// CountParameters counts every tensor the model holds; CountStageParameters splits them.
+TEST(ParameterCountTest, CountsEveryTensor) {
+  const std::string path = kConfigPath;
+  for (const std::vector<std::string>& overrides : std::vector<std::vector<std::string>>{
+           {},
+           {"model.mla.q_lora_rank=12", "model.mla.kv_lora_rank=8", "model.mla.qk_nope_head_dim=4",
+            "model.mla.qk_rope_head_dim=4", "model.mla.v_head_dim=6"}}) {
+    absl::StatusOr<TrainingConfig> config = LoadTrainingConfig(path, overrides);
+    ASSERT_TRUE(config.ok()) << config.status();
+    const model::ModelConfig& m = config->model();
+    int64_t held = 0;
+    model::ModelStage<float> whole(m, model::StageRange::Whole(m));
+    for (const model::Param<float>* p : whole.Params()) held += p->value.size();
+    EXPECT_EQ(CountParameters(m).total, held);
+    // Two expert ranks of stage [1, 3) hold its replicated weights each and half its experts.
+    int64_t replicated = 0, all = 0;
+    for (int ep = 0; ep < 2; ++ep) {
+      model::ModelStage<float> stage(m, {1, 3, false, false}, ep, 2);
+      for (const model::Param<float>* p : stage.Params()) all += p->value.size();
+      for (const model::Param<float>* p : stage.ReplicatedParams()) replicated += p->value.size();
+    }
+    const StageParameterCount count = CountStageParameters(m, 1, 3, false, false);
+    EXPECT_EQ(2 * count.replicated, replicated);
+    EXPECT_EQ(2 * count.replicated + count.routed_experts, all);
+  }
+}
+
+// A rank that fails in the middle of a step makes every other rank return an error naming it,
+// within the communication deadline, never a hang.
+TEST(DyingRankTest, EveryRankReportsTheFailedOne) {
+  const std::string config_path = kConfigPath;
+  absl::StatusOr<TrainingConfig> config = LoadTrainingConfig(
+      config_path,
+      {"parallel.schedule=dualpipe", "parallel.pp=2", "parallel.ep=2", "parallel.microbatches=4"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  const std::string dir = TempDir("dying");
+  absl::StatusOr<PreparedData> data = PrepareData(*config, dir);
+  ASSERT_TRUE(data.ok()) << data.status();
+  for (int failing : {0, 1, 3}) {
+    SCOPED_TRACE(absl::StrCat("rank ", failing, " fails"));
+    TrainerOptions options;
+    options.output_dir = dir;
+    options.peak_gflops = 1;
+    options.fail_rank = failing;
+    options.fail_at_step = 2;
+    comm::CommOptions comm_options;
+    comm_options.timeout = absl::Seconds(10);
+    const absl::Time start = absl::Now();
+    const std::vector<absl::Status> statuses =
+        comm::RunLocalRanks(4, comm_options, [&](comm::Communicator& comm) -> absl::Status {
+          return TrainRank(*config, options, *data, comm).status();
+        });
+    EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+    for (int rank = 0; rank < 4; ++rank) {
+      const absl::Status& status = statuses[rank];
+      ASSERT_FALSE(status.ok()) << "rank " << rank;
+      if (rank == failing) {
+        EXPECT_NE(status.message().find("injected failure in step 2"), std::string::npos) << status;
+      } else {
+        // "... (world: rank R aborted the group: rank F has left the group)": the world group
+        // names the lost rank F by its world rank, whoever noticed first.
+        EXPECT_TRUE(absl::StrContains(status.message(), "(world: ") &&
+                    absl::EndsWith(status.message(),
+                                   absl::StrCat("rank ", failing, " has left the group)")))
+            << "rank " << rank << ": " << status;
+      }
+    }
+  }
+}
+
 TEST(ConfigErrorsTest, LayoutErrorsNameTheField) {
-  const std::string path = TempDir("bad") + ".textproto";
-  { std::ofstream(path) << kConfig; }
+  const std::string path = kConfigPath;
   struct Case {
     std::string set;
     std::string message;
@@ -255,7 +283,9 @@ TEST(ConfigErrorsTest, LayoutErrorsNameTheField) {
                          {"parallel.microbatches=2", "parallel:"},
                          {"optimizer.decay=step", "optimizer.decay"},
                          {"nosuch.field=1", "has no field 'nosuch'"},
-                         {"data.seq_len=99", "exceeds the model's max_seq_len"}}) {
+                         {"data.seq_len=99", "exceeds the model's max_seq_len"},
+                         {"parallel.stage_layers=1,2", "2 entries summing to 3"},
+                         {"parallel.stage_layers=0,4", "every stage needs a layer"}}) {
     std::vector<std::string> overrides = {c.set};
     if (c.set == "parallel.microbatches=2") {
       overrides = {"parallel.schedule=dualpipe", "parallel.pp=2", "parallel.microbatches=2"};
