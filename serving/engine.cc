@@ -29,9 +29,9 @@ struct Engine::Sequence {
   bool finished = false;
   absl::Time arrival;
   absl::Time last_token;
-  bool export_kv = false;              // prefill role
-  std::shared_ptr<const KvPages> kv;   // prefill role: the exported prompt KV
-  std::shared_ptr<KvImport> import;    // decode role: where the prompt's KV comes from
+  bool export_kv = false;             // prefill role
+  std::shared_ptr<const KvPages> kv;  // prefill role: the exported prompt KV
+  std::shared_ptr<KvImport> import;   // decode role: where the prompt's KV comes from
 };
 
 const char* FinishReasonName(FinishReason reason) {
@@ -253,30 +253,30 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(std::vector<int32_
   if (import != nullptr) {
     import->set_notify([this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
       absl::MutexLock lock(&mu_);
-      ++import_events_;
-    });
-  }
-  absl::Status status = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return absl::UnavailableError("the engine is shutting down");
-    if (!failed_.ok()) {
-      return absl::UnavailableError(absl::StrCat("the engine failed: ", failed_.message()));
-    }
-    if (stats_.waiting + stats_.importing + static_cast<int64_t>(submitted_.size()) >=
-        options_.max_waiting) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("the queue is full (", options_.max_waiting, " waiting requests)"));
-    }
-    seq->id = next_id_++;
-    submitted_.push_back(std::move(seq));
-    return absl::OkStatus();
-  }();
-  if (!status.ok()) {
-    if (import != nullptr) import->set_notify(nullptr);
-    return status;
-  }
-  return stream;
+    ++import_events_;
+  });
 }
+absl::Status status = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return absl::UnavailableError("the engine is shutting down");
+  if (!failed_.ok()) {
+    return absl::UnavailableError(absl::StrCat("the engine failed: ", failed_.message()));
+  }
+  if (stats_.waiting + stats_.importing + static_cast<int64_t>(submitted_.size()) >=
+      options_.max_waiting) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the queue is full (", options_.max_waiting, " waiting requests)"));
+  }
+  seq->id = next_id_++;
+  submitted_.push_back(std::move(seq));
+  return absl::OkStatus();
+}();
+if (!status.ok()) {
+  if (import != nullptr) import->set_notify(nullptr);
+  return status;
+}
+return stream;
+}  // namespace serving
 
 void Engine::Intake() {
   {
@@ -377,10 +377,10 @@ absl::Status Engine::PlaceKv(Sequence* seq, const KvPages& pages, uint64_t check
   if (pages.layers != model_.num_layers() || pages.tokens != seq->prompt_len ||
       pages.width != cache_.width() ||
       static_cast<int64_t>(pages.data.size()) != pages.layers * pages.tokens * pages.width) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "KV pages of ", pages.layers, " layers x ", pages.tokens, " tokens x ", pages.width,
-        " floats do not fit a prompt of ", seq->prompt_len, " tokens in ", model_.num_layers(),
-        " layers x ", cache_.width(), " floats"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV pages of ", pages.layers, " layers x ", pages.tokens, " tokens x ",
+                     pages.width, " floats do not fit a prompt of ", seq->prompt_len, " tokens in ",
+                     model_.num_layers(), " layers x ", cache_.width(), " floats"));
   }
   const float* in = pages.data.data();
   uint64_t hash = Fnv1a(nullptr, 0);

@@ -125,7 +125,7 @@ struct EngineStats {
   int64_t preemptions = 0;
   int64_t prompt_tokens = 0;  // counted when a request is admitted the first time
   int64_t generation_tokens = 0;
-  int64_t importing = 0;  // requests waiting for their prompt's KV (decode role)
+  int64_t importing = 0;                    // requests waiting for their prompt's KV (decode role)
   std::map<std::string, int64_t> finished;  // by finish reason
 };
 

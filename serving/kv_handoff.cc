@@ -21,9 +21,8 @@ absl::StatusOr<std::vector<int32_t>> KvImport::WaitBlocks(absl::Duration timeout
     return blocks_.has_value() || !failed_.ok();
   };
   if (!mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) {
-    return absl::DeadlineExceededError(
-        absl::StrCat("the decode engine allocated no KV blocks within ",
-                     absl::FormatDuration(timeout)));
+    return absl::DeadlineExceededError(absl::StrCat(
+        "the decode engine allocated no KV blocks within ", absl::FormatDuration(timeout)));
   }
   if (!failed_.ok()) return failed_;
   return *blocks_;

@@ -97,8 +97,7 @@ TEST_P(HandoffTest, DisaggregatedEqualsColocated) {
       want[i] = Drain(both->Submit(prompt, params).value().get());
 
       auto import = std::make_shared<KvImport>();
-      std::shared_ptr<RequestStream> d =
-          decode->Submit(prompt, params, {.import = import}).value();
+      std::shared_ptr<RequestStream> d = decode->Submit(prompt, params, {.import = import}).value();
       absl::StatusOr<std::vector<int32_t>> blocks = import->WaitBlocks(absl::Seconds(10));
       ASSERT_TRUE(blocks.ok()) << blocks.status();
       EXPECT_EQ(blocks->size(), (prompt.size() + 1 + 3) / 4);
@@ -164,8 +163,7 @@ TEST(HandoffTest, AnImportThatNeverArrivesTimesOutAndFreesItsBlocks) {
   ASSERT_TRUE(out.has_value());
   EXPECT_EQ(out->finish, FinishReason::kAbort);
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
-  EXPECT_EQ(import->WaitPlaced(absl::ZeroDuration()).code(),
-            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(import->WaitPlaced(absl::ZeroDuration()).code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(BlocksUsedOnceIdle(decode.get()), 0);
   EXPECT_EQ(decode->Stats().importing, 0);
   // Without a seed an import is refused (both sides must draw from the same generator).
