@@ -22,6 +22,7 @@
 #include "serving/engine.h"
 #include "serving/http_server.h"
 #include "serving/model_dir.h"
+#include "serving/router.h"
 
 ABSL_FLAG(std::string, model, "",
           "Checkpoint directory (model.textproto, tokenizer.json, *.safetensors and their index), "
@@ -60,6 +61,23 @@ ABSL_FLAG(std::string, eplb_placement, "",
 ABSL_FLAG(std::string, eplb_loads_csv, "",
           "Initial placement computed from these expert loads (one MoE layer per line, as the "
           "training binary's expert-load CSV).");
+ABSL_FLAG(std::string, role, "both",
+          "both: prefill and decode here (one server); prefill or decode: one side of prefill/"
+          "decode disaggregation, registering with --router; router: the front end that sends each "
+          "request to a prefill and a decode instance (no --model).");
+ABSL_FLAG(std::string, router, "",
+          "prefill and decode roles: the router's address (http://host:port), where this "
+          "instance registers every second.");
+ABSL_FLAG(std::string, advertise_host, "",
+          "The host the router and other instances reach this instance at; empty: --host.");
+ABSL_FLAG(int64_t, kv_timeout_ms, 30000,
+          "A KV transfer's deadline: a decode instance fails a request (503) whose prompt's KV has "
+          "not arrived by then and frees its blocks; a prefill instance drops exported pages not "
+          "fetched by then.");
+ABSL_FLAG(int64_t, instance_timeout_ms, 2000,
+          "router: an instance whose /health has not answered 200 for this long is down.");
+ABSL_FLAG(int64_t, upstream_timeout_ms, 60000,
+          "router: the longest it waits for a decode instance's next bytes before answering 503.");
 ABSL_FLAG(int64_t, debug_step_delay_ms, 0,
           "Tests: sleep this long in every engine step that runs the model.");
 ABSL_FLAG(int64_t, debug_load_delay_ms, 0,
@@ -83,18 +101,81 @@ void WaitForSignal(serving::HttpServer* server) {
   server->Stop();
 }
 
+absl::Status WritePortFile(int port) {
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (port_file.empty()) return absl::OkStatus();
+  std::ofstream out(port_file + ".tmp");
+  out << port << "\n";
+  out.close();
+  if (!out || std::rename((port_file + ".tmp").c_str(), port_file.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot write --port_file=", port_file));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunRouter() {
+  serving::RouterOptions options;
+  options.host = absl::GetFlag(FLAGS_host);
+  options.port = absl::GetFlag(FLAGS_port);
+  options.threads = absl::GetFlag(FLAGS_http_threads);
+  options.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
+  options.instance_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_instance_timeout_ms));
+  options.upstream_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_upstream_timeout_ms));
+  if (options.instance_timeout < absl::Milliseconds(100) ||
+      options.upstream_timeout < absl::Milliseconds(100)) {
+    return absl::InvalidArgumentError(
+        "--instance_timeout_ms and --upstream_timeout_ms must be >= 100");
+  }
+  serving::Router router(options);
+  ASSIGN_OR_RETURN(const int bound, router.Bind());
+  RETURN_IF_ERROR(WritePortFile(bound));
+  std::fprintf(stderr, "router: listening on http://%s:%d\n", options.host.c_str(), bound);
+  std::thread signals([&router] {
+    char byte = 0;
+    while (read(g_signal_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+    }
+    router.Stop();
+  });
+  router.Serve();
+  OnSignal(0);
+  signals.join();
+  std::fprintf(stderr, "router: stopped\n");
+  return absl::OkStatus();
+}
+
 absl::Status Run() {
-  const std::string model_path = absl::GetFlag(FLAGS_model);
-  if (model_path.empty()) return absl::InvalidArgumentError("--model is required (see --help)");
+  const std::string role = absl::GetFlag(FLAGS_role);
+  if (role != "both" && role != "prefill" && role != "decode" && role != "router") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--role=", role, ": must be both, prefill, decode or router"));
+  }
   const int port = absl::GetFlag(FLAGS_port);
   if (port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("--port=", port, ": must be in [0, 65535]"));
   }
+  const int64_t kv_timeout_ms = absl::GetFlag(FLAGS_kv_timeout_ms);
+  if (kv_timeout_ms < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv_timeout_ms=", kv_timeout_ms, ": must be >= 1"));
+  }
+  if (role == "router") return RunRouter();
+  const std::string router_url = absl::GetFlag(FLAGS_router);
+  if (!router_url.empty() && router_url.rfind("http://", 0) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--router=", router_url, ": must be http://host:port"));
+  }
+  if (!router_url.empty() && role == "both") {
+    return absl::InvalidArgumentError("--router needs --role=prefill or --role=decode");
+  }
+  const std::string model_path = absl::GetFlag(FLAGS_model);
+  if (model_path.empty()) return absl::InvalidArgumentError("--model is required (see --help)");
   serving::HttpOptions http;
   http.host = absl::GetFlag(FLAGS_host);
   http.port = port;
   http.threads = absl::GetFlag(FLAGS_http_threads);
   http.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
+  http.role = role;
+  http.kv_timeout = absl::Milliseconds(kv_timeout_ms);
   if (http.threads < 1 || http.threads > 4096) {
     return absl::InvalidArgumentError(
         absl::StrCat("--http_threads=", http.threads, ": must be in [1, 4096]"));
@@ -113,6 +194,7 @@ absl::Status Run() {
   options.trace_steps = absl::GetFlag(FLAGS_trace_steps);
   options.trace_path = absl::GetFlag(FLAGS_trace_path);
   options.debug_step_delay_ms = absl::GetFlag(FLAGS_debug_step_delay_ms);
+  options.kv_import_timeout = absl::Milliseconds(kv_timeout_ms);
   options.ep.ep = absl::GetFlag(FLAGS_ep);
   options.ep.num_redundant_experts = absl::GetFlag(FLAGS_num_redundant_experts);
   options.ep.eplb_interval = absl::GetFlag(FLAGS_eplb_interval);
@@ -160,16 +242,16 @@ absl::Status Run() {
   // Listen first, so that /health answers 503 while the model loads.
   serving::HttpServer server(http);
   ASSIGN_OR_RETURN(const int bound, server.Bind());
-  const std::string port_file = absl::GetFlag(FLAGS_port_file);
-  if (!port_file.empty()) {
-    std::ofstream out(port_file + ".tmp");
-    out << bound << "\n";
-    out.close();
-    if (!out || std::rename((port_file + ".tmp").c_str(), port_file.c_str()) != 0) {
-      return absl::InternalError(absl::StrCat("cannot write --port_file=", port_file));
-    }
+  RETURN_IF_ERROR(WritePortFile(bound));
+  std::fprintf(stderr, "server: %s listening on http://%s:%d\n", role.c_str(), http.host.c_str(),
+               bound);
+  std::unique_ptr<serving::RouterRegistration> registration;
+  if (!router_url.empty()) {
+    std::string host = absl::GetFlag(FLAGS_advertise_host);
+    if (host.empty()) host = http.host == "0.0.0.0" ? "127.0.0.1" : http.host;
+    registration = std::make_unique<serving::RouterRegistration>(
+        router_url, role, absl::StrCat("http://", host, ":", bound), /*kv_rank=*/-1);
   }
-  std::fprintf(stderr, "server: listening on http://%s:%d\n", http.host.c_str(), bound);
   std::thread signals(WaitForSignal, &server);
   std::thread serve([&server] { server.Serve(); });
   const auto stop_signals = [&signals] {
@@ -198,6 +280,7 @@ absl::Status Run() {
       loaded->config.max_seq_len(), static_cast<long long>(options.kv_cache_mb));
   serve.join();
   stop_signals();
+  registration.reset();
   std::fprintf(stderr, "server: stopped\n");
   return absl::OkStatus();
 }
