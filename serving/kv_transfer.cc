@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <future>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -123,10 +124,11 @@ void TransferStats::Move(TransferState from, TransferState to) {
   }
 }
 
-void TransferStats::Received(int64_t bytes, absl::Duration took) {
+void TransferStats::Received(int64_t bytes, absl::Duration took, bool mpi) {
   seconds_.Observe(absl::ToDoubleSeconds(took));
   absl::MutexLock lock(&mu_);
   received_bytes_ += bytes;
+  over_mpi_ += mpi ? 1 : 0;
 }
 
 void TransferStats::Sent(int64_t bytes) {
@@ -141,7 +143,7 @@ void TransferStats::set_outbox(int64_t requests) {
 
 std::string TransferStats::Render() const {
   std::vector<std::pair<std::string, double>> now, total;
-  double received, sent, outbox;
+  double received, sent, outbox, over_mpi;
   {
     absl::MutexLock lock(&mu_);
     for (TransferState s :
@@ -155,12 +157,16 @@ std::string TransferStats::Render() const {
     received = static_cast<double>(received_bytes_);
     sent = static_cast<double>(sent_bytes_);
     outbox = static_cast<double>(outbox_);
+    over_mpi = static_cast<double>(over_mpi_);
   }
   return absl::StrCat(
       RenderSamples("dsmoe_kv_transfers_in_progress", "gauge",
                     "KV transfers this decode instance runs now, by state.", now),
       RenderSamples("dsmoe_kv_transfers_total", "counter",
                     "KV transfers this decode instance finished, done or failed.", total),
+      RenderSamples("dsmoe_kv_transfers_over_mpi_total", "counter",
+                    "Transfers done whose pages came over MPI (the others over HTTP).",
+                    {{"", over_mpi}}),
       RenderSamples("dsmoe_kv_transfer_received_bytes_total", "counter",
                     "KV page bytes this decode instance received.", {{"", received}}),
       RenderSamples("dsmoe_kv_transfer_sent_bytes_total", "counter",
@@ -208,8 +214,18 @@ absl::Status KvChannel::Receive(int from, KvPages* pages,
   absl::MutexLock lock(&mu_);
   const comm::RecvOp recv{comm::HostBuffer(std::span<float>(pages->data)), from, 0};
   ASSIGN_OR_RETURN(std::unique_ptr<comm::Request> request, comm_->StartBatchP2P({}, {&recv, 1}));
-  RETURN_IF_ERROR(ask_send());
-  return request->Wait();
+  // The sender's blocking send completes only while this rank makes MPI progress (a large message
+  // waits for the receiver's rendezvous), so this thread waits in MPI while another one asks.
+  std::future<absl::Status> asked = std::async(std::launch::async, ask_send);
+  const absl::Status received = request->Wait();
+  const absl::Status ask = asked.get();
+  RETURN_IF_ERROR(ask);
+  return received;
+}
+
+bool KvChannel::usable() {
+  absl::MutexLock lock(&mu_);
+  return comm_->aborted().ok();
 }
 
 absl::Status KvChannel::Send(int to, const KvPages& pages) {
@@ -229,6 +245,7 @@ absl::Status FetchKv(const PrefillPeer& peer, const std::string& transfer_id,
   };
   if (options.stats != nullptr) options.stats->Move(TransferState::kDone, state);
   int64_t bytes = 0;
+  bool mpi = false;
   const absl::Status status = [&]() -> absl::Status {
     ASSIGN_OR_RETURN(const std::vector<int32_t> blocks, import->WaitBlocks(deadline - absl::Now()));
     move(TransferState::kWaiting);
@@ -264,7 +281,8 @@ absl::Status FetchKv(const PrefillPeer& peer, const std::string& transfer_id,
     ASSIGN_OR_RETURN(SampledToken first, SampledTokenFromJson(answer.at("first")));
     pages.data.resize(pages.layers * pages.tokens * pages.width);
     move(TransferState::kTransferring);
-    if (peer.kv_rank >= 0 && options.channel != nullptr) {
+    mpi = peer.kv_rank >= 0 && options.channel != nullptr && options.channel->usable();
+    if (mpi) {
       RETURN_IF_ERROR(options.channel->Receive(peer.kv_rank, &pages, [&]() -> absl::Status {
         std::unique_ptr<httplib::Client> c = ClientFor(peer.url, deadline - absl::Now());
         httplib::Result s = c->Post(
@@ -306,7 +324,7 @@ absl::Status FetchKv(const PrefillPeer& peer, const std::string& transfer_id,
     return error;
   }
   move(TransferState::kDone);
-  if (options.stats != nullptr) options.stats->Received(bytes, absl::Now() - start);
+  if (options.stats != nullptr) options.stats->Received(bytes, absl::Now() - start, mpi);
   return absl::OkStatus();
 }
 

@@ -58,8 +58,9 @@ class TransferStats {
   TransferStats();
   // A transfer moved from `from` (kDone for a new one) to `to`.
   void Move(TransferState from, TransferState to);
-  void Received(int64_t bytes, absl::Duration took);  // decode side, a transfer done
-  void Sent(int64_t bytes);                           // prefill side, pages sent
+  // Decode side, a transfer done (its pages over MPI or HTTP).
+  void Received(int64_t bytes, absl::Duration took, bool mpi);
+  void Sent(int64_t bytes);  // prefill side, pages sent
   void set_outbox(int64_t requests);
   std::string Render() const;
 
@@ -68,6 +69,7 @@ class TransferStats {
   std::map<TransferState, int64_t> now_ ABSL_GUARDED_BY(mu_);  // in progress, by state
   int64_t done_ ABSL_GUARDED_BY(mu_) = 0, failed_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t received_bytes_ ABSL_GUARDED_BY(mu_) = 0, sent_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t over_mpi_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t outbox_ ABSL_GUARDED_BY(mu_) = 0;
   Histogram seconds_;
 };
@@ -93,7 +95,9 @@ class KvOutbox {
 // KV pages over comm between the leaders of the instances of one MPI job (the communicator holds
 // exactly those ranks). Calls are serialized by a mutex (a communicator is used by one thread at
 // a time); a decode rank has one receive in flight at a time, and a prefill rank sends only what a
-// decode rank asked for after posting its receive, so no two ranks wait on each other.
+// decode rank asked for after posting its receive, so no two ranks wait on each other. The
+// communicator's timeout bounds a transfer; after a failure the channel is aborted and transfers
+// fall back to HTTP.
 class KvChannel {
  public:
   explicit KvChannel(std::unique_ptr<comm::Communicator> comm);
@@ -101,6 +105,8 @@ class KvChannel {
   // Decode side: posts the receive of pages->data (sized by the caller) from `from`, runs
   // `ask_send` (which makes the sender send), then waits (the communicator's timeout).
   absl::Status Receive(int from, KvPages* pages, const std::function<absl::Status()>& ask_send);
+  // False once a call failed (the communicator is aborted): transfers then go over HTTP.
+  bool usable();
   // Prefill side: sends `pages` to `to`.
   absl::Status Send(int to, const KvPages& pages);
 

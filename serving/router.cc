@@ -382,13 +382,11 @@ void Router::Generate(const httplib::Request& req, httplib::Response& res) {
   release(prefill_url);  // the decode instance answers once the KV has moved
   int status;
   std::string content_type, failed_instance, error;
-  bool done;
   {
     absl::MutexLock lock(&up->mu);
     status = up->status;
     content_type = up->content_type;
     failed_instance = up->failed_instance;
-    done = up->done;
     error = up->error;
   }
   const auto fail = [&](const std::string& url, const std::string& what) {
