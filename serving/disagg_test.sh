@@ -12,6 +12,9 @@
 # - A stalled prefill instance (SIGSTOP): its requests fail with 503 within the KV deadline, the
 #   decode instance frees their blocks, and once the router marks it down the other prefill
 #   instance serves.
+# - A client that leaves a stream through the router cancels its request on the decode instance.
+# - A stalled decode instance: its request in flight is answered 503 after the router's upstream
+#   timeout, /health turns 503 (no decode left), and it serves again once resumed.
 set -euo pipefail
 
 runfiles="${TEST_SRCDIR:-$0.runfiles}/dsmoe"
@@ -40,7 +43,7 @@ port() { for _ in $(seq 100); do [[ -s "$tmp/$1.port" ]] && break; sleep 0.1; do
 code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 json() { node -e "let d='';process.stdin.on('data',c=>d+=c).on('end',()=>{const j=JSON.parse(d);console.log($1)})"; }
 
-start router --role=router --instance_timeout_ms=1000 --upstream_timeout_ms=10000
+start router --role=router --instance_timeout_ms=1000 --upstream_timeout_ms=4000
 router=$(port router)
 R="http://127.0.0.1:$router"
 common=(--model="$tmp/ckpt" --threads=1 --kv_cache_mb=8)
@@ -156,4 +159,33 @@ echo "$m" | grep -q '^dsmoe_kv_transfers_total{state="failed"} [1-9]' || fail "n
 echo "$m" | grep -q '^dsmoe_kv_cache_usage_perc 0$' || fail "the failed requests' blocks were not freed"
 echo "ok: a stalled prefill instance: 503 within the KV deadline, blocks freed, marked down, the other serves"
 kill -CONT "$pid_prefill1"
+
+# A client that leaves a stream through the router cancels its request on the decode instance.
+d1="http://127.0.0.1:$(port decode1)"
+aborts() { curl -sf "$d1/metrics" | awk '/^dsmoe_request_success_total\{finished_reason="abort"\}/ {print $2}'; }
+before=$(aborts)
+curl -sN --max-time 0.3 "$R/v1/completions" \
+  -d '{"prompt": "Go on", "max_tokens": 120, "stream": true, "ignore_eos": true}' > /dev/null || true
+for _ in $(seq 50); do (( $(aborts) > before )) && break; sleep 0.1; done
+(( $(aborts) > before )) || fail "a client that left through the router did not cancel its request"
+echo "ok: a client that leaves a stream through the router cancels its request on the decode instance"
+
+# A stalled decode instance (SIGSTOP; the last one): the request in flight on it is answered 503
+# after --upstream_timeout_ms, then it is marked down and new requests get 503 at once; it serves
+# again once it resumes.
+kill -STOP "$pid_decode1"
+read -r c secs < <(curl -s -o "$tmp/dstall" -w '%{http_code} %{time_total}\n' "$R/v1/completions" \
+  -d '{"prompt": "Hello", "max_tokens": 4, "temperature": 0}')
+[[ "$c" == 503 ]] || fail "a request on a stalled decode instance: $c $(cat "$tmp/dstall")"
+awk -v s="$secs" 'BEGIN {exit !(s < 8)}' || fail "the 503 came after $secs s"
+[[ $(code "$R/health") == 503 ]] || fail "/health with no decode instance up: $(curl -s "$R/health")"
+read -r c secs < <(curl -s -o "$tmp/dstall" -w '%{http_code} %{time_total}\n' "$R/v1/completions" \
+  -d '{"prompt": "Hello", "max_tokens": 4}')
+[[ "$c" == 503 ]] && grep -q "no decode instance is up" "$tmp/dstall" || fail "no decode up: $c"
+echo "ok: a stalled decode instance: its request answered 503 in $secs s, then marked down"
+kill -CONT "$pid_decode1"
+for _ in $(seq 50); do [[ $(code "$R/health") == 200 ]] && break; sleep 0.1; done
+[[ $(code "$R/v1/completions" -d '{"prompt": "Hello", "max_tokens": 4}') == 200 ]] ||
+  fail "not served after the decode instance resumed"
+echo "ok: the resumed decode instance serves again"
 echo "PASS"
