@@ -178,11 +178,12 @@ read -r c secs < <(curl -s -o "$tmp/dstall" -w '%{http_code} %{time_total}\n' "$
   -d '{"prompt": "Hello", "max_tokens": 4, "temperature": 0}')
 [[ "$c" == 503 ]] || fail "a request on a stalled decode instance: $c $(cat "$tmp/dstall")"
 awk -v s="$secs" 'BEGIN {exit !(s < 8)}' || fail "the 503 came after $secs s"
+stalled_secs=$secs
 [[ $(code "$R/health") == 503 ]] || fail "/health with no decode instance up: $(curl -s "$R/health")"
 read -r c secs < <(curl -s -o "$tmp/dstall" -w '%{http_code} %{time_total}\n' "$R/v1/completions" \
   -d '{"prompt": "Hello", "max_tokens": 4}')
 [[ "$c" == 503 ]] && grep -q "no decode instance is up" "$tmp/dstall" || fail "no decode up: $c"
-echo "ok: a stalled decode instance: its request answered 503 in $secs s, then marked down"
+echo "ok: a stalled decode instance: its request answered 503 in $stalled_secs s, then marked down"
 kill -CONT "$pid_decode1"
 for _ in $(seq 50); do [[ $(code "$R/health") == 200 ]] && break; sleep 0.1; done
 [[ $(code "$R/v1/completions" -d '{"prompt": "Hello", "max_tokens": 4}') == 200 ]] ||
