@@ -13,28 +13,14 @@
 #include "model/config.h"
 #include "model/init.h"
 #include "serving/engine.h"
+#include "serving/test_models.h"
 
 namespace serving {
 namespace {
 
-LoadedModel TinyModel(const std::string& config) {
-  LoadedModel m;
-  m.tokenizer = *tokenizer::Tokenizer::FromFile("model/tokenizer/testdata/tiny_tokenizer.json");
-  m.config = *model::LoadConfig(config);
-  m.config.set_vocab_size(m.tokenizer->vocab_size());
-  m.config.set_max_seq_len(96);
-  m.model =
-      std::make_unique<model::ModelStage<float>>(m.config, model::StageRange::Whole(m.config));
-  model::InitParams(m.model->Params(), 0.2, /*seed=*/5);
-  return m;
-}
+LoadedModel TinyModel(const std::string& config) { return SeededTinyModel(config, 96, 5); }
 
-std::vector<int32_t> Prompt(int64_t n, uint64_t seed) {
-  model::Rng rng(seed);
-  std::vector<int32_t> ids(n);
-  for (int32_t& id : ids) id = static_cast<int32_t>(100 + rng.Next() % 400);
-  return ids;
-}
+std::vector<int32_t> Prompt(int64_t n, uint64_t seed) { return SeededPrompt(n, seed); }
 
 std::unique_ptr<Engine> MakeEngine(LoadedModel* m, EngineOptions options = {}) {
   options.threads = 1;
