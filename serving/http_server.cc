@@ -1,11 +1,9 @@
 #include "serving/http_server.h"
 
-#include <chrono>
 #include <cstdlib>
 #include <ctime>
 #include <limits>
 #include <random>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -188,47 +186,17 @@ bool StreamJob(Job* job, httplib::DataSink& sink) {
 
 HttpServer::HttpServer(const HttpOptions& options)
     : options_(options),
-      server_(std::make_unique<httplib::Server>()),
+      listener_(options.host, options.port, options.threads, options.max_body_bytes),
       outbox_(options.kv_timeout),
       transfer_prefix_(std::random_device()() * 2654435761ull + std::random_device()()) {
-  const int threads = options_.threads;
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server_->set_payload_max_length(static_cast<size_t>(options_.max_body_bytes));
-  server_->set_keep_alive_timeout(5);
   Routes();
 }
 
 HttpServer::~HttpServer() { Stop(); }
 
-absl::StatusOr<int> HttpServer::Bind() {
-  if (options_.port == 0) {
-    const int port = server_->bind_to_any_port(options_.host);
-    if (port <= 0) {
-      return absl::UnavailableError(absl::StrCat("cannot bind ", options_.host, ":0"));
-    }
-    return port;
-  }
-  if (!server_->bind_to_port(options_.host, options_.port)) {
-    return absl::UnavailableError(absl::StrCat("cannot bind ", options_.host, ":", options_.port,
-                                               " (in use, or not an address of this machine)"));
-  }
-  return options_.port;
-}
-
-void HttpServer::Serve() {
-  serve_entered_.store(true);
-  if (!stop_requested_.load()) server_->listen_after_bind();
-  serve_done_.store(true);
-}
-
-void HttpServer::Stop() {
-  stop_requested_.store(true);
-  // httplib's stop() does nothing before the listening loop runs: repeat until Serve returns.
-  while (serve_entered_.load() && !serve_done_.load()) {
-    server_->stop();
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-}
+absl::StatusOr<int> HttpServer::Bind() { return listener_.Bind(); }
+void HttpServer::Serve() { listener_.Serve(); }
+void HttpServer::Stop() { listener_.Stop(); }
 
 void HttpServer::SetEngine(Engine* engine, const std::string& model_name) {
   model_name_ = model_name;
@@ -277,7 +245,7 @@ void InstallApiErrorHandlers(httplib::Server& s) {
 }
 
 void HttpServer::Routes() {
-  httplib::Server& s = *server_;
+  httplib::Server& s = listener_.server();
   s.set_logger(
       [this](const httplib::Request&, const httplib::Response& res) { CountResponse(res.status); });
   InstallApiErrorHandlers(s);

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "serving/engine.h"
+#include "serving/http_listener.h"
 #include "serving/kv_transfer.h"
 
 namespace httplib {
@@ -81,9 +82,8 @@ class HttpServer {
   void CountResponse(int status);
 
   HttpOptions options_;
-  std::unique_ptr<httplib::Server> server_;
+  HttpListener listener_;
   std::atomic<Engine*> engine_{nullptr};
-  std::atomic<bool> serve_entered_{false}, serve_done_{false}, stop_requested_{false};
   std::string model_name_;
   std::atomic<int64_t> next_id_{0};
   absl::Mutex mu_;

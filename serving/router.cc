@@ -1,7 +1,6 @@
 #include "serving/router.h"
 
 #include <algorithm>
-#include <chrono>
 #include <deque>
 #include <utility>
 
@@ -92,11 +91,8 @@ struct Router::Upstream {
 };
 
 Router::Router(const RouterOptions& options)
-    : options_(options), server_(std::make_unique<httplib::Server>()) {
-  const int threads = options_.threads;
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server_->set_payload_max_length(static_cast<size_t>(options_.max_body_bytes));
-  server_->set_keep_alive_timeout(5);
+    : options_(options),
+      listener_(options.host, options.port, options.threads, options.max_body_bytes) {
   Routes();
   prober_ = std::thread([this] { ProbeLoop(); });
 }
@@ -110,32 +106,9 @@ Router::~Router() {
   prober_.join();
 }
 
-absl::StatusOr<int> Router::Bind() {
-  if (options_.port == 0) {
-    const int port = server_->bind_to_any_port(options_.host);
-    if (port <= 0) return absl::UnavailableError(absl::StrCat("cannot bind ", options_.host, ":0"));
-    return port;
-  }
-  if (!server_->bind_to_port(options_.host, options_.port)) {
-    return absl::UnavailableError(absl::StrCat("cannot bind ", options_.host, ":", options_.port,
-                                               " (in use, or not an address of this machine)"));
-  }
-  return options_.port;
-}
-
-void Router::Serve() {
-  serve_entered_.store(true);
-  if (!stop_requested_.load()) server_->listen_after_bind();
-  serve_done_.store(true);
-}
-
-void Router::Stop() {
-  stop_requested_.store(true);
-  while (serve_entered_.load() && !serve_done_.load()) {
-    server_->stop();
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-}
+absl::StatusOr<int> Router::Bind() { return listener_.Bind(); }
+void Router::Serve() { listener_.Serve(); }
+void Router::Stop() { listener_.Stop(); }
 
 absl::Status Router::Register(const std::string& role, const std::string& url, int kv_rank) {
   if (role != "prefill" && role != "decode") {
@@ -219,7 +192,7 @@ void Router::CountResponse(int status) {
 }
 
 void Router::Routes() {
-  httplib::Server& s = *server_;
+  httplib::Server& s = listener_.server();
   s.set_logger(
       [this](const httplib::Request&, const httplib::Response& res) { CountResponse(res.status); });
   InstallApiErrorHandlers(s);

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "serving/http_listener.h"
 
 namespace httplib {
 class Server;
@@ -87,8 +88,7 @@ class Router {
   void CountResponse(int status);
 
   RouterOptions options_;
-  std::unique_ptr<httplib::Server> server_;
-  std::atomic<bool> serve_entered_{false}, serve_done_{false}, stop_requested_{false};
+  HttpListener listener_;
   absl::Mutex mu_;
   std::map<std::string, Instance> instances_ ABSL_GUARDED_BY(mu_);  // by URL
   std::map<int, int64_t> responses_ ABSL_GUARDED_BY(mu_);
