@@ -16,6 +16,10 @@
 //   ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> s, engine->Submit(prompt_ids, params));
 //   while (std::optional<RequestOutput> out = s->Next()) { ... if (out->finished) break; }
 //
+// Prefill/decode disaggregation (serving/kv_handoff.h) goes through SubmitOptions: a prefill
+// request stops after its first token and hands out its prompt's KV; a decode request gets its
+// prompt's KV and first token from a KvImport into blocks the engine allocated for it.
+//
 // Thread-safe: Submit, Cancel, Stats and Metrics may be called from any thread; one background
 // thread (Start) or the caller (Step, for tests, when not started) runs the steps.
 #ifndef SERVING_ENGINE_H_
