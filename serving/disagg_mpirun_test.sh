@@ -4,7 +4,8 @@
 # experts and its own online EPLB; rank 0 also runs the router). Outputs through the router equal a
 # colocated server's (greedy, seeded sampling, chat, streaming, n; one at a time and concurrently),
 # the KV pages moved over MPI between the instances' first ranks, each instance rebalanced its own
-# placement from its own loads, and SIGTERM stops the job.
+# placement from its own loads, and SIGTERM stops the job. Then a layout with two decode instances
+# (`-np 4 --layout=prefill:1,decode:2,decode:1`).
 set -euo pipefail
 
 runfiles="${TEST_SRCDIR:-$0.runfiles}/dsmoe"
@@ -66,6 +67,31 @@ for role in prefill decode; do
 done
 [[ $(grep -c "serves the experts of a decode instance" "$tmp/mpi.log") == 3 ]] || fail "no 3 decode EP workers"
 echo "ok: the prefill instance (2 EP ranks) and the decode instance (4) each rebalanced its own placement"
+kill -TERM $pid
+for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && fail "mpirun did not stop"
+
+# Several instances of a role: one prefill instance, decode instances of 2 ranks and of 1; pages
+# go from the one prefill rank to both decode instances over MPI.
+rm -f "$tmp/router.port"
+mpirun --oversubscribe --allow-run-as-root --bind-to none -np 4 "$server" --model="$tmp/ckpt" \
+  --layout=prefill:1,decode:2,decode:1 --port=0 --port_file="$tmp/router.port" --threads=1 \
+  > "$tmp/mpi.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  [[ -s "$tmp/router.port" ]] && [[ $(curl -s "http://127.0.0.1:$(cat "$tmp/router.port")/health" |
+    grep -o '"state":"up"' | wc -l) == 3 ]] && break
+  sleep 0.1
+done
+router=$(cat "$tmp/router.port")
+node "$client" equal "$router" "$(cat "$tmp/both.port")" || fail "outputs differ (3 instances)"
+n=0
+for url in $(curl -sf "http://127.0.0.1:$router/health" | grep -o 'http://127.0.0.1:[0-9]*'); do
+  m=$(curl -sf "$url/metrics")
+  if echo "$m" | grep -q '^dsmoe_kv_transfers_over_mpi_total [1-9]'; then n=$((n + 1)); fi
+done
+(( n == 2 )) || fail "$n decode instances got pages over MPI, want 2"
+echo "ok: --layout=prefill:1,decode:2,decode:1: outputs equal, both decode instances got their pages over MPI"
 kill -TERM $pid
 for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
 kill -0 $pid 2>/dev/null && fail "mpirun did not stop"
