@@ -29,6 +29,16 @@ command -v node >/dev/null || fail "node is not installed (run tools/setup.sh)"
   --tokenizer="$runfiles/model/tokenizer/testdata/tiny_tokenizer.json" \
   --output="$tmp/ckpt" --seed=1 --init_std=0.2 > /dev/null
 
+# Flag errors of the roles are one line and exit 1.
+for bad in "--role=x" "--layout=prefill:0,decode:1 --model=$tmp/ckpt" \
+           "--layout=prefill:1,decode:1 --model=$tmp/ckpt" "--role=decode --router=ftp://x --model=$tmp/ckpt" \
+           "--router=http://127.0.0.1:1 --model=$tmp/ckpt" "--role=router --instance_timeout_ms=5" \
+           "--role=prefill --kv_timeout_ms=0 --model=$tmp/ckpt"; do
+  if "$server" $bad --port=0 > "$tmp/err" 2>&1; then fail "server $bad should fail"; fi
+  [[ $(wc -l < "$tmp/err") -eq 1 ]] || { cat "$tmp/err"; fail "server $bad: not one line"; }
+done
+echo "ok: bad role flags are one line and exit status 1"
+
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
