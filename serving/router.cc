@@ -44,7 +44,8 @@ struct Router::Upstream {
   std::string failed_instance ABSL_GUARDED_BY(mu);  // the decode instance's X-Dsmoe-Failed-Instance
   std::deque<std::string> chunks ABSL_GUARDED_BY(mu);
   bool done ABSL_GUARDED_BY(mu) = false;
-  std::string error ABSL_GUARDED_BY(mu);  // when done: empty, or what failed
+  std::string error ABSL_GUARDED_BY(mu);     // when done: empty, or what failed
+  bool refused ABSL_GUARDED_BY(mu) = false;  // the connection could not be made
   std::atomic<bool> cancel{false};
   std::thread thread;
 
@@ -74,7 +75,10 @@ struct Router::Upstream {
     httplib::Result result = client.send(request);
     absl::MutexLock lock(&mu);
     done = true;
-    if (!result) error = httplib::to_string(result.error());
+    if (!result) {
+      error = httplib::to_string(result.error());
+      refused = result.error() == httplib::Error::Connection;
+    }
   }
 
   // Waits until the headers came or the exchange ended.
@@ -313,54 +317,65 @@ void Router::Forward(const httplib::Request& req, httplib::Response& res) {
 }
 
 void Router::Generate(const httplib::Request& req, httplib::Response& res) {
-  std::string decode_url, prefill_url;
-  int prefill_rank = -1, decode_rank = -1;
-  {
-    absl::MutexLock lock(&mu_);
-    Instance* decode = Pick("decode");
-    Instance* prefill = Pick("prefill");
-    if (decode == nullptr || prefill == nullptr) {
-      if (decode != nullptr) --decode->inflight;
-      if (prefill != nullptr) --prefill->inflight;
-      ++upstream_failures_;
-      SendUnavailable(res,
-                      decode == nullptr ? "no decode instance is up" : "no prefill instance is up");
-      return;
-    }
-    decode_url = decode->url;
-    prefill_url = prefill->url;
-    decode_rank = decode->kv_rank;
-    prefill_rank = prefill->kv_rank;
-  }
   const auto release = [this](const std::string& url) {
     absl::MutexLock lock(&mu_);
     auto it = instances_.find(url);
     if (it != instances_.end()) --it->second.inflight;
   };
-  auto up = std::make_shared<Upstream>();
-  httplib::Request r;
-  r.method = "POST";
-  r.path = req.path;
-  r.body = req.body;
-  r.set_header("Content-Type", "application/json");
-  r.set_header(kPrefillHeader, prefill_url);
-  if (prefill_rank >= 0 && decode_rank >= 0) {
-    r.set_header(kPrefillRankHeader, std::to_string(prefill_rank));
-  }
-  up->thread = std::thread([this, up = up.get(), decode_url, r = std::move(r), release]() mutable {
-    up->Run(decode_url, std::move(r), options_.upstream_timeout);
-    release(decode_url);
-  });
-  up->AwaitHeaders();
-  release(prefill_url);  // the decode instance answers once the KV has moved
-  int status;
+  std::shared_ptr<Upstream> up;
+  std::string decode_url;
+  int status = 0;
   std::string content_type, failed_instance, error;
-  {
-    absl::MutexLock lock(&up->mu);
-    status = up->status;
-    content_type = up->content_type;
-    failed_instance = up->failed_instance;
-    error = up->error;
+  // A decode instance that refuses the connection has not seen the request (it may have died
+  // since its last probe): the request goes to another one, twice at most.
+  for (int attempt = 0;; ++attempt) {
+    std::string prefill_url;
+    int prefill_rank = -1, decode_rank = -1;
+    {
+      absl::MutexLock lock(&mu_);
+      Instance* decode = Pick("decode");
+      Instance* prefill = Pick("prefill");
+      if (decode == nullptr || prefill == nullptr) {
+        if (decode != nullptr) --decode->inflight;
+        if (prefill != nullptr) --prefill->inflight;
+        ++upstream_failures_;
+        SendUnavailable(
+            res, decode == nullptr ? "no decode instance is up" : "no prefill instance is up");
+        return;
+      }
+      decode_url = decode->url;
+      prefill_url = prefill->url;
+      decode_rank = decode->kv_rank;
+      prefill_rank = prefill->kv_rank;
+    }
+    up = std::make_shared<Upstream>();
+    httplib::Request r;
+    r.method = "POST";
+    r.path = req.path;
+    r.body = req.body;
+    r.set_header("Content-Type", "application/json");
+    r.set_header(kPrefillHeader, prefill_url);
+    if (prefill_rank >= 0 && decode_rank >= 0) {
+      r.set_header(kPrefillRankHeader, std::to_string(prefill_rank));
+    }
+    up->thread =
+        std::thread([this, up = up.get(), decode_url, r = std::move(r), release]() mutable {
+          up->Run(decode_url, std::move(r), options_.upstream_timeout);
+          release(decode_url);
+        });
+    up->AwaitHeaders();
+    release(prefill_url);  // the decode instance answers once the KV has moved
+    bool refused;
+    {
+      absl::MutexLock lock(&up->mu);
+      status = up->status;
+      content_type = up->content_type;
+      failed_instance = up->failed_instance;
+      error = up->error;
+      refused = up->refused;
+    }
+    if (status != 0 || !refused || attempt == 2) break;
+    MarkFailed(decode_url, error);
   }
   const auto fail = [&](const std::string& url, const std::string& what) {
     MarkFailed(url, what);

@@ -67,7 +67,7 @@ class RouterTest : public ::testing::Test {
   void SetUp() override {
     RouterOptions options;
     options.port = 0;
-    options.probe_interval = absl::Milliseconds(20);
+    options.probe_interval = probe_interval_;
     router_ = std::make_unique<Router>(options);
     port_ = *router_->Bind();
     thread_ = std::thread([this] { router_->Serve(); });
@@ -98,6 +98,7 @@ class RouterTest : public ::testing::Test {
     FAIL() << "instances not up: " << Get("/health")->body;
   }
 
+  absl::Duration probe_interval_ = absl::Milliseconds(20);
   std::unique_ptr<Router> router_;
   int port_ = 0;
   std::thread thread_;
@@ -164,6 +165,37 @@ TEST_F(RouterTest, APrefillFailureReportedByTheDecodeInstanceCounts) {
   }
   const std::string metrics = Get("/metrics")->body;
   EXPECT_NE(metrics.find("dsmoe_router_upstream_failures_total 1"), std::string::npos) << metrics;
+}
+
+// Probes once a second: an instance that dies is still "up" for a while.
+class SlowProbeRouterTest : public RouterTest {
+ protected:
+  void SetUp() override {
+    probe_interval_ = absl::Seconds(1);
+    RouterTest::SetUp();
+  }
+};
+
+TEST_F(SlowProbeRouterTest, ARefusedConnectionGoesToAnotherDecodeInstance) {
+  FakeInstance prefill, first;
+  auto second = std::make_unique<FakeInstance>();
+  const std::string dead = second->url();
+  ASSERT_TRUE(router_->Register("prefill", prefill.url(), -1).ok());
+  ASSERT_TRUE(router_->Register("decode", first.url(), -1).ok());
+  ASSERT_TRUE(router_->Register("decode", dead, -1).ok());
+  AwaitUp(3);
+  // One request each, then the second dies before a probe can notice.
+  ASSERT_EQ(Post("/v1/completions", "{}")->status, 200);
+  ASSERT_EQ(Post("/v1/completions", "{}")->status, 200);
+  ASSERT_EQ(first.requests(), 1);
+  second.reset();
+  httplib::Result r = Post("/v1/completions", "{}");
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(first.requests(), 2);
+  const Json health = Json::parse(Get("/health")->body);
+  for (const Json& in : health["instances"]) {
+    if (in["url"] == dead) EXPECT_EQ(in["state"], "down") << health.dump();
+  }
 }
 
 }  // namespace
