@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/check.h"
 #include "core/status_macros.h"
 
@@ -28,6 +29,9 @@ struct Engine::Sequence {
   bool finished = false;
   absl::Time arrival;
   absl::Time last_token;
+  bool export_kv = false;             // prefill role
+  std::shared_ptr<const KvPages> kv;  // prefill role: the exported prompt KV
+  std::shared_ptr<KvImport> import;   // decode role: where the prompt's KV comes from
 };
 
 const char* FinishReasonName(FinishReason reason) {
@@ -131,8 +135,20 @@ Engine::~Engine() {
   if (thread_.joinable()) thread_.join();
   for (auto& seq : running_) Finish(seq.get(), FinishReason::kAbort);
   for (auto& seq : waiting_) Finish(seq.get(), FinishReason::kAbort);
+  for (auto& seq : importing_) Finish(seq.get(), FinishReason::kAbort);
+  std::vector<std::shared_ptr<KvImport>> imports;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& seq : submitted_) {
+      seq->stream->Push({.finish = FinishReason::kAbort});
+      if (seq->import != nullptr) imports.push_back(seq->import);
+    }
+  }
+  for (auto& import : imports) {
+    import->set_notify(nullptr);
+    import->Fail(absl::UnavailableError("the decode engine stopped"));
+  }
   absl::MutexLock lock(&mu_);
-  for (auto& seq : submitted_) seq->stream->Push({.finish = FinishReason::kAbort});
   if (!trace_written_ && traced_steps_ > 0) (void)trace_.WriteFile(options_.trace_path);
 }
 
@@ -147,10 +163,16 @@ void Engine::Loop() {
     {
       absl::MutexLock lock(&mu_);
       if (running_.empty() && waiting_.empty()) {
-        const auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-          return stopping_ || !submitted_.empty();
+        const int64_t events = import_events_;
+        const auto ready = [this, events]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+          return stopping_ || !submitted_.empty() || import_events_ != events;
         };
-        mu_.Await(absl::Condition(&ready));
+        if (importing_.empty()) {
+          mu_.Await(absl::Condition(&ready));
+        } else {
+          // Wakes now and then to fail imports that are late.
+          mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(20));
+        }
       }
       if (stopping_) return;
     }
@@ -173,8 +195,10 @@ void Engine::Fail(const absl::Status& status) {
   }
   for (auto& seq : running_) Finish(seq.get(), FinishReason::kAbort);
   for (auto& seq : waiting_) Finish(seq.get(), FinishReason::kAbort);
+  for (auto& seq : importing_) Finish(seq.get(), FinishReason::kAbort);
   running_.clear();
   waiting_.clear();
+  importing_.clear();
   absl::MutexLock lock(&mu_);
   stats_.running = 0;
   stats_.waiting = 0;
@@ -187,8 +211,13 @@ absl::Status Engine::Health() const {
 }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(std::vector<int32_t> prompt,
-                                                              SamplingParams params) {
+                                                              SamplingParams params,
+                                                              SubmitOptions submit) {
   RETURN_IF_ERROR(params.Validate());
+  if (submit.import != nullptr && (submit.export_kv || !params.seed.has_value())) {
+    return absl::InvalidArgumentError(
+        "an imported request needs params.seed (the prefill side's) and no export_kv");
+  }
   if (prompt.empty()) return absl::InvalidArgumentError("the prompt is empty");
   for (int32_t id : prompt) {
     if (id < 0 || id >= vocab_limit_) {
@@ -204,7 +233,10 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(std::vector<int32_
                                                    " tokens and leaves no room to generate"));
   }
   params.max_tokens = std::min(params.max_tokens, limit - len);
+  if (submit.export_kv) params.max_tokens = 1;
   auto seq = std::make_unique<Sequence>();
+  seq->export_kv = submit.export_kv;
+  seq->import = std::move(submit.import);
   seq->prompt_len = len;
   seq->tokens = std::move(prompt);
   seq->params = std::move(params);
@@ -216,25 +248,45 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(std::vector<int32_
       std::make_unique<tokenizer::IncrementalDecoder>(*loaded_->tokenizer, /*skip_special=*/true);
   seq->arrival = absl::Now();
   std::shared_ptr<RequestStream> stream = seq->stream;
+  // The import's notification takes mu_ under the import's lock: set it outside mu_.
+  std::shared_ptr<KvImport> import = seq->import;
+  if (import != nullptr) {
+    import->set_notify([this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      absl::MutexLock lock(&mu_);
+    ++import_events_;
+  });
+}
+absl::Status status = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("the engine is shutting down");
   if (!failed_.ok()) {
     return absl::UnavailableError(absl::StrCat("the engine failed: ", failed_.message()));
   }
-  if (stats_.waiting + static_cast<int64_t>(submitted_.size()) >= options_.max_waiting) {
+  if (stats_.waiting + stats_.importing + static_cast<int64_t>(submitted_.size()) >=
+      options_.max_waiting) {
     return absl::ResourceExhaustedError(
         absl::StrCat("the queue is full (", options_.max_waiting, " waiting requests)"));
   }
   seq->id = next_id_++;
   submitted_.push_back(std::move(seq));
-  return stream;
+  return absl::OkStatus();
+}();
+if (!status.ok()) {
+  if (import != nullptr) import->set_notify(nullptr);
+  return status;
 }
+return stream;
+}  // namespace serving
 
 void Engine::Intake() {
   {
     absl::MutexLock lock(&mu_);
     while (!submitted_.empty()) {
-      waiting_.push_back(std::move(submitted_.front()));
+      if (submitted_.front()->import != nullptr) {
+        importing_.push_back(std::move(submitted_.front()));
+      } else {
+        waiting_.push_back(std::move(submitted_.front()));
+      }
       submitted_.pop_front();
     }
   }
@@ -250,12 +302,115 @@ void Engine::Intake() {
   };
   drop_cancelled(&running_);
   drop_cancelled(&waiting_);
+  drop_cancelled(&importing_);
+}
+
+bool Engine::PollImports() {
+  bool changed = false;
+  const absl::Time now = absl::Now();
+  for (auto it = importing_.begin(); it != importing_.end();) {
+    Sequence* seq = it->get();
+    if (!seq->import->has_blocks() && cache_.Reserve(seq->prompt_len + 1, &seq->table)) {
+      seq->import->SetBlocks(seq->table);
+      changed = true;
+    }
+    std::optional<absl::StatusOr<KvImport::Arrival>> arrival = seq->import->Take();
+    absl::Status status;
+    if (arrival.has_value() && arrival->ok()) {
+      status = PlaceKv(seq, (*arrival)->pages, (*arrival)->checksum);
+      seq->import->Placed(status);
+    } else if (arrival.has_value()) {
+      status = arrival->status();
+    } else if (now - seq->arrival > options_.kv_import_timeout) {
+      status = absl::DeadlineExceededError(
+          absl::StrCat("no KV arrived within ", absl::FormatDuration(options_.kv_import_timeout)));
+      seq->import->Fail(status);
+    } else {
+      ++it;
+      continue;
+    }
+    changed = true;
+    std::unique_ptr<Sequence> owned = std::move(*it);
+    it = importing_.erase(it);
+    if (!status.ok()) {
+      std::fprintf(stderr, "engine: request %lld failed its KV import: %s\n",
+                   static_cast<long long>(owned->id), status.ToString().c_str());
+      Finish(owned.get(), FinishReason::kAbort);
+      continue;
+    }
+    // The prefill side's sample drew from the same seeded generator: draw as it did.
+    const SamplingParams& p = owned->params;
+    if (!(p.temperature == 0 || p.top_k == 1)) owned->rng.Uniform();
+    owned->computed = owned->prompt_len;
+    owned->admitted_once = true;
+    prompt_len_.Observe(static_cast<double>(owned->prompt_len));
+    {
+      absl::MutexLock lock(&mu_);
+      stats_.prompt_tokens += owned->prompt_len;
+    }
+    Sequence* raw = owned.get();
+    running_.push_back(std::move(owned));
+    Emit(raw, (*arrival)->first);
+  }
+  running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                [](const std::unique_ptr<Sequence>& s) { return s->finished; }),
+                 running_.end());
+  return changed;
+}
+
+std::shared_ptr<const KvPages> Engine::ExportKv(const Sequence& seq) const {
+  auto pages = std::make_shared<KvPages>();
+  pages->layers = model_.num_layers();
+  pages->tokens = seq.prompt_len;
+  pages->width = cache_.width();
+  pages->data.resize(pages->layers * pages->tokens * pages->width);
+  float* out = pages->data.data();
+  for (int64_t l = 0; l < pages->layers; ++l) {
+    for (int64_t pos = 0; pos < pages->tokens; ++pos, out += pages->width) {
+      std::copy_n(cache_.Slot(l, seq.table, pos), pages->width, out);
+    }
+  }
+  return pages;
+}
+
+absl::Status Engine::PlaceKv(Sequence* seq, const KvPages& pages, uint64_t checksum) {
+  if (pages.layers != model_.num_layers() || pages.tokens != seq->prompt_len ||
+      pages.width != cache_.width() ||
+      static_cast<int64_t>(pages.data.size()) != pages.layers * pages.tokens * pages.width) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV pages of ", pages.layers, " layers x ", pages.tokens, " tokens x ",
+                     pages.width, " floats do not fit a prompt of ", seq->prompt_len, " tokens in ",
+                     model_.num_layers(), " layers x ", cache_.width(), " floats"));
+  }
+  const float* in = pages.data.data();
+  uint64_t hash = Fnv1a(nullptr, 0);
+  for (int64_t l = 0; l < pages.layers; ++l) {
+    for (int64_t pos = 0; pos < pages.tokens; ++pos, in += pages.width) {
+      float* slot = cache_.Slot(l, seq->table, pos);
+      std::copy_n(in, pages.width, slot);
+    }
+  }
+  // Read back from the blocks: what they hold must be what the prefill side sent.
+  for (int64_t l = 0; l < pages.layers; ++l) {
+    for (int64_t pos = 0; pos < pages.tokens; ++pos) {
+      hash = Fnv1a(cache_.Slot(l, seq->table, pos), pages.width * sizeof(float), hash);
+    }
+  }
+  if (hash != checksum) {
+    return absl::DataLossError(absl::StrFormat(
+        "the KV blocks received (checksum %016x) differ from those sent (%016x)", hash, checksum));
+  }
+  return absl::OkStatus();
 }
 
 void Engine::Finish(Sequence* seq, FinishReason reason) {
   if (seq->finished) return;
   seq->finished = true;
   cache_.Release(&seq->table);
+  if (seq->import != nullptr) {
+    seq->import->set_notify(nullptr);
+    if (reason == FinishReason::kAbort) seq->import->Fail(absl::AbortedError("request aborted"));
+  }
   if (reason == FinishReason::kAbort) {
     RequestOutput out;
     out.finish = reason;
@@ -345,6 +500,7 @@ void Engine::Emit(Sequence* seq, const SampledToken& token) {
   out.prompt_tokens = seq->prompt_len;
   out.completion_tokens = seq->generated;
   out.time = now;
+  if (reason != FinishReason::kNone) out.kv = std::move(seq->kv);
   {
     absl::MutexLock lock(&mu_);
     ++stats_.generation_tokens;
@@ -358,6 +514,7 @@ absl::StatusOr<bool> Engine::Step() {
   const bool tracing = traced_steps_ < options_.trace_steps;
   const double step_start = trace_.NowMicros();
   Intake();
+  const bool imported = !importing_.empty() && PollImports();
   struct Planned {
     Sequence* seq;
     int64_t n;
@@ -408,8 +565,9 @@ absl::StatusOr<bool> Engine::Step() {
     absl::MutexLock lock(&mu_);
     stats_.running = static_cast<int64_t>(running_.size());
     stats_.waiting = static_cast<int64_t>(waiting_.size());
+    stats_.importing = static_cast<int64_t>(importing_.size());
     stats_.kv_blocks_used = cache_.num_used_blocks();
-    return false;
+    return imported;
   }
   std::vector<SequenceChunk> chunks;
   int64_t prefill_tokens = 0, decode_tokens = 0;
@@ -433,6 +591,7 @@ absl::StatusOr<bool> Engine::Step() {
     if (p.seq->computed < static_cast<int64_t>(p.seq->tokens.size())) continue;
     const SampledToken token =
         Sample(logits.row(row++).data(), vocab_limit_, p.seq->params, &p.seq->rng);
+    if (p.seq->export_kv && p.seq->generated == 0) p.seq->kv = ExportKv(*p.seq);
     Emit(p.seq, token);
   }
   running_.erase(std::remove_if(running_.begin(), running_.end(),
@@ -461,6 +620,7 @@ absl::StatusOr<bool> Engine::Step() {
   stats_.prompt_tokens += admitted_prompt_tokens;
   stats_.running = static_cast<int64_t>(running_.size());
   stats_.waiting = static_cast<int64_t>(waiting_.size());
+  stats_.importing = static_cast<int64_t>(importing_.size());
   stats_.kv_blocks_used = cache_.num_used_blocks();
   return true;
 }

@@ -16,6 +16,10 @@
 //   ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> s, engine->Submit(prompt_ids, params));
 //   while (std::optional<RequestOutput> out = s->Next()) { ... if (out->finished) break; }
 //
+// Prefill/decode disaggregation (serving/kv_handoff.h) goes through SubmitOptions: a prefill
+// request stops after its first token and hands out its prompt's KV; a decode request gets its
+// prompt's KV and first token from a KvImport into blocks the engine allocated for it.
+//
 // Thread-safe: Submit, Cancel, Stats and Metrics may be called from any thread; one background
 // thread (Start) or the caller (Step, for tests, when not started) runs the steps.
 #ifndef SERVING_ENGINE_H_
@@ -40,6 +44,7 @@
 #include "serving/expert_parallel.h"
 #include "serving/incremental_model.h"
 #include "serving/kv_cache.h"
+#include "serving/kv_handoff.h"
 #include "serving/metrics.h"
 #include "serving/model_dir.h"
 #include "serving/sampler.h"
@@ -57,6 +62,9 @@ struct EngineOptions {
   std::string trace_path;           // with trace_steps: where the Chrome trace is written
   int64_t trace_steps = 0;          // steps (with work) to trace; 0: none
   int64_t debug_step_delay_ms = 0;  // tests: sleep this long in every step that runs the model
+  // Decode role: the longest a request may wait for its prompt's KV (SubmitOptions::import)
+  // before it fails and its blocks are freed.
+  absl::Duration kv_import_timeout = absl::Seconds(30);
   EpOptions ep;  // expert parallelism and online EPLB (ep 1 and no redundant experts: off)
 
   // INVALID_ARGUMENT naming the flag for a value out of range.
@@ -75,6 +83,20 @@ struct RequestOutput {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;  // so far
   absl::Time time;                // when the engine produced it
+  // Prefill role (SubmitOptions::export_kv): on the final event, the prompt's KV slots.
+  std::shared_ptr<const KvPages> kv;
+};
+
+// How a request takes part in prefill/decode disaggregation (serving/kv_handoff.h).
+struct SubmitOptions {
+  // Prefill role: produce the first token only and attach the prompt's KV to the final event
+  // (max_tokens is taken as 1). The blocks are freed once copied out.
+  bool export_kv = false;
+  // Decode role: the prompt's KV and first token come from `import` instead of a local prefill.
+  // The engine allocates the prompt's blocks, hands their ids to the import, and fails the
+  // request (freeing them) if the pages have not arrived within kv_import_timeout. The prompt and
+  // params must be the prefill side's (params.seed set: both sides draw from the same generator).
+  std::shared_ptr<KvImport> import;
 };
 
 // A request's outputs, in order. Thread-safe.
@@ -107,6 +129,7 @@ struct EngineStats {
   int64_t preemptions = 0;
   int64_t prompt_tokens = 0;  // counted when a request is admitted the first time
   int64_t generation_tokens = 0;
+  int64_t importing = 0;                    // requests waiting for their prompt's KV (decode role)
   std::map<std::string, int64_t> finished;  // by finish reason
 };
 
@@ -128,7 +151,8 @@ class Engine {
   // RESOURCE_EXHAUSTED when the waiting queue is full. max_tokens is lowered to what the context
   // leaves; a sequence that reaches max_seq_len finishes with kLength.
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(std::vector<int32_t> prompt,
-                                                        SamplingParams params);
+                                                        SamplingParams params,
+                                                        SubmitOptions submit = {});
 
   // OK, or the error of a step that failed (a model or communication error): the step thread
   // then aborted every request and stopped, and Submit answers UNAVAILABLE.
@@ -151,6 +175,13 @@ class Engine {
   void Fail(const absl::Status& status);
   // Moves submitted requests into waiting and drops cancelled ones (step thread).
   void Intake();
+  // Decode role: allocates blocks for importing sequences, places arrived pages and moves those
+  // sequences to running, fails late ones (step thread). Returns whether anything changed.
+  bool PollImports();
+  // Copies the prompt's slots of seq out of the cache (prefill role).
+  std::shared_ptr<const KvPages> ExportKv(const Sequence& seq) const;
+  // Scatters pages into seq's blocks and checks them against `checksum` (decode role).
+  absl::Status PlaceKv(Sequence* seq, const KvPages& pages, uint64_t checksum);
   void Finish(Sequence* seq, FinishReason reason);
   void Preempt(Sequence* seq);
   // Appends a sampled token to seq and sends its output; finishes seq if a stop condition holds.
@@ -168,6 +199,7 @@ class Engine {
   // Step-thread state.
   std::vector<std::unique_ptr<Sequence>> running_;  // admission order
   std::deque<std::unique_ptr<Sequence>> waiting_;
+  std::vector<std::unique_ptr<Sequence>> importing_;  // waiting for their prompt's KV
   core::TraceRecorder trace_;
   int64_t traced_steps_ = 0;
   bool trace_written_ = false;
@@ -178,6 +210,7 @@ class Engine {
   absl::Status failed_ ABSL_GUARDED_BY(mu_);
   EngineStats stats_ ABSL_GUARDED_BY(mu_);
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t import_events_ ABSL_GUARDED_BY(mu_) = 0;  // KvImport completions and failures
   std::thread thread_;
   bool started_ = false;
 

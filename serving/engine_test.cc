@@ -8,32 +8,17 @@
 #include "gtest/gtest.h"
 #include "model/config.h"
 #include "model/init.h"
+#include "serving/test_models.h"
 
 namespace serving {
 namespace {
 
-constexpr char kTokenizer[] = "model/tokenizer/testdata/tiny_tokenizer.json";
-
 // The main job's model shape with seeded weights and the tiny tokenizer's vocabulary.
 LoadedModel TinyModel() {
-  LoadedModel m;
-  m.tokenizer = *tokenizer::Tokenizer::FromFile(kTokenizer);
-  m.config = *model::LoadConfig("serving/testdata/tiny_cpu.textproto");
-  m.config.set_vocab_size(m.tokenizer->vocab_size());
-  m.config.set_max_seq_len(96);
-  m.model =
-      std::make_unique<model::ModelStage<float>>(m.config, model::StageRange::Whole(m.config));
-  // A larger spread than the config's init_std, so that outputs depend on the context.
-  model::InitParams(m.model->Params(), 0.2, /*seed=*/5);
-  return m;
+  return SeededTinyModel("serving/testdata/tiny_cpu.textproto", 96, /*seed=*/5);
 }
 
-std::vector<int32_t> Prompt(int64_t n, uint64_t seed) {
-  model::Rng rng(seed);
-  std::vector<int32_t> ids(n);
-  for (int32_t& id : ids) id = static_cast<int32_t>(100 + rng.Next() % 400);
-  return ids;
-}
+std::vector<int32_t> Prompt(int64_t n, uint64_t seed) { return SeededPrompt(n, seed); }
 
 struct Result {
   std::vector<int32_t> ids;

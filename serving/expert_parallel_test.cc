@@ -11,20 +11,13 @@
 #include "model/config.h"
 #include "model/init.h"
 #include "serving/engine.h"
+#include "serving/test_models.h"
 
 namespace serving {
 namespace {
 
 LoadedModel TinyModel() {
-  LoadedModel m;
-  m.tokenizer = *tokenizer::Tokenizer::FromFile("model/tokenizer/testdata/tiny_tokenizer.json");
-  m.config = *model::LoadConfig("serving/testdata/tiny_cpu.textproto");
-  m.config.set_vocab_size(m.tokenizer->vocab_size());
-  m.config.set_max_seq_len(64);
-  m.model =
-      std::make_unique<model::ModelStage<float>>(m.config, model::StageRange::Whole(m.config));
-  model::InitParams(m.model->Params(), 0.2, /*seed=*/9);
-  return m;
+  return SeededTinyModel("serving/testdata/tiny_cpu.textproto", 64, /*seed=*/9);
 }
 
 std::vector<std::vector<int32_t>> RunRequests(LoadedModel* m, const EngineOptions& options,

@@ -1,9 +1,9 @@
 #include "serving/http_server.h"
 
-#include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <limits>
-#include <thread>
+#include <random>
 #include <utility>
 #include <vector>
 
@@ -185,45 +185,18 @@ bool StreamJob(Job* job, httplib::DataSink& sink) {
 }  // namespace
 
 HttpServer::HttpServer(const HttpOptions& options)
-    : options_(options), server_(std::make_unique<httplib::Server>()) {
-  const int threads = options_.threads;
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server_->set_payload_max_length(static_cast<size_t>(options_.max_body_bytes));
-  server_->set_keep_alive_timeout(5);
+    : options_(options),
+      listener_(options.host, options.port, options.threads, options.max_body_bytes),
+      outbox_(options.kv_timeout),
+      transfer_prefix_(std::random_device()() * 2654435761ull + std::random_device()()) {
   Routes();
 }
 
 HttpServer::~HttpServer() { Stop(); }
 
-absl::StatusOr<int> HttpServer::Bind() {
-  if (options_.port == 0) {
-    const int port = server_->bind_to_any_port(options_.host);
-    if (port <= 0) {
-      return absl::UnavailableError(absl::StrCat("cannot bind ", options_.host, ":0"));
-    }
-    return port;
-  }
-  if (!server_->bind_to_port(options_.host, options_.port)) {
-    return absl::UnavailableError(absl::StrCat("cannot bind ", options_.host, ":", options_.port,
-                                               " (in use, or not an address of this machine)"));
-  }
-  return options_.port;
-}
-
-void HttpServer::Serve() {
-  serve_entered_.store(true);
-  if (!stop_requested_.load()) server_->listen_after_bind();
-  serve_done_.store(true);
-}
-
-void HttpServer::Stop() {
-  stop_requested_.store(true);
-  // httplib's stop() does nothing before the listening loop runs: repeat until Serve returns.
-  while (serve_entered_.load() && !serve_done_.load()) {
-    server_->stop();
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-}
+absl::StatusOr<int> HttpServer::Bind() { return listener_.Bind(); }
+void HttpServer::Serve() { listener_.Serve(); }
+void HttpServer::Stop() { listener_.Stop(); }
 
 void HttpServer::SetEngine(Engine* engine, const std::string& model_name) {
   model_name_ = model_name;
@@ -243,10 +216,7 @@ void HttpServer::CountResponse(int status) {
   ++responses_[status];
 }
 
-void HttpServer::Routes() {
-  httplib::Server& s = *server_;
-  s.set_logger(
-      [this](const httplib::Request&, const httplib::Response& res) { CountResponse(res.status); });
+void InstallApiErrorHandlers(httplib::Server& s) {
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     ApiError e;
@@ -272,6 +242,13 @@ void HttpServer::Routes() {
         }
         SendError(res, {500, absl::StrCat("internal error: ", what), "internal_error", "", ""});
       });
+}
+
+void HttpServer::Routes() {
+  httplib::Server& s = listener_.server();
+  s.set_logger(
+      [this](const httplib::Request&, const httplib::Response& res) { CountResponse(res.status); });
+  InstallApiErrorHandlers(s);
   s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     if (engine_.load() == nullptr) {
       SendJson(res, 503, {{"status", "loading"}});
@@ -282,7 +259,7 @@ void HttpServer::Routes() {
       SendJson(res, 503, {{"status", "failed"}, {"error", std::string(health.message())}});
       return;
     }
-    SendJson(res, 200, {{"status", "ok"}});
+    SendJson(res, 200, {{"status", "ok"}, {"role", options_.role}});
   });
   const auto model_json = [this](Engine* engine) {
     return Json{{"id", model_name_},
@@ -317,7 +294,8 @@ void HttpServer::Routes() {
         codes.push_back({absl::StrCat("code=\"", code, "\""), static_cast<double>(count)});
       }
     }
-    absl::StrAppend(&text,
+    transfers_.set_outbox(outbox_.size());
+    absl::StrAppend(&text, transfers_.Render(),
                     RenderSamples("dsmoe_model_loaded", "gauge", "1 once the model is loaded.",
                                   {{"", engine != nullptr ? 1.0 : 0.0}}),
                     RenderSamples("dsmoe_http_responses_total", "counter",
@@ -334,6 +312,13 @@ void HttpServer::Routes() {
          [this](const httplib::Request& req, httplib::Response& res) { Tokenize(req, res); });
   s.Post("/detokenize",
          [this](const httplib::Request& req, httplib::Response& res) { Detokenize(req, res); });
+  s.Post("/internal/prefill",
+         [this](const httplib::Request& req, httplib::Response& res) { Prefill(req, res); });
+  s.Get(R"(/internal/kv/([^/]+))",
+        [this](const httplib::Request& req, httplib::Response& res) { SendKv(req, res); });
+  s.Post(
+      R"(/internal/kv_send/([^/]+))",
+      [this](const httplib::Request& req, httplib::Response& res) { SendKvOverChannel(req, res); });
 }
 
 void HttpServer::Completions(const httplib::Request& req, httplib::Response& res, bool chat) {
@@ -363,12 +348,27 @@ void HttpServer::Completions(const httplib::Request& req, httplib::Response& res
   job->created = static_cast<int64_t>(std::time(nullptr));
   job->tokenizer = &engine->tokenizer();
   const GenerationRequest& r = job->request;
+  // Sent by the router: the prompt's KV comes from this prefill instance.
+  std::optional<PrefillPeer> peer;
+  if (req.has_header(kPrefillHeader)) {
+    peer = PrefillPeer{req.get_header_value(kPrefillHeader), -1};
+    if (req.has_header(kPrefillRankHeader)) {
+      peer->kv_rank = std::atoi(req.get_header_value(kPrefillRankHeader).c_str());
+    }
+  }
   for (size_t p = 0; p < r.prompts.size(); ++p) {
     for (int64_t k = 0; k < r.n; ++k) {
       SamplingParams params = r.params;
       if (params.seed.has_value()) *params.seed += static_cast<uint64_t>(k);
+      SubmitOptions submit;
+      if (peer.has_value()) {
+        // Both sides must draw the first token from the same generator.
+        if (!params.seed.has_value()) params.seed = std::random_device()() * 2654435761ull;
+        submit.import = std::make_shared<KvImport>();
+      }
+      const SamplingParams submitted = params;
       absl::StatusOr<std::shared_ptr<RequestStream>> stream =
-          engine->Submit(r.prompts[p], std::move(params));
+          engine->Submit(r.prompts[p], std::move(params), submit);
       if (!stream.ok()) {
         job->CancelAll();
         ApiError e = ErrorFromStatus(stream.status());
@@ -381,6 +381,19 @@ void HttpServer::Completions(const httplib::Request& req, httplib::Response& res
       c.prompt = p;
       c.stream = *std::move(stream);
       job->choices.push_back(std::move(c));
+      if (submit.import != nullptr) {
+        const std::string transfer_id =
+            absl::StrFormat("%016x-%d", transfer_prefix_, next_transfer_.fetch_add(1));
+        const absl::Status moved =
+            FetchKv(*peer, transfer_id, r.prompts[p], submitted, submit.import.get(),
+                    {options_.kv_timeout, options_.kv_channel, &transfers_});
+        if (!moved.ok()) {
+          job->CancelAll();
+          res.set_header(kFailedInstanceHeader, peer->url);
+          SendError(res, {503, std::string(moved.message()), "service_unavailable", "", ""});
+          return;
+        }
+      }
     }
   }
   if (!r.stream) {
@@ -428,6 +441,88 @@ void HttpServer::Completions(const httplib::Request& req, httplib::Response& res
       [job](bool success) {
         if (!success) job->CancelAll();
       });
+}
+
+void HttpServer::Prefill(const httplib::Request& req, httplib::Response& res) {
+  Engine* engine = Ready(res);
+  if (engine == nullptr) return;
+  const Json j = Json::parse(req.body, nullptr, false);
+  std::vector<int32_t> prompt;
+  std::string id;
+  try {
+    prompt = j.at("prompt").get<std::vector<int32_t>>();
+    id = j.at("transfer_id").get<std::string>();
+  } catch (const Json::exception& e) {
+    SendError(
+        res, {400, absl::StrCat("a prefill request: ", e.what()), "invalid_request_error", "", ""});
+    return;
+  }
+  absl::StatusOr<SamplingParams> params = SamplingParamsFromJson(j["params"]);
+  absl::StatusOr<std::shared_ptr<RequestStream>> stream =
+      params.ok() ? engine->Submit(std::move(prompt), *params, {.export_kv = true})
+                  : absl::StatusOr<std::shared_ptr<RequestStream>>(params.status());
+  if (!stream.ok()) {
+    SendError(res, ErrorFromStatus(stream.status()));
+    return;
+  }
+  const absl::Time deadline = absl::Now() + options_.kv_timeout;
+  std::optional<RequestOutput> last;
+  while (std::optional<RequestOutput> out = (*stream)->Next(deadline - absl::Now())) {
+    last = std::move(out);
+    if (last->finish != FinishReason::kNone) break;
+  }
+  if (!last.has_value() || last->kv == nullptr || last->token_ids.size() != 1) {
+    (*stream)->Cancel();
+    SendError(res, {503, "the prefill did not finish", "service_unavailable", "", ""});
+    return;
+  }
+  SampledToken first = last->logprobs.empty() ? SampledToken{} : last->logprobs[0];
+  first.id = last->token_ids[0];
+  const KvPages& kv = *last->kv;
+  const Json answer = {{"first", SampledTokenToJson(first)},
+                       {"layers", kv.layers},
+                       {"tokens", kv.tokens},
+                       {"width", kv.width},
+                       {"bytes", kv.bytes()},
+                       {"checksum", absl::StrFormat("%016x", kv.Checksum())}};
+  outbox_.Put(id, last->kv);
+  SendJson(res, 200, answer);
+}
+
+void HttpServer::SendKv(const httplib::Request& req, httplib::Response& res) {
+  absl::StatusOr<std::shared_ptr<const KvPages>> pages = outbox_.Take(req.matches[1]);
+  if (!pages.ok()) {
+    SendError(res, ErrorFromStatus(pages.status()));
+    return;
+  }
+  const int64_t bytes = (*pages)->bytes();
+  transfers_.Sent(bytes);
+  std::shared_ptr<const KvPages> kv = *std::move(pages);
+  res.set_content_provider(static_cast<size_t>(bytes), "application/octet-stream",
+                           [kv](size_t offset, size_t length, httplib::DataSink& sink) {
+                             const char* data = reinterpret_cast<const char*>(kv->data.data());
+                             return sink.write(data + offset, std::min<size_t>(length, 1 << 20));
+                           });
+}
+
+void HttpServer::SendKvOverChannel(const httplib::Request& req, httplib::Response& res) {
+  if (options_.kv_channel == nullptr || !req.has_param("rank")) {
+    SendError(res, {400, "no KV channel here, or no rank", "invalid_request_error", "", ""});
+    return;
+  }
+  absl::StatusOr<std::shared_ptr<const KvPages>> pages = outbox_.Take(req.matches[1]);
+  if (!pages.ok()) {
+    SendError(res, ErrorFromStatus(pages.status()));
+    return;
+  }
+  const absl::Status sent =
+      options_.kv_channel->Send(std::atoi(req.get_param_value("rank").c_str()), **pages);
+  if (!sent.ok()) {
+    SendError(res, {503, std::string(sent.message()), "service_unavailable", "", ""});
+    return;
+  }
+  transfers_.Sent((*pages)->bytes());
+  SendJson(res, 200, {{"sent", (*pages)->bytes()}});
 }
 
 void HttpServer::Tokenize(const httplib::Request& req, httplib::Response& res) {

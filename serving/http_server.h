@@ -8,6 +8,12 @@
 // Errors are OpenAI's JSON shape with 400 (bad JSON or parameters, a prompt that fills the
 // context), 404 (unknown route or model), 413 (body too large), 429 (queue full), 503 (loading).
 // A streaming client that disconnects cancels its request, which frees its KV blocks.
+//
+// Prefill/decode disaggregation (serving/kv_transfer.h): every instance also answers
+//   POST /internal/prefill, GET /internal/kv/{id}, POST /internal/kv_send/{id}
+// (the prefill side of a KV transfer), and a generation request that carries the router's
+// X-Dsmoe-Prefill header is served by fetching its prompt's KV from that prefill instance instead
+// of prefilling here; a failed transfer answers 503 naming the prefill instance.
 #ifndef SERVING_HTTP_SERVER_H_
 #define SERVING_HTTP_SERVER_H_
 
@@ -20,6 +26,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "serving/engine.h"
+#include "serving/http_listener.h"
+#include "serving/kv_transfer.h"
 
 namespace httplib {
 class Server;
@@ -34,7 +42,15 @@ struct HttpOptions {
   int port = 8000;    // 0: any free port
   int threads = 128;  // connections served at once
   int64_t max_body_bytes = 1 << 20;
+  std::string role = "both";  // "both", "prefill" or "decode" (shown in /health)
+  // A KV transfer's deadline (decode side), and how long exported pages wait (prefill side).
+  absl::Duration kv_timeout = absl::Seconds(30);
+  KvChannel* kv_channel = nullptr;  // MPI form: KV pages over this channel (not owned)
 };
+
+// The OpenAI-shaped answers to unknown routes (404), bodies over the limit (413) and exceptions
+// (500) that the server and the router share.
+void InstallApiErrorHandlers(httplib::Server& server);
 
 class HttpServer {
  public:
@@ -57,18 +73,25 @@ class HttpServer {
   void Completions(const httplib::Request& req, httplib::Response& res, bool chat);
   void Tokenize(const httplib::Request& req, httplib::Response& res);
   void Detokenize(const httplib::Request& req, httplib::Response& res);
+  // The prefill side of a KV transfer (kv_transfer.h).
+  void Prefill(const httplib::Request& req, httplib::Response& res);
+  void SendKv(const httplib::Request& req, httplib::Response& res);
+  void SendKvOverChannel(const httplib::Request& req, httplib::Response& res);
   // The engine once ready; else writes 503 into res and returns null.
   Engine* Ready(httplib::Response& res);
   void CountResponse(int status);
 
   HttpOptions options_;
-  std::unique_ptr<httplib::Server> server_;
+  HttpListener listener_;
   std::atomic<Engine*> engine_{nullptr};
-  std::atomic<bool> serve_entered_{false}, serve_done_{false}, stop_requested_{false};
   std::string model_name_;
   std::atomic<int64_t> next_id_{0};
   absl::Mutex mu_;
   std::map<int, int64_t> responses_ ABSL_GUARDED_BY(mu_);  // by status code
+  TransferStats transfers_;
+  KvOutbox outbox_;
+  const uint64_t transfer_prefix_;  // random: transfer ids of different instances differ
+  std::atomic<int64_t> next_transfer_{0};
 };
 
 }  // namespace serving

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Prefill/decode disaggregation as one MPI job: `mpirun -np 6 server --layout=prefill:2,decode:4`
+# (ranks 0-1 a prefill instance, ranks 2-5 a decode instance, each an EP group with redundant
+# experts and its own online EPLB; rank 0 also runs the router). Outputs through the router equal a
+# colocated server's (greedy, seeded sampling, chat, streaming, n; one at a time and concurrently),
+# the KV pages moved over MPI between the instances' first ranks, each instance rebalanced its own
+# placement from its own loads, and SIGTERM stops the job. Then a layout with two decode instances
+# (`-np 4 --layout=prefill:1,decode:2,decode:1`).
+set -euo pipefail
+
+runfiles="${TEST_SRCDIR:-$0.runfiles}/dsmoe"
+server="$runfiles/serving/server"
+init="$runfiles/tools/init_checkpoint"
+client="$runfiles/serving/disagg_client.js"
+tmp="${TEST_TMPDIR:-$(mktemp -d)}"
+fail() { echo "FAIL: $*"; tail -20 "$tmp/mpi.log"; exit 1; }
+command -v mpirun >/dev/null || fail "mpirun is not installed (run tools/setup.sh)"
+command -v node >/dev/null || fail "node is not installed (run tools/setup.sh)"
+
+"$init" --config="$runfiles/serving/testdata/tiny_cpu.textproto" \
+  --tokenizer="$runfiles/model/tokenizer/testdata/tiny_tokenizer.json" \
+  --output="$tmp/ckpt" --seed=1 --init_std=0.2 > /dev/null
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
+export OMPI_MCA_mpi_yield_when_idle=1
+unset XML_OUTPUT_FILE TEST_PREMATURE_EXIT_FILE
+"$server" --model="$tmp/ckpt" --port=0 --port_file="$tmp/both.port" --threads=1 > "$tmp/both.log" 2>&1 &
+both_pid=$!
+mpirun --oversubscribe --allow-run-as-root --bind-to none -np 6 "$server" --model="$tmp/ckpt" \
+  --layout=prefill:2,decode:4 --port=0 --port_file="$tmp/router.port" --threads=1 \
+  --num_redundant_experts=4 --eplb_interval=6 --eplb_window=12 > "$tmp/mpi.log" 2>&1 &
+pid=$!
+trap 'kill -TERM $pid $both_pid 2>/dev/null || true' EXIT
+for _ in $(seq 600); do
+  if [[ -s "$tmp/router.port" && -s "$tmp/both.port" ]] &&
+     [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(cat "$tmp/router.port")/health") == 200 ]] &&
+     [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(cat "$tmp/both.port")/health") == 200 ]]; then
+    break
+  fi
+  sleep 0.1
+done
+router=$(cat "$tmp/router.port")
+curl -sf "http://127.0.0.1:$router/health" > "$tmp/health" || fail "the router is not healthy"
+echo "router /health: $(cat "$tmp/health")"
+node "$client" equal "$router" "$(cat "$tmp/both.port")" || fail "outputs differ"
+
+urls=$(node -e "const j=JSON.parse(require('fs').readFileSync('$tmp/health'));
+  for (const i of j.instances) console.log(i.role + ' ' + i.url)")
+while read -r role url; do
+  curl -sf "$url/metrics" > "$tmp/$role.metrics"
+  grep -E '^dsmoe_(kv_transfers_total|kv_transfers_over_mpi_total|kv_transfer_(sent|received)_bytes_total|eplb_rebalances_total|eplb_rank_tokens_total)' "$tmp/$role.metrics" | sed "s/^/$role: /"
+done <<< "$urls"
+grep -q '^dsmoe_kv_transfers_total{state="failed"} 0$' "$tmp/decode.metrics" || fail "failed transfers"
+done_n=$(awk '/^dsmoe_kv_transfers_total\{state="done"\}/ {print $2}' "$tmp/decode.metrics")
+mpi_n=$(awk '/^dsmoe_kv_transfers_over_mpi_total/ {print $2}' "$tmp/decode.metrics")
+(( done_n > 0 && mpi_n == done_n )) || fail "$done_n transfers done, $mpi_n over MPI"
+sent=$(awk '/^dsmoe_kv_transfer_sent_bytes_total/ {print $2}' "$tmp/prefill.metrics")
+received=$(awk '/^dsmoe_kv_transfer_received_bytes_total/ {print $2}' "$tmp/decode.metrics")
+[[ "$sent" == "$received" && "$sent" != 0 ]] || fail "sent $sent bytes, received $received"
+echo "ok: $done_n transfers over MPI, $sent bytes sent and received, every one checked by checksum"
+grep -q '^dsmoe_eplb_rank_tokens_total{rank="1"} [1-9]' "$tmp/prefill.metrics" || fail "prefill rank 1 idle"
+grep -q '^dsmoe_eplb_rank_tokens_total{rank="2"}' "$tmp/prefill.metrics" && fail "prefill has a rank 2"
+grep -q '^dsmoe_eplb_rank_tokens_total{rank="3"} [1-9]' "$tmp/decode.metrics" || fail "decode rank 3 idle"
+for role in prefill decode; do
+  grep -q '^dsmoe_eplb_rebalances_total [1-9]' "$tmp/$role.metrics" || fail "$role never rebalanced"
+done
+[[ $(grep -c "serves the experts of a decode instance" "$tmp/mpi.log") == 3 ]] || fail "no 3 decode EP workers"
+echo "ok: the prefill instance (2 EP ranks) and the decode instance (4) each rebalanced its own placement"
+kill -TERM $pid
+for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && fail "mpirun did not stop"
+
+# Several instances of a role: one prefill instance, decode instances of 2 ranks and of 1; pages
+# go from the one prefill rank to both decode instances over MPI.
+rm -f "$tmp/router.port"
+mpirun --oversubscribe --allow-run-as-root --bind-to none -np 4 "$server" --model="$tmp/ckpt" \
+  --layout=prefill:1,decode:2,decode:1 --port=0 --port_file="$tmp/router.port" --threads=1 \
+  > "$tmp/mpi.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  [[ -s "$tmp/router.port" ]] && [[ $(curl -s "http://127.0.0.1:$(cat "$tmp/router.port")/health" |
+    grep -o '"state":"up"' | wc -l) == 3 ]] && break
+  sleep 0.1
+done
+router=$(cat "$tmp/router.port")
+node "$client" equal "$router" "$(cat "$tmp/both.port")" || fail "outputs differ (3 instances)"
+n=0
+for url in $(curl -sf "http://127.0.0.1:$router/health" | grep -o 'http://127.0.0.1:[0-9]*'); do
+  m=$(curl -sf "$url/metrics")
+  if echo "$m" | grep -q '^dsmoe_kv_transfers_over_mpi_total [1-9]'; then n=$((n + 1)); fi
+done
+(( n == 2 )) || fail "$n decode instances got pages over MPI, want 2"
+echo "ok: --layout=prefill:1,decode:2,decode:1: outputs equal, both decode instances got their pages over MPI"
+kill -TERM $pid
+for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && fail "mpirun did not stop"
+kill -TERM $both_pid
+trap - EXIT
+echo "PASS"
