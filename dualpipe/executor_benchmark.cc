@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "comm/bootstrap.h"
 #include "comm/local_communicator.h"
+#include "core/blas_kernels.h"
 #include "core/flags.h"
 #include "core/status_macros.h"
 #include "core/trace.h"
@@ -259,6 +260,7 @@ absl::Status Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  core::UseBestBlasKernels(argv);
   core::ParseFlagsOrExit(
       argc, argv,
       "Times DeepSeek's example DualPipe workload through the pipeline "

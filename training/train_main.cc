@@ -26,6 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "comm/bootstrap.h"
 #include "comm/local_communicator.h"
+#include "core/blas_kernels.h"
 #include "core/flags.h"
 #include "core/status_macros.h"
 #include "dualpipe/generate.h"
@@ -254,6 +255,7 @@ Failure RunTraining(const training::TrainingConfig& config, const training::Trai
 }  // namespace
 
 int main(int argc, char** argv) {
+  core::UseBestBlasKernels(argv);
   const std::vector<std::string> overrides = TakeOverrides(&argc, argv);
   core::ParseFlagsOrExit(
       argc, argv,

@@ -4,7 +4,9 @@
 
 The workload is example_dualpipe.py's: stages of Linear(512 -> 2048, no bias) -> GELU ->
 Linear(2048 -> 512, no bias), MSE loss, 20 micro-batches of 3 x 256 tokens, f32. Ranks are
-processes on the gloo backend with one intra-op thread each. DeepSeek's code is imported from a
+processes on the gloo backend with one intra-op thread and (unless --blas_threads says otherwise)
+one OpenBLAS thread each: torch.set_num_threads alone leaves OpenBLAS's own pool at every core.
+OpenBLAS's kernels follow OPENBLAS_CORETYPE from the environment, as for the C++ side. DeepSeek's code is imported from a
 checkout given with --repo (fetched separately, never committed); it assumes CUDA in two places,
 which this script redirects to the CPU without editing their files.
 
@@ -128,7 +130,13 @@ def main():
     parser.add_argument("--microbatches", type=int, default=20)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--port", type=int, default=29517)
+    parser.add_argument("--blas_threads", type=int, default=1,
+                        help="OpenBLAS threads per rank (torch.set_num_threads does not limit "
+                             "them; 1 makes each rank single-threaded, as the C++ side is)")
     args = parser.parse_args()
+    # Read by OpenBLAS when it loads in the spawned ranks.
+    os.environ["OPENBLAS_NUM_THREADS"] = str(args.blas_threads)
+    os.environ["OMP_NUM_THREADS"] = "1"
     if not os.path.isfile(os.path.join(args.repo, "dualpipe", "dualpipe.py")):
         sys.exit(f"dualpipe_reference: {args.repo} is not a DualPipe checkout")
     import torch.multiprocessing as mp
