@@ -13,8 +13,8 @@ namespace {
 
 using test_util::DeviceTensor;
 using test_util::ToDeviceTensor;
-using test_util::ToHostMatrix;
 using test_util::ToHostInts;
+using test_util::ToHostMatrix;
 
 constexpr int64_t kTokens = 300;
 constexpr int64_t kExperts = 64;
