@@ -5,10 +5,10 @@
 #define COMM_BUFFER_H_
 
 #include <cstddef>
-#include <span>
 #include <string>
 #include <type_traits>
 
+#include "absl/types/span.h"
 #include "core/dtype.h"
 #include "core/memory.h"
 
@@ -52,12 +52,19 @@ inline std::string Shape(size_t count, core::DType dtype) {
 // Host buffers over a span of a supported element type (float, BFloat16, int32_t, int64_t,
 // uint8_t).
 template <typename T>
-Buffer HostBuffer(std::span<T> values) {
+Buffer HostBuffer(absl::Span<T> values) {
   static_assert(!std::is_const_v<T>, "use ConstHostBuffer for read-only data");
   return Buffer{values.data(), values.size(), core::DTypeOf<T>(), core::Device::kHost};
 }
+// A host buffer over a mutable contiguous container of T (std::vector<T>, std::array<T, N>, ...),
+// which absl::Span<T> takes only explicitly.
+template <typename T, typename Container>
+requires(!std::is_same_v<std::remove_cv_t<Container>, absl::Span<T>>) Buffer
+    HostBuffer(Container& values) {
+  return HostBuffer(absl::Span<T>(values));
+}
 template <typename T>
-ConstBuffer ConstHostBuffer(std::span<const T> values) {
+ConstBuffer ConstHostBuffer(absl::Span<const T> values) {
   return ConstBuffer(values.data(), values.size(), core::DTypeOf<T>(), core::Device::kHost);
 }
 

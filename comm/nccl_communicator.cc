@@ -273,7 +273,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Communicato
     RETURN_IF_ERROR(NcclStatus(ncclGetUniqueId(&id), nullptr, "ncclGetUniqueId"));
     std::memcpy(id_words, &id, sizeof(id));
   }
-  RETURN_IF_ERROR(bootstrap.Broadcast(HostBuffer(std::span<int32_t>(id_words)), 0));
+  RETURN_IF_ERROR(bootstrap.Broadcast(HostBuffer(absl::Span<int32_t>(id_words)), 0));
   std::memcpy(&id, id_words, sizeof(id));
   ncclConfig_t config = NonBlockingConfig();
   ncclComm_t comm = nullptr;

@@ -8,8 +8,8 @@
 
 namespace eplb {
 
-std::vector<double> GpuLoads(std::span<const double> loads, std::span<const int32_t> phy2log,
-                             std::span<const int32_t> logcnt, int num_gpus) {
+std::vector<double> GpuLoads(absl::Span<const double> loads, absl::Span<const int32_t> phy2log,
+                             absl::Span<const int32_t> logcnt, int num_gpus) {
   const int per_gpu = static_cast<int>(phy2log.size()) / num_gpus;
   std::vector<double> gpu_loads(num_gpus, 0.0);
   for (size_t p = 0; p < phy2log.size(); ++p) {
@@ -19,7 +19,7 @@ std::vector<double> GpuLoads(std::span<const double> loads, std::span<const int3
   return gpu_loads;
 }
 
-double MeanOverMax(std::span<const double> gpu_loads) {
+double MeanOverMax(absl::Span<const double> gpu_loads) {
   const double max = *std::max_element(gpu_loads.begin(), gpu_loads.end());
   if (max <= 0.0) return 1.0;
   const double mean = std::accumulate(gpu_loads.begin(), gpu_loads.end(), 0.0) / gpu_loads.size();
@@ -42,7 +42,7 @@ absl::StatusOr<BalancednessReport> ComputeBalancedness(const Placement& placemen
     report.per_layer[layer] = MeanOverMax(gpu_loads);
     for (int node = 0; node < placement.num_nodes; ++node) {
       report.per_node(layer, node) =
-          MeanOverMax(std::span<const double>(gpu_loads).subspan(node * per_node, per_node));
+          MeanOverMax(absl::Span<const double>(gpu_loads).subspan(node * per_node, per_node));
     }
   }
   return report;

@@ -4,10 +4,10 @@
 #define EPLB_BALANCEDNESS_H_
 
 #include <cstdint>
-#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "eplb/matrix.h"
 #include "eplb/placement.h"
 
@@ -17,11 +17,11 @@ namespace eplb {
 // `phy2log` [num_replicas] and `logcnt` [num_experts] that layer's placement. Replica p is on GPU
 // p / (num_replicas / num_gpus). Preconditions: num_gpus divides phy2log.size(); every phy2log
 // entry indexes loads and logcnt; logcnt entries of used experts are positive.
-std::vector<double> GpuLoads(std::span<const double> loads, std::span<const int32_t> phy2log,
-                             std::span<const int32_t> logcnt, int num_gpus);
+std::vector<double> GpuLoads(absl::Span<const double> loads, absl::Span<const int32_t> phy2log,
+                             absl::Span<const int32_t> logcnt, int num_gpus);
 
 // mean / max of `gpu_loads`; 1 when all are zero. Precondition: non-empty, all >= 0.
-double MeanOverMax(std::span<const double> gpu_loads);
+double MeanOverMax(absl::Span<const double> gpu_loads);
 
 struct BalancednessReport {
   std::vector<double> per_layer;  // [layers]: over all GPUs of the layer.

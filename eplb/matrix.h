@@ -5,10 +5,10 @@
 #define EPLB_MATRIX_H_
 
 #include <cstddef>
-#include <span>
 #include <utility>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "core/check.h"
 
 namespace eplb {
@@ -40,8 +40,8 @@ class Matrix {
 
   // Row r as a view into this matrix; valid until the matrix is destroyed or reassigned.
   // Precondition: 0 <= r < rows().
-  std::span<T> row(int r) { return {data_.data() + RowStart(r), static_cast<size_t>(cols_)}; }
-  std::span<const T> row(int r) const {
+  absl::Span<T> row(int r) { return {data_.data() + RowStart(r), static_cast<size_t>(cols_)}; }
+  absl::Span<const T> row(int r) const {
     return {data_.data() + RowStart(r), static_cast<size_t>(cols_)};
   }
 

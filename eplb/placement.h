@@ -7,8 +7,8 @@
 #define EPLB_PLACEMENT_H_
 
 #include <cstdint>
-#include <span>
 
+#include "absl/types/span.h"
 #include "eplb/matrix.h"
 
 namespace eplb {
@@ -33,7 +33,7 @@ struct Placement {
 
   // The replica indices of `expert` in `layer`, padded with -1 to max_replicas entries.
   // Precondition: layer and expert in range.
-  std::span<const int32_t> Log2Phy(int layer, int expert) const {
+  absl::Span<const int32_t> Log2Phy(int layer, int expert) const {
     return log2phy.row(layer).subspan(static_cast<size_t>(expert) * max_replicas, max_replicas);
   }
 

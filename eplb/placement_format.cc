@@ -1,11 +1,11 @@
 #include "eplb/placement_format.h"
 
-#include <span>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/types/span.h"
 #include "nlohmann/json.hpp"
 
 namespace eplb {
@@ -14,7 +14,7 @@ std::string PlacementToJson(const Placement& placement, const BalancednessReport
   // Written as text rather than built as a JSON document: a document of 10,000 layers took 20
   // times the memory of its text.
   std::string out = "{\"phy2log\":[";
-  const auto append_row = [&out](std::span<const int32_t> row) {
+  const auto append_row = [&out](absl::Span<const int32_t> row) {
     out += '[';
     out += absl::StrJoin(row, ",");
     out += ']';

@@ -4,12 +4,12 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
-#include <span>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "core/status_macros.h"
 #include "eplb/internal/hierarchical.h"
 
@@ -87,7 +87,7 @@ absl::Status Validate(const Matrix<double>& loads, int num_replicas, int num_gro
 // The load of GPU `gpu` (replicas [gpu * per_gpu, ...)) under `layer`, summed as GpuLoads does.
 // The replica of an expert with one replica carries its load undivided: x / 1 is x, and a
 // division costs more than the test.
-double GpuLoad(std::span<const double> loads, const LayerPlacement& layer, int gpu, int per_gpu) {
+double GpuLoad(absl::Span<const double> loads, const LayerPlacement& layer, int gpu, int per_gpu) {
   double gpu_load = 0.0;
   for (int p = gpu * per_gpu; p < (gpu + 1) * per_gpu; ++p) {
     const int e = layer.phy2log[p];
@@ -98,7 +98,7 @@ double GpuLoad(std::span<const double> loads, const LayerPlacement& layer, int g
 }
 
 // Stores in gpu_loads the load of each GPU under `layer`.
-void LayerGpuLoads(std::span<const double> loads, const LayerPlacement& layer, int num_gpus,
+void LayerGpuLoads(absl::Span<const double> loads, const LayerPlacement& layer, int num_gpus,
                    std::vector<double>& gpu_loads) {
   const int per_gpu = static_cast<int>(layer.phy2log.size()) / num_gpus;
   gpu_loads.resize(num_gpus);
@@ -108,9 +108,9 @@ void LayerGpuLoads(std::span<const double> loads, const LayerPlacement& layer, i
 // The heaviest GPU's load under `layer`, given `base` and its GPU loads base_gpu_loads: a node
 // whose replicas are those of `base` has the same GPU loads (every replica of its experts is on
 // it), so only the other nodes are summed.
-double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer,
+double MaxGpuLoad(absl::Span<const double> loads, const LayerPlacement& layer,
                   const LayerShape& shape, const LayerPlacement& base,
-                  std::span<const double> base_gpu_loads) {
+                  absl::Span<const double> base_gpu_loads) {
   const int per_gpu = shape.num_replicas / shape.num_gpus;
   const int gpus_per_node = shape.num_gpus / shape.num_nodes;
   const int per_node = per_gpu * gpus_per_node;
@@ -118,10 +118,10 @@ double MaxGpuLoad(std::span<const double> loads, const LayerPlacement& layer,
   for (int node = 0; node < shape.num_nodes; ++node) {
     const int first_gpu = node * gpus_per_node;
     const auto replicas = [&](const LayerPlacement& placement) {
-      return std::span<const int>(placement.phy2log).subspan(node * per_node, per_node);
+      return absl::Span<const int>(placement.phy2log).subspan(node * per_node, per_node);
     };
     if (std::ranges::equal(replicas(layer), replicas(base))) {
-      const std::span<const double> node_loads = base_gpu_loads.subspan(first_gpu, gpus_per_node);
+      const absl::Span<const double> node_loads = base_gpu_loads.subspan(first_gpu, gpus_per_node);
       max_load = std::max(max_load, *std::max_element(node_loads.begin(), node_loads.end()));
       continue;
     }
@@ -144,7 +144,7 @@ struct LayerBuffers {
 };
 
 // DeepSeek's placement of one layer, in buffers.deepseek.
-const LayerPlacement& PlaceDeepSeek(std::span<const float> loads32, const LayerShape& shape,
+const LayerPlacement& PlaceDeepSeek(absl::Span<const float> loads32, const LayerShape& shape,
                                     LayerBuffers& buffers) {
   internal::PlaceNodes(loads32, shape,
                        internal::PackGroups(loads32, shape, /*refined=*/nullptr, buffers.workspace),
@@ -156,7 +156,7 @@ const LayerPlacement& PlaceDeepSeek(std::span<const float> loads32, const LayerS
 // when refining the group packing changes it, the improved placement on the refined groups.
 // DeepSeek's wins ties, so an improvement must strictly lower the maximum GPU load to be kept.
 // The result lives in `buffers`.
-const LayerPlacement& PlaceRefined(std::span<const float> loads32, std::span<const double> loads,
+const LayerPlacement& PlaceRefined(absl::Span<const float> loads32, absl::Span<const double> loads,
                                    const LayerShape& shape, LayerBuffers& buffers) {
   internal::Packing better_groups;
   const internal::Packing groups =
@@ -228,7 +228,7 @@ absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replica
     LayerBuffers buffers;
     std::vector<float> loads32(num_experts);
     for (int layer = static_cast<int>(begin); layer < end; ++layer) {
-      const std::span<const double> row = loads.row(layer);
+      const absl::Span<const double> row = loads.row(layer);
       // float32 as the reference converts them; + 0.0f turns -0 into +0 for the packing sort.
       std::transform(row.begin(), row.end(), loads32.begin(),
                      [](double load) { return static_cast<float>(load) + 0.0f; });
@@ -255,9 +255,9 @@ absl::StatusOr<Placement> Rebalance(const Matrix<double>& loads, int num_replica
   }
   placement.log2phy = Matrix<int32_t>(num_layers, num_experts * placement.max_replicas, -1);
   for (int layer = 0; layer < num_layers; ++layer) {
-    const std::span<int32_t> row = placement.log2phy.row(layer);
-    const std::span<const int32_t> experts = placement.phy2log.row(layer);
-    const std::span<const int32_t> ranks = std::as_const(phyrank).row(layer);
+    const absl::Span<int32_t> row = placement.log2phy.row(layer);
+    const absl::Span<const int32_t> experts = placement.phy2log.row(layer);
+    const absl::Span<const int32_t> ranks = std::as_const(phyrank).row(layer);
     for (int p = 0; p < num_replicas; ++p) row[experts[p] * placement.max_replicas + ranks[p]] = p;
   }
   return placement;

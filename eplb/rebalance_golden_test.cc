@@ -52,7 +52,7 @@ TEST_P(GoldenTest, MatchesTheReference) {
   for (int layer = 0; layer < placement->num_layers(); ++layer) {
     nlohmann::json experts = nlohmann::json::array();
     for (int e = 0; e < placement->num_experts(); ++e) {
-      std::span<const int32_t> replicas = placement->Log2Phy(layer, e);
+      absl::Span<const int32_t> replicas = placement->Log2Phy(layer, e);
       experts.push_back(std::vector<int32_t>(replicas.begin(), replicas.end()));
     }
     log2phy.push_back(experts);

@@ -54,7 +54,7 @@ void ExpectConsistent(const Placement& placement) {
     for (int e = 0; e < placement.num_experts(); ++e) {
       ASSERT_GE(seen[e], 1);
       ASSERT_EQ(seen[e], placement.logcnt(layer, e));
-      std::span<const int32_t> replicas = placement.Log2Phy(layer, e);
+      absl::Span<const int32_t> replicas = placement.Log2Phy(layer, e);
       for (int r = 0; r < placement.max_replicas; ++r) {
         if (r < seen[e]) {
           ASSERT_EQ(placement.phy2log(layer, replicas[r]), e);

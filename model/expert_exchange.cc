@@ -1,7 +1,6 @@
 #include "model/expert_exchange.h"
 
-#include <span>
-
+#include "absl/types/span.h"
 #include "comm/buffer.h"
 #include "core/check.h"
 #include "core/status_macros.h"
@@ -30,8 +29,8 @@ absl::StatusOr<Matrix<float>> ExchangeRows(comm::Communicator& ep, const Matrix<
               " rows, counts sum to ", Sum(send_rows));
   Matrix<float> out(Sum(recv_rows), rows.cols());
   RETURN_IF_ERROR(ep.AllToAll(
-      comm::ConstHostBuffer(std::span<const float>(rows.data(), rows.size())),
-      Scaled(send_rows, rows.cols()), comm::HostBuffer(std::span<float>(out.data(), out.size())),
+      comm::ConstHostBuffer(absl::Span<const float>(rows.data(), rows.size())),
+      Scaled(send_rows, rows.cols()), comm::HostBuffer(absl::Span<float>(out.data(), out.size())),
       Scaled(recv_rows, rows.cols())));
   return out;
 }
@@ -46,9 +45,9 @@ absl::StatusOr<ExpertInput> DispatchToExperts(comm::Communicator& ep,
   const size_t local = send.expert_counts.size() / ranks;
   ExpertInput in;
   in.recv_counts.resize(send.expert_counts.size());
-  RETURN_IF_ERROR(ep.AllToAll(comm::ConstHostBuffer(std::span<const int64_t>(send.expert_counts)),
+  RETURN_IF_ERROR(ep.AllToAll(comm::ConstHostBuffer(absl::Span<const int64_t>(send.expert_counts)),
                               std::vector<size_t>(ranks, local),
-                              comm::HostBuffer(std::span<int64_t>(in.recv_counts)),
+                              comm::HostBuffer(absl::Span<int64_t>(in.recv_counts)),
                               std::vector<size_t>(ranks, local)));
   ASSIGN_OR_RETURN(in.rows,
                    ExchangeRows(ep, send.rows, send_rows, RowsPerRank(in.recv_counts, ranks)));
@@ -72,15 +71,15 @@ absl::StatusOr<Matrix<float>> ReturnFromExperts(comm::Communicator& ep, const Ma
 absl::StatusOr<std::vector<int64_t>> SumOverGroup(comm::Communicator& ep,
                                                   const std::vector<int64_t>& loads) {
   std::vector<int64_t> sum(loads.size());
-  RETURN_IF_ERROR(ep.AllReduce(comm::ConstHostBuffer(std::span<const int64_t>(loads)),
-                               comm::HostBuffer(std::span<int64_t>(sum)), comm::ReduceOp::kSum));
+  RETURN_IF_ERROR(ep.AllReduce(comm::ConstHostBuffer(absl::Span<const int64_t>(loads)),
+                               comm::HostBuffer(absl::Span<int64_t>(sum)), comm::ReduceOp::kSum));
   return sum;
 }
 
 absl::Status AllReduceGradients(comm::Communicator& ep, const std::vector<Param<float>*>& params) {
   for (Param<float>* p : params) {
     if (!p->trainable()) continue;
-    const comm::Buffer grad = comm::HostBuffer(std::span<float>(p->grad.data(), p->grad.size()));
+    const comm::Buffer grad = comm::HostBuffer(absl::Span<float>(p->grad.data(), p->grad.size()));
     RETURN_IF_ERROR(ep.AllReduce(grad, grad, comm::ReduceOp::kSum));
   }
   return absl::OkStatus();

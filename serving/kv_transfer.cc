@@ -212,7 +212,7 @@ KvChannel::KvChannel(std::unique_ptr<comm::Communicator> comm) : comm_(std::move
 absl::Status KvChannel::Receive(int from, KvPages* pages,
                                 const std::function<absl::Status()>& ask_send) {
   absl::MutexLock lock(&mu_);
-  const comm::RecvOp recv{comm::HostBuffer(std::span<float>(pages->data)), from, 0};
+  const comm::RecvOp recv{comm::HostBuffer(absl::Span<float>(pages->data)), from, 0};
   ASSIGN_OR_RETURN(std::unique_ptr<comm::Request> request, comm_->StartBatchP2P({}, {&recv, 1}));
   // The sender's blocking send completes only while this rank makes MPI progress (a large message
   // waits for the receiver's rendezvous), so this thread waits in MPI while another one asks.
@@ -230,7 +230,7 @@ bool KvChannel::usable() {
 
 absl::Status KvChannel::Send(int to, const KvPages& pages) {
   absl::MutexLock lock(&mu_);
-  return comm_->Send(comm::ConstHostBuffer(std::span<const float>(pages.data)), to, 0);
+  return comm_->Send(comm::ConstHostBuffer(absl::Span<const float>(pages.data)), to, 0);
 }
 
 absl::Status FetchKv(const PrefillPeer& peer, const std::string& transfer_id,

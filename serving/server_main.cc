@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
-#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/types/span.h"
 #include "comm/bootstrap.h"
 #include "core/flags.h"
 #include "core/status_macros.h"
@@ -321,7 +321,7 @@ absl::Status Run() {
       std::copy_n(u.begin(), std::min<size_t>(u.size(), url.size() - 1), url.begin());
       std::fprintf(stderr, "router: listening on %s\n", u.c_str());
     }
-    RETURN_IF_ERROR(world->Broadcast(comm::HostBuffer(std::span<uint8_t>(url)), 0));
+    RETURN_IF_ERROR(world->Broadcast(comm::HostBuffer(absl::Span<uint8_t>(url)), 0));
     router_url = reinterpret_cast<const char*>(url.data());
     http.port = 0;
     if (!leader) {

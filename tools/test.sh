@@ -5,6 +5,7 @@
 # Extra arguments go to `bazel test` (e.g. --config=cuda). The checks:
 #   format:     clang-format --dry-run -Werror over every tracked *.cc *.h *.cu (check_format.sh)
 #   layering:   no target depends on a layer above its own (check_layers.sh, bazel query)
+#   vocabulary: one span type, one check macro, no thread_local scratch, ... (check_vocabulary.sh)
 #   cuda build: bazel build --config=cuda //... compiles the GPU code with nvcc (no GPU needed);
 #               skipped, and said so, on a machine without the CUDA toolkit
 #   benchmarks: every registered benchmark runs once with minimal iterations (tools/bench.sh
@@ -39,6 +40,7 @@ check() {
 }
 check format bash tools/check_format.sh
 check layering bash tools/check_layers.sh
+check vocabulary bash tools/check_vocabulary.sh
 check benchmarks bash tools/bench.sh --smoke
 if [[ -x ${CUDA_PATH:-/usr/local/cuda}/bin/nvcc ]]; then
   check "cuda build" bazel build --keep_going --config=cuda //...

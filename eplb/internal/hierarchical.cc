@@ -20,8 +20,8 @@ constexpr double kRoundingMargin = 1e-9;
 // replica count. Replica e < num_log is expert e, and only the experts of the replicas after
 // those have more than one, so only those divide (x / 1 is x). In workspace.replica_loads, which
 // the next call reuses.
-std::span<const double> ReplicaLoads(std::span<const float> node_loads, const Replication& rep,
-                                     PlaceWorkspace& workspace) {
+absl::Span<const double> ReplicaLoads(absl::Span<const float> node_loads, const Replication& rep,
+                                      PlaceWorkspace& workspace) {
   std::vector<double>& loads = workspace.replica_loads;
   const int num_log = static_cast<int>(rep.logcnt.size());
   const int num_phy = static_cast<int>(rep.phy2log.size());
@@ -34,11 +34,11 @@ std::span<const double> ReplicaLoads(std::span<const float> node_loads, const Re
   return loads;
 }
 
-double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int gpus_per_node,
+double MaxGpuLoad(absl::Span<const float> node_loads, const NodePlan& plan, int gpus_per_node,
                   PlaceWorkspace& workspace) {
   std::vector<double>& gpu_loads = workspace.gpu_loads;
   gpu_loads.assign(gpus_per_node, 0.0);
-  const std::span<const double> replica_loads = ReplicaLoads(node_loads, plan.rep, workspace);
+  const absl::Span<const double> replica_loads = ReplicaLoads(node_loads, plan.rep, workspace);
   for (size_t p = 0; p < replica_loads.size(); ++p) {
     gpu_loads[plan.packing.pack[p]] += replica_loads[p];
   }
@@ -50,7 +50,7 @@ double MaxGpuLoad(std::span<const float> node_loads, const NodePlan& plan, int g
 // replicas of an expert of load w shares a GPU with at least m - 1 others, m = ceil(k /
 // gpus_per_node), so that GPU carries at least m * w / k plus the lightest replicas that fill it.
 // 0 when no expert has more replicas than GPUs.
-double SharedGpuLowerBound(std::span<const float> node_loads, const Replication& rep,
+double SharedGpuLowerBound(absl::Span<const float> node_loads, const Replication& rep,
                            int gpus_per_node, PlaceWorkspace& workspace) {
   const int per_gpu = static_cast<int>(rep.phy2log.size()) / gpus_per_node;
   double shared = 0.0;
@@ -67,7 +67,7 @@ double SharedGpuLowerBound(std::span<const float> node_loads, const Replication&
   }
   if (shared_count == 0) return 0.0;
   std::vector<double>& loads = workspace.bound_loads;
-  const std::span<const double> replica_loads = ReplicaLoads(node_loads, rep, workspace);
+  const absl::Span<const double> replica_loads = ReplicaLoads(node_loads, rep, workspace);
   loads.assign(replica_loads.begin(), replica_loads.end());
   const int fill = per_gpu - shared_count;
   std::nth_element(loads.begin(), loads.begin() + fill, loads.end());
@@ -76,7 +76,7 @@ double SharedGpuLowerBound(std::span<const float> node_loads, const Replication&
 
 // Swap-refines the GPU packing of `plan`. With two or fewer replicas per GPU the greedy packing
 // is already optimal (it pairs the i-th heaviest replica with the i-th lightest): nothing to do.
-void Refine(std::span<const float> node_loads, int gpus_per_node, NodePlan& plan,
+void Refine(absl::Span<const float> node_loads, int gpus_per_node, NodePlan& plan,
             PlaceWorkspace& workspace) {
   const int num_replicas = static_cast<int>(plan.rep.phy2log.size());
   if (num_replicas <= 2 * gpus_per_node) return;
@@ -113,7 +113,7 @@ int MaxReplicaCount(const Replication& rep) {
 
 }  // namespace
 
-Packing PackGroups(std::span<const float> loads, const LayerShape& shape, Packing* refined,
+Packing PackGroups(absl::Span<const float> loads, const LayerShape& shape, Packing* refined,
                    PlaceWorkspace& workspace) {
   const int group_size = static_cast<int>(loads.size()) / shape.num_groups;
   std::vector<float>& group_load = workspace.group_loads;
@@ -132,7 +132,7 @@ Packing PackGroups(std::span<const float> loads, const LayerShape& shape, Packin
   return groups;
 }
 
-void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Packing& groups,
+void PlaceNodes(absl::Span<const float> loads, const LayerShape& shape, const Packing& groups,
                 LayerPlacement& placement, LayerPlacement* improved, PlaceWorkspace& workspace) {
   const int num_experts = static_cast<int>(loads.size());
   const int group_size = num_experts / shape.num_groups;
@@ -158,13 +158,13 @@ void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Pac
     }
   }
   const auto node_loads = [&](int node) {
-    return std::span<const float>(mlog_loads).subspan(node * experts_per_node, experts_per_node);
+    return absl::Span<const float>(mlog_loads).subspan(node * experts_per_node, experts_per_node);
   };
   // Each node's experts heaviest first (node-local indices).
   std::vector<int>& node_order = scratch.node_order;  // Node n's at [n * experts_per_node, ...).
   node_order.resize(num_experts);
   const auto order_of = [&](int node) {
-    return std::span<int>(node_order).subspan(node * experts_per_node, experts_per_node);
+    return absl::Span<int>(node_order).subspan(node * experts_per_node, experts_per_node);
   };
   for (int node = 0; node < shape.num_nodes; ++node)
     HeaviestFirst(node_loads(node), order_of(node), workspace.packing);
@@ -179,8 +179,9 @@ void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Pac
                         /*max_replicas=*/std::numeric_limits<int>::max(), plans[node],
                         workspace.packing);
   }
-  PackReplicated(plans, gpus_per_node, workspace.packing);  // The nodes side by side.
-  int max_count = 0;  // The largest replica count of any expert.
+  PackReplicated(absl::MakeSpan(plans), gpus_per_node,
+                 workspace.packing);  // The nodes side by side.
+  int max_count = 0;                  // The largest replica count of any expert.
   for (int node = 0; node < shape.num_nodes; ++node) {
     EmitNode(plans[node], replicas_per_gpu, node, node * experts_per_node, mlog2log, placement);
     if (improved != nullptr) max_count = std::max(max_count, MaxReplicaCount(plans[node].rep));

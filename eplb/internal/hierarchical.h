@@ -4,9 +4,9 @@
 #ifndef EPLB_INTERNAL_HIERARCHICAL_H_
 #define EPLB_INTERNAL_HIERARCHICAL_H_
 
-#include <span>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "eplb/internal/packing.h"
 
 namespace eplb::internal {
@@ -50,7 +50,7 @@ struct PlaceWorkspace {
 // that packing improved by swaps (each group stays whole).
 // Preconditions (validated by the caller): loads.size() % num_groups == 0,
 // num_groups % num_nodes == 0, loads finite and non-negative.
-Packing PackGroups(std::span<const float> loads, const LayerShape& shape, Packing* refined,
+Packing PackGroups(absl::Span<const float> loads, const LayerShape& shape, Packing* refined,
                    PlaceWorkspace& workspace);
 
 // Steps 2 and 3 for the group packing `groups`: replicates each node's experts into its replicas
@@ -62,7 +62,7 @@ Packing PackGroups(std::span<const float> loads, const LayerShape& shape, Packin
 // refined; this stops once the heaviest node is one already improved. Group-to-node assignment is
 // kept. Preconditions: those of PackGroups, and num_gpus % num_nodes == 0, num_replicas % num_gpus
 // == 0, num_replicas >= loads.size() > 0.
-void PlaceNodes(std::span<const float> loads, const LayerShape& shape, const Packing& groups,
+void PlaceNodes(absl::Span<const float> loads, const LayerShape& shape, const Packing& groups,
                 LayerPlacement& placement, LayerPlacement* improved, PlaceWorkspace& workspace);
 
 }  // namespace eplb::internal

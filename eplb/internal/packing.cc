@@ -34,8 +34,8 @@ struct PackingWorkspace::Buffers {
   std::vector<uint64_t> heap;  // ReplicateForPacking.
   std::vector<uint64_t> split;
   std::vector<int> replicated;
-  std::vector<std::span<const uint64_t>> sorted;  // PackReplicated.
-  std::vector<std::span<const float>> weights;
+  std::vector<absl::Span<const uint64_t>> sorted;  // PackReplicated.
+  std::vector<absl::Span<const float>> weights;
   std::vector<Packing*> results;
   std::vector<Member> members;  // RefineBySwaps.
   std::vector<double> pack_loads;
@@ -73,7 +73,7 @@ std::vector<T>& Fill(std::vector<T>& buffer, size_t size, T fill = T()) {
 
 // Sorts `items` ascending by `less` with an insertion sort: linear when they are nearly sorted.
 template <typename T, typename Less>
-void InsertionSort(std::span<T> items, Less less) {
+void InsertionSort(absl::Span<T> items, Less less) {
   for (size_t i = 1; i < items.size(); ++i) {
     const T item = items[i];
     size_t j = i;
@@ -123,7 +123,7 @@ void SortKeys(std::vector<uint64_t>& keys, PackingWorkspace::Buffers& ws) {
   }
   std::vector<uint64_t>& sorted = Fill(ws.sort_buffer, n);
   for (size_t i = 0; i < n; ++i) sorted[start[bucket[i]]++] = keys[i];
-  InsertionSort(std::span<uint64_t>(sorted), std::less<uint64_t>());
+  InsertionSort(absl::Span<uint64_t>(sorted), std::less<uint64_t>());
   keys.swap(sorted);
 }
 
@@ -139,7 +139,7 @@ int KeyItem(uint64_t key) { return static_cast<int>(key & 0xffffffffu); }
 // BalancedPacking after its sort, into `result` (reusing its storage), where that needs no search:
 // when each pack holds one item, or pairs whose first num_packs items are all positive. `sorted`
 // holds the SortKeys of all items of `weights`, ascending. Returns whether it packed.
-bool PackWithoutSearch(std::span<const uint64_t> sorted, std::span<const float> weights,
+bool PackWithoutSearch(absl::Span<const uint64_t> sorted, absl::Span<const float> weights,
                        int num_packs, Packing& result) {
   const int n = static_cast<int>(weights.size());
   const int per_pack = n / num_packs;
@@ -190,7 +190,7 @@ class TreePacker {
   // TreeSize(num_packs)] and pack_items[num_packs] as buffers. When the first num_packs items are
   // all positive, each finds an empty pack lighter than every used one, so item i goes to pack i:
   // those start the tree. Otherwise Place them as the rest.
-  TreePacker(std::span<const uint64_t> sorted, std::span<const float> weights, int num_packs,
+  TreePacker(absl::Span<const uint64_t> sorted, absl::Span<const float> weights, int num_packs,
              Packing& result, uint64_t* tree, int* pack_items)
       : sorted_(sorted.data()),
         weights_(weights.data()),
@@ -260,9 +260,9 @@ class TreePacker {
 // BalancedPacking after its sort, for several problems of n items each: problem k packs the
 // items of weights[k] in the order sorted[k] into results[k] (reusing its storage). The problems
 // that need a search take turns item by item, so that their chains overlap.
-void PackHeaviestFirst(std::span<const std::span<const uint64_t>> sorted,
-                       std::span<const std::span<const float>> weights, int num_packs,
-                       std::span<Packing* const> results, PackingWorkspace::Buffers& ws) {
+void PackHeaviestFirst(absl::Span<const absl::Span<const uint64_t>> sorted,
+                       absl::Span<const absl::Span<const float>> weights, int num_packs,
+                       absl::Span<Packing* const> results, PackingWorkspace::Buffers& ws) {
   const int num_problems = static_cast<int>(results.size());
   const int n = static_cast<int>(weights[0].size());
   const int tree_size = 2 * TreePacker::TreeSize(num_packs);
@@ -283,7 +283,7 @@ void PackHeaviestFirst(std::span<const std::span<const uint64_t>> sorted,
 }
 
 // PackHeaviestFirst for one problem.
-void PackHeaviestFirst(std::span<const uint64_t> sorted, std::span<const float> weights,
+void PackHeaviestFirst(absl::Span<const uint64_t> sorted, absl::Span<const float> weights,
                        int num_packs, Packing& result, PackingWorkspace::Buffers& ws) {
   Packing* const results[] = {&result};
   PackHeaviestFirst({&sorted, 1}, {&weights, 1}, num_packs, results, ws);
@@ -304,7 +304,7 @@ void OneReplicaEach(int num_log, int num_phy, Replication& result) {
 // DeepSeek's greedy replication from replica num_log on: `heap` is a max-heap of PackKey(weight /
 // count, ~expert) over the experts that may still get a replica, so its top is the reference's
 // first maximum. Experts leave it at max_replicas; when none is left, the cap is lifted.
-void AddReplicas(std::span<const float> weights, int max_replicas, std::vector<uint64_t>& heap,
+void AddReplicas(absl::Span<const float> weights, int max_replicas, std::vector<uint64_t>& heap,
                  Replication& result) {
   const int num_log = static_cast<int>(weights.size());
   const auto key = [&](int expert) {
@@ -330,7 +330,7 @@ void AddReplicas(std::span<const float> weights, int max_replicas, std::vector<u
 }
 
 // Restores the ascending order of `members` after members[at] changed.
-void Resettle(std::span<Member> members, int at) {
+void Resettle(absl::Span<Member> members, int at) {
   for (; at > 0 && members[at] < members[at - 1]; --at) std::swap(members[at], members[at - 1]);
   for (; at + 1 < static_cast<int>(members.size()) && members[at + 1] < members[at]; ++at) {
     std::swap(members[at], members[at + 1]);
@@ -344,7 +344,7 @@ PackingWorkspace::~PackingWorkspace() = default;
 PackingWorkspace::PackingWorkspace(PackingWorkspace&&) noexcept = default;
 PackingWorkspace& PackingWorkspace::operator=(PackingWorkspace&&) noexcept = default;
 
-Packing BalancedPacking(std::span<const float> weights, int num_packs,
+Packing BalancedPacking(absl::Span<const float> weights, int num_packs,
                         PackingWorkspace& workspace) {
   PackingWorkspace::Buffers& ws = workspace.buffers();
   const int n = static_cast<int>(weights.size());
@@ -357,7 +357,7 @@ Packing BalancedPacking(std::span<const float> weights, int num_packs,
   return result;
 }
 
-void HeaviestFirst(std::span<const float> weights, std::span<int> order,
+void HeaviestFirst(absl::Span<const float> weights, absl::Span<int> order,
                    PackingWorkspace& workspace) {
   PackingWorkspace::Buffers& ws = workspace.buffers();
   DSMOE_DCHECK(order.size() == weights.size());
@@ -367,7 +367,7 @@ void HeaviestFirst(std::span<const float> weights, std::span<int> order,
   std::transform(keys.begin(), keys.end(), order.begin(), KeyItem);
 }
 
-Replication ReplicateExperts(std::span<const float> weights, int num_phy, int max_replicas) {
+Replication ReplicateExperts(absl::Span<const float> weights, int num_phy, int max_replicas) {
   const int num_log = static_cast<int>(weights.size());
   DSMOE_DCHECK(num_log > 0 && num_phy >= num_log && max_replicas > 0);
   Replication result;
@@ -382,7 +382,7 @@ Replication ReplicateExperts(std::span<const float> weights, int num_phy, int ma
   return result;
 }
 
-void ReplicateForPacking(std::span<const float> weights, std::span<const int> order, int num_phy,
+void ReplicateForPacking(absl::Span<const float> weights, absl::Span<const int> order, int num_phy,
                          int max_replicas, ReplicatedPacking& result, PackingWorkspace& workspace) {
   PackingWorkspace::Buffers& ws = workspace.buffers();
   const int num_log = static_cast<int>(weights.size());
@@ -432,12 +432,12 @@ void ReplicateForPacking(std::span<const float> weights, std::span<const int> or
   std::copy(next_split, split.end(), out);
 }
 
-void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs,
+void PackReplicated(absl::Span<ReplicatedPacking> plans, int num_packs,
                     PackingWorkspace& workspace) {
   PackingWorkspace::Buffers& ws = workspace.buffers();
   DSMOE_DCHECK(!plans.empty() && num_packs > 0);
-  std::vector<std::span<const uint64_t>>& sorted = ws.sorted;
-  std::vector<std::span<const float>>& weights = ws.weights;
+  std::vector<absl::Span<const uint64_t>>& sorted = ws.sorted;
+  std::vector<absl::Span<const float>>& weights = ws.weights;
   std::vector<Packing*>& results = ws.results;
   sorted.clear();
   weights.clear();
@@ -452,7 +452,7 @@ void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs,
   PackHeaviestFirst(sorted, weights, num_packs, results, ws);
 }
 
-void ReplicateAndPack(std::span<const float> weights, std::span<const int> order, int num_phy,
+void ReplicateAndPack(absl::Span<const float> weights, absl::Span<const int> order, int num_phy,
                       int num_packs, int max_replicas, ReplicatedPacking& result,
                       PackingWorkspace& workspace) {
   DSMOE_DCHECK(num_packs > 0 && num_phy % num_packs == 0);
@@ -460,7 +460,7 @@ void ReplicateAndPack(std::span<const float> weights, std::span<const int> order
   PackReplicated({&result, 1}, num_packs, workspace);
 }
 
-void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps, Packing& packing,
+void RefineBySwaps(absl::Span<const double> weights, int num_packs, int max_swaps, Packing& packing,
                    PackingWorkspace& workspace) {
   PackingWorkspace::Buffers& ws = workspace.buffers();
   const int n = static_cast<int>(weights.size());
@@ -477,12 +477,12 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
     load[p] += weights[i];
   }
   const auto pack_members = [&](int p) {
-    return std::span<Member>(members).subspan(p * per_pack, per_pack);
+    return absl::Span<Member>(members).subspan(p * per_pack, per_pack);
   };
   // Nearly sorted, so an insertion sort is fastest for small packs; a long run of equal weights
   // arrives reversed, which would make it quadratic in large ones.
   for (int p = 0; p < num_packs; ++p) {
-    const std::span<Member> pack = pack_members(p);
+    const absl::Span<Member> pack = pack_members(p);
     if (per_pack <= kMaxInsertionSort) {
       InsertionSort(pack, std::less<Member>());
     } else {
@@ -507,14 +507,14 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
     // No swap with a pack takes the heavy one below the midpoint of their loads, so packs are
     // visited lightest first and the walk stops at the first midpoint (less a margin far above
     // rounding) beyond the best result found.
-    const std::span<const Member> ours = pack_members(heavy);
+    const absl::Span<const Member> ours = pack_members(heavy);
     double best_new_max = load[heavy];
     int best_pack = -1, best_a = -1, best_b = -1;
     for (const int other : by_load) {
       const double gap = load[heavy] - load[other];
       if (other == heavy || gap <= 0.0) continue;
       if (load[other] + gap / 2 - kRoundingMargin * load[heavy] > best_new_max) break;
-      const std::span<const Member> theirs = pack_members(other);
+      const absl::Span<const Member> theirs = pack_members(other);
       // Only a with theirs[0] < w_a < theirs[last] + gap can have 0 < delta < gap.
       const double lightest_b = theirs.front().first;
       const double a_limit = theirs.back().first + gap;
@@ -549,7 +549,7 @@ void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps
     std::swap(a, b);
     Resettle(pack_members(heavy), best_a);
     Resettle(pack_members(best_pack), best_b);
-    InsertionSort(std::span<int>(by_load), lighter);
+    InsertionSort(absl::Span<int>(by_load), lighter);
   }
 }
 

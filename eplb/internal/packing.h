@@ -7,8 +7,9 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
-#include <span>
 #include <vector>
+
+#include "absl/types/span.h"
 
 namespace eplb::internal {
 
@@ -41,7 +42,8 @@ struct Packing {
 // keep index order); each goes to the lightest pack that still has room (lowest index on ties).
 // Pack weights accumulate in float32. When each pack holds one item, item i goes to pack i.
 // Precondition: num_packs > 0 and n % num_packs == 0.
-Packing BalancedPacking(std::span<const float> weights, int num_packs, PackingWorkspace& workspace);
+Packing BalancedPacking(absl::Span<const float> weights, int num_packs,
+                        PackingWorkspace& workspace);
 
 // Result of replicating num_log experts into num_phy replicas.
 struct Replication {
@@ -56,13 +58,13 @@ struct Replication {
 // expert has that many (our policy: replicas of one expert beyond the GPUs it can spread over
 // cannot lower the load of the GPU that holds two of them). The default is the reference.
 // Preconditions: num_phy >= weights.size() > 0, max_replicas > 0.
-Replication ReplicateExperts(std::span<const float> weights, int num_phy,
+Replication ReplicateExperts(absl::Span<const float> weights, int num_phy,
                              int max_replicas = std::numeric_limits<int>::max());
 
 // Stores in `order` the items of `weights` heaviest first, equal weights in index order
 // (BalancedPacking's visiting order). Preconditions: order.size() == weights.size(); weights
 // non-negative, with no -0.
-void HeaviestFirst(std::span<const float> weights, std::span<int> order,
+void HeaviestFirst(absl::Span<const float> weights, absl::Span<int> order,
                    PackingWorkspace& workspace);
 
 struct ReplicatedPacking {
@@ -81,7 +83,7 @@ struct ReplicatedPacking {
 // merging rather than from scratch.
 // Preconditions: those of ReplicateExperts and BalancedPacking;
 // order == HeaviestFirst(weights).
-void ReplicateAndPack(std::span<const float> weights, std::span<const int> order, int num_phy,
+void ReplicateAndPack(absl::Span<const float> weights, absl::Span<const int> order, int num_phy,
                       int num_packs, int max_replicas, ReplicatedPacking& out,
                       PackingWorkspace& workspace);
 
@@ -91,9 +93,10 @@ void ReplicateAndPack(std::span<const float> weights, std::span<const int> order
 // problems' chains lets the processor overlap them. The results are those of ReplicateAndPack.
 // Preconditions: those of ReplicateAndPack; the plans of one PackReplicated call have equal
 // replica counts, divisible by num_packs.
-void ReplicateForPacking(std::span<const float> weights, std::span<const int> order, int num_phy,
+void ReplicateForPacking(absl::Span<const float> weights, absl::Span<const int> order, int num_phy,
                          int max_replicas, ReplicatedPacking& out, PackingWorkspace& workspace);
-void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs, PackingWorkspace& workspace);
+void PackReplicated(absl::Span<ReplicatedPacking> plans, int num_packs,
+                    PackingWorkspace& workspace);
 
 // Improves `packing` of `weights` (all packs hold the same number of items) by swapping items
 // between the heaviest pack and another one while that lowers the heaviest pack's load; stops when
@@ -104,7 +107,7 @@ void PackReplicated(std::span<ReplicatedPacking> plans, int num_packs, PackingWo
 // Ranks are swapped with the items, so each pack's ranks stay a permutation.
 // Precondition: packing is a valid packing of weights into num_packs.
 inline constexpr int64_t kMaxRefineWork = int64_t{1} << 22;
-void RefineBySwaps(std::span<const double> weights, int num_packs, int max_swaps, Packing& packing,
+void RefineBySwaps(absl::Span<const double> weights, int num_packs, int max_swaps, Packing& packing,
                    PackingWorkspace& workspace);
 
 }  // namespace eplb::internal

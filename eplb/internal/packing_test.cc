@@ -4,10 +4,10 @@
 #include <limits>
 #include <numeric>
 #include <random>
-#include <span>
 #include <string>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "gtest/gtest.h"
 
 namespace eplb::internal {
@@ -211,14 +211,14 @@ std::vector<float> RandomWeights(int n, bool ties, std::mt19937& rng) {
 }
 
 // HeaviestFirst's order as a new vector.
-std::vector<int> Order(std::span<const float> weights) {
+std::vector<int> Order(absl::Span<const float> weights) {
   std::vector<int> order(weights.size());
-  HeaviestFirst(weights, order, Ws());
+  HeaviestFirst(weights, absl::MakeSpan(order), Ws());
   return order;
 }
 
 // ReplicateAndPack's result as a new value.
-ReplicatedPacking Replicated(std::span<const float> weights, int num_phy, int num_packs,
+ReplicatedPacking Replicated(absl::Span<const float> weights, int num_phy, int num_packs,
                              int max_replicas = std::numeric_limits<int>::max()) {
   ReplicatedPacking result;
   ReplicateAndPack(weights, Order(weights), num_phy, num_packs, max_replicas, result, Ws());
@@ -278,7 +278,7 @@ TEST(HeaviestFirst, IsTheStableDescendingSort) {
 }
 
 // BalancedPacking of the replicas of `rep` (weight / count in float32 each) into num_packs.
-Packing PackReplicas(std::span<const float> weights, const Replication& rep, int num_packs) {
+Packing PackReplicas(absl::Span<const float> weights, const Replication& rep, int num_packs) {
   std::vector<float> replica_loads(rep.phy2log.size());
   for (size_t p = 0; p < replica_loads.size(); ++p) {
     const int e = rep.phy2log[p];
@@ -359,7 +359,7 @@ TEST(PackReplicated, SideBySideMatchesOneByOne) {
           ReplicateAndPack(weights, order, num_phy, num_packs, std::numeric_limits<int>::max(),
                            alone[k], Ws());
         }
-        PackReplicated(plans, num_packs, Ws());
+        PackReplicated(absl::MakeSpan(plans), num_packs, Ws());
         for (int k = 0; k < 4; ++k) {
           const std::string where = std::to_string(num_log) + " experts, " + std::to_string(extra) +
                                     " extra, " + std::to_string(num_packs) + " packs, plan " +
