@@ -5,6 +5,8 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "core/check.h"
+#include "core/status_macros.h"
 
 namespace training {
 
@@ -19,15 +21,34 @@ double LearningRate(const OptimizerConfig& config, int step, int total_steps) {
   return config.min_lr() + (config.lr() - config.min_lr()) * shape;
 }
 
-AdamW::AdamW(const OptimizerConfig& config, std::vector<model::Param<float>*> params)
-    : config_(config), params_(std::move(params)) {
-  for (const model::Param<float>* p : params_) {
-    const bool trainable = p->trainable();
-    exp_avg_.push_back(trainable ? model::Matrix<float>::Zero(p->value.rows(), p->value.cols())
-                                 : model::Matrix<float>());
-    exp_avg_sq_.push_back(exp_avg_.back());
+int64_t FlatSize(const std::vector<model::Param<float>*>& params) {
+  int64_t size = 0;
+  for (const model::Param<float>* p : params) {
+    if (p->trainable()) size += p->value.size();
   }
+  return size;
 }
+
+FlatRange ShardOf(int64_t size, int replica, int replicas) {
+  DSMOE_CHECK(replica >= 0 && replica < replicas, "replica ", replica, " of ", replicas);
+  const int64_t slice = (size + replicas - 1) / replicas;
+  return {std::min(size, replica * slice), std::min(size, (replica + 1) * slice)};
+}
+
+AdamW::AdamW(const OptimizerConfig& config, std::vector<model::Param<float>*> params,
+             FlatRange shard)
+    : config_(config),
+      params_(std::move(params)),
+      flat_size_(FlatSize(params_)),
+      shard_(shard),
+      exp_avg_(shard.size(), 0.0f),
+      exp_avg_sq_(shard.size(), 0.0f) {
+  DSMOE_CHECK(0 <= shard.begin && shard.begin <= shard.end && shard.end <= flat_size_, "shard [",
+              shard.begin, ", ", shard.end, ") of a flat space of ", flat_size_);
+}
+
+AdamW::AdamW(const OptimizerConfig& config, std::vector<model::Param<float>*> params)
+    : AdamW(config, params, FlatRange{0, FlatSize(params)}) {}
 
 void AdamW::Step(double lr, float grad_scale) {
   ++steps_;
@@ -39,36 +60,38 @@ void AdamW::Step(double lr, float grad_scale) {
   const float inv_sqrt_correction2 = static_cast<float>(1.0 / std::sqrt(correction2));
   const float eps = static_cast<float>(config_.eps());
   const float decay = static_cast<float>(1.0 - lr * config_.weight_decay());
-  for (size_t i = 0; i < params_.size(); ++i) {
-    model::Param<float>& p = *params_[i];
-    if (!p.trainable()) continue;
-    float* value = p.value.data();
-    float* grad = p.grad.data();
-    float* m = exp_avg_[i].data();
-    float* v = exp_avg_sq_[i].data();
-    const bool decays = p.kind == model::ParamKind::kMatrix;
-    for (int64_t j = 0; j < p.value.size(); ++j) {
-      const float g = grad[j] * grad_scale;
-      if (decays) value[j] *= decay;
-      m[j] = beta1 * m[j] + (1 - beta1) * g;
-      v[j] = beta2 * v[j] + (1 - beta2) * g * g;
-      value[j] -= step_size * m[j] / (std::sqrt(v[j]) * inv_sqrt_correction2 + eps);
-      grad[j] = 0;
-    }
-  }
+  ForEachPiece(params_, shard_,
+               [&](model::Param<float>& p, int64_t at, int64_t state_at, int64_t count) {
+                 float* value = p.value.data() + at;
+                 const float* grad = p.grad.data() + at;
+                 float* m = exp_avg_.data() + state_at;
+                 float* v = exp_avg_sq_.data() + state_at;
+                 const bool decays = p.kind == model::ParamKind::kMatrix;
+                 for (int64_t j = 0; j < count; ++j) {
+                   const float g = grad[j] * grad_scale;
+                   if (decays) value[j] *= decay;
+                   m[j] = beta1 * m[j] + (1 - beta1) * g;
+                   v[j] = beta2 * v[j] + (1 - beta2) * g * g;
+                   value[j] -= step_size * m[j] / (std::sqrt(v[j]) * inv_sqrt_correction2 + eps);
+                 }
+               });
+  model::ZeroGrads(params_);
 }
 
-std::vector<std::pair<std::string, core::TensorView>> AdamW::State() {
+std::vector<std::pair<std::string, core::TensorView>> AdamW::State(std::span<float> exp_avg,
+                                                                   std::span<float> exp_avg_sq) {
+  DSMOE_CHECK(static_cast<int64_t>(exp_avg.size()) == flat_size_ &&
+                  static_cast<int64_t>(exp_avg_sq.size()) == flat_size_,
+              "the whole state has ", flat_size_, " elements, got ", exp_avg.size(), " and ",
+              exp_avg_sq.size());
   std::vector<std::pair<std::string, core::TensorView>> state;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const model::Param<float>& p = *params_[i];
-    if (!p.trainable()) continue;
-    state.emplace_back(p.name + ".exp_avg", core::TensorView(exp_avg_[i].data(), core::DType::kF32,
+  ForEachPiece(params_, {0, flat_size_}, [&](model::Param<float>& p, int64_t, int64_t at, int64_t) {
+    state.emplace_back(p.name + ".exp_avg", core::TensorView(exp_avg.data() + at, core::DType::kF32,
                                                              core::Shape(p.shape())));
     state.emplace_back(
         p.name + ".exp_avg_sq",
-        core::TensorView(exp_avg_sq_[i].data(), core::DType::kF32, core::Shape(p.shape())));
-  }
+        core::TensorView(exp_avg_sq.data() + at, core::DType::kF32, core::Shape(p.shape())));
+  });
   state.emplace_back("step", core::TensorView(&steps_, core::DType::kI64, core::Shape({1})));
   return state;
 }
@@ -77,20 +100,34 @@ absl::Status AdamW::LoadState(
     const std::vector<std::pair<std::string, core::TensorView>>& tensors) {
   std::map<std::string, core::TensorView> by_name(tensors.begin(), tensors.end());
   // Check everything first, then copy.
-  for (const auto& [name, view] : State()) {
+  const auto find = [&](const std::string& name, core::DType dtype,
+                        const core::Shape& shape) -> absl::Status {
     auto it = by_name.find(name);
     if (it == by_name.end()) {
       return absl::InvalidArgumentError(absl::StrCat("optimizer state: no tensor '", name, "'"));
     }
-    if (it->second.shape() != view.shape() || it->second.dtype() != view.dtype()) {
+    if (it->second.shape() != shape || it->second.dtype() != dtype) {
       return absl::InvalidArgumentError(absl::StrCat("optimizer state: tensor '", name,
                                                      "' has shape ", it->second.shape().ToString(),
-                                                     ", expected ", view.shape().ToString()));
+                                                     ", expected ", shape.ToString()));
+    }
+    return absl::OkStatus();
+  };
+  for (const model::Param<float>* p : params_) {
+    if (!p->trainable()) continue;
+    for (const char* moment : {".exp_avg", ".exp_avg_sq"}) {
+      RETURN_IF_ERROR(find(p->name + moment, core::DType::kF32, core::Shape(p->shape())));
     }
   }
-  for (const auto& [name, view] : State()) {
-    std::memcpy(view.raw_data(), by_name.at(name).raw_data(), view.num_bytes());
-  }
+  RETURN_IF_ERROR(find("step", core::DType::kI64, core::Shape({1})));
+  ForEachPiece(params_, shard_,
+               [&](model::Param<float>& p, int64_t at, int64_t state_at, int64_t count) {
+                 std::copy_n(by_name.at(p.name + ".exp_avg").data<float>() + at, count,
+                             exp_avg_.data() + state_at);
+                 std::copy_n(by_name.at(p.name + ".exp_avg_sq").data<float>() + at, count,
+                             exp_avg_sq_.data() + state_at);
+               });
+  steps_ = *by_name.at("step").data<int64_t>();
   return absl::OkStatus();
 }
 

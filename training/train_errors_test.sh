@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the train binary on bad input: each case must fail before any work with one line on stderr
 # and exit code 2. Also: --dry_run on the DeepSeek-V3 config prints the known parameter counts,
-# quickly and without allocating the model; a one-step run and its --resume work.
+# quickly and without allocating the model; a one-step run and its --resume work, with ZeRO-1 too.
 set -euo pipefail
 bin=training/train
 tmp=${TEST_TMPDIR:-$(mktemp -d)}
@@ -49,6 +49,12 @@ expect_error "model stages of 2,2 layers, this run has ep=2 and stages of 1,1,1,
   --set parallel.schedule=1f1b --set parallel.pp=4
 expect_error "written with 2 data shards" --config="$config" "${layout[@]}" --output_dir="$out" --resume \
   --steps=3 --set parallel.ep=1
+# ZeRO-1 from the command line over dp=2, then a resume without it: the checkpoint is the same files.
+zero1=$("$bin" --config="$config" "${layout[@]}" --set parallel.dp=2 --set parallel.zero1=true \
+  --output_dir="$tmp/zero1" --peak_tflops=1)
+grep -q "(pp=2 ep=2 dp=2, ZeRO-1)" <<<"$zero1" || { echo "no ZeRO-1 in: $zero1"; exit 1; }
+"$bin" --config="$config" "${layout[@]}" --set parallel.dp=2 --output_dir="$tmp/zero1" \
+  --peak_tflops=1 --resume --steps=2 >/dev/null
 
 # The DeepSeek-V3 dry run: the known sizes, in well under a second, in 1 GiB of address space
 # (the model's f32 weights alone would be 2.7 TB).
@@ -62,6 +68,9 @@ grep -q "^layout pp=16 ep=64 dp=2 (2048 ranks), schedule dualpipe" <<<"$dry"
 grep -q "^per rank: at most 4.4B parameters" <<<"$dry"
 grep -q "bubble 7.2% of rank time" <<<"$dry"
 [[ $ms -lt 1000 ]] || { echo "dry run took ${ms} ms"; exit 1; }
+# ZeRO-1 shards AdamW's moments (8 of the 16 bytes a parameter) over the dp=2 replicas.
+dry=$("$bin" --config=training/configs/deepseek_v3.textproto --dry_run --set parallel.zero1=true)
+grep -q "^per rank: at most 4.4B parameters (pipeline rank 0): 49.42 GiB .* sharded over dp=2" <<<"$dry"
 for c in tiny_cpu small_cpu; do
   "$bin" --config=training/configs/$c.textproto --dry_run | grep -q "^simulated step"
 done

@@ -124,7 +124,8 @@ void PrintDryRun(const training::TrainingConfig& config) {
       dualpipe::GenerateSchedule(parallel.schedule(), parallel.pp(), parallel.microbatches());
   if (!schedule.ok()) return;  // validated before; unreachable
   // Per pipeline rank: its stages' weights every expert rank holds, plus 1/ep of their routed
-  // experts; f32 weights and gradients and AdamW's two f32 moments are 16 bytes a parameter.
+  // experts; f32 weights and gradients and AdamW's two f32 moments are 16 bytes a parameter (8
+  // and 8 / dp under ZeRO-1).
   int64_t most = 0;
   int busiest = 0;
   for (int rank = 0; rank < parallel.pp(); ++rank) {
@@ -144,10 +145,21 @@ void PrintDryRun(const training::TrainingConfig& config) {
   for (const auto& [begin, end] : layers)
     absl::StrAppend(&split, split.empty() ? "" : ",", end - begin);
   std::printf("layers per stage: %s\n", split.c_str());
-  std::printf(
-      "per rank: at most %s parameters (pipeline rank %d): %.2f GiB of f32 weights, gradients and "
-      "AdamW moments (16 bytes each), activations not included\n",
-      Count(most).c_str(), busiest, most * 16.0 / (1ull << 30));
+  if (parallel.zero1() && parallel.dp() > 1) {
+    // ZeRO-1: each data-parallel replica holds the moments of a 1/dp slice.
+    const double moment_bytes = 8.0 / parallel.dp();
+    std::printf(
+        "per rank: at most %s parameters (pipeline rank %d): %.2f GiB of f32 weights and gradients "
+        "(8 bytes each) and AdamW moments sharded over dp=%d (ZeRO-1: %.3g bytes each), "
+        "activations not included\n",
+        Count(most).c_str(), busiest, most * (8.0 + moment_bytes) / (1ull << 30), parallel.dp(),
+        moment_bytes);
+  } else {
+    std::printf(
+        "per rank: at most %s parameters (pipeline rank %d): %.2f GiB of f32 weights, gradients "
+        "and AdamW moments (16 bytes each), activations not included\n",
+        Count(most).c_str(), busiest, most * 16.0 / (1ull << 30));
+  }
   absl::StatusOr<dualpipe::Simulation> sim = dualpipe::Simulate(*schedule, dualpipe::OpCosts{});
   if (sim.ok()) {
     std::printf(
@@ -189,10 +201,12 @@ Failure RunTraining(const training::TrainingConfig& config, const training::Trai
     std::printf("data: %s\n", data->summary.c_str());
     const int blas_threads = training::SetBlasThreadsPerRank(world_size);
     std::printf(
-        "training %s: %d ranks as threads (pp=%d ep=%d dp=%d), %s, %d steps, %d BLAS thread(s) "
+        "training %s: %d ranks as threads (pp=%d ep=%d dp=%d%s), %s, %d steps, %d BLAS thread(s) "
         "per rank\n",
         config.model().name().c_str(), world_size, config.parallel().pp(), config.parallel().ep(),
-        config.parallel().dp(), config.parallel().schedule().c_str(), config.steps(), blas_threads);
+        config.parallel().dp(),
+        config.parallel().zero1() && config.parallel().dp() > 1 ? ", ZeRO-1" : "",
+        config.parallel().schedule().c_str(), config.steps(), blas_threads);
     std::fflush(stdout);
     std::mutex mu;
     training::TrainSummary summary;

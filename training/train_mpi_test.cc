@@ -3,7 +3,9 @@
 // few steps (20). Then rank 0 trains the same config on 4 ranks as threads in its own process: the
 // losses and the checkpointed model files of the two runs are equal, bit for bit (every sum
 // across ranks is over two ranks, so the order of the MPI and thread reductions does not matter;
-// clipping, whose norm sums over all four, is off).
+// clipping, whose norm sums over all four, is off). With ZeRO-1 over 2 data-parallel processes
+// (DualPipe over 2 pipeline ranks x 2 replicas), the same equality holds against threads without
+// ZeRO-1.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -63,7 +65,9 @@ struct MpiRun {
   TrainerOptions options;
 };
 
-void StartMpiRun(absl::Duration timeout, const std::string& name, MpiRun* run) {
+// `layout` overrides kOverrides.
+void StartMpiRun(absl::Duration timeout, const std::string& name, MpiRun* run,
+                 const std::vector<std::string>& layout = {}) {
   comm::CommOptions comm_options;
   comm_options.timeout = timeout;
   absl::StatusOr<std::unique_ptr<comm::Communicator>> world =
@@ -72,8 +76,10 @@ void StartMpiRun(absl::Duration timeout, const std::string& name, MpiRun* run) {
   run->world = *std::move(world);
   ASSERT_EQ(run->world->size(), 4) << "run me with mpirun -np 4";
   run->rank = run->world->rank();
+  std::vector<std::string> overrides = kOverrides;
+  overrides.insert(overrides.end(), layout.begin(), layout.end());
   absl::StatusOr<TrainingConfig> config =
-      LoadTrainingConfig("training/testdata/tiny_moe.textproto", kOverrides);
+      LoadTrainingConfig("training/testdata/tiny_moe.textproto", overrides);
   ASSERT_TRUE(config.ok()) << config.status();
   run->config = *config;
   run->options.output_dir = absl::StrCat(Base(), "/", name);
@@ -86,9 +92,9 @@ void StartMpiRun(absl::Duration timeout, const std::string& name, MpiRun* run) {
   run->data = *std::move(data);
 }
 
-TEST(TrainMpiTest, EqualsThreadedRun) {
-  MpiRun run;
-  ASSERT_NO_FATAL_FAILURE(StartMpiRun(absl::Seconds(60), "mpi", &run));
+// Trains `run` under mpirun, and on rank 0 the same config with `threaded_config` on 4 threads:
+// equal losses, validation loss, checkpoint files and expert loads, bit for bit.
+void ExpectEqualsThreadedRun(MpiRun& run, const TrainingConfig& threaded_config) {
   absl::StatusOr<TrainSummary> mpi = TrainRank(run.config, run.options, run.data, *run.world);
   ASSERT_TRUE(mpi.ok()) << mpi.status();
   ASSERT_EQ(mpi->losses.size(), 20u);
@@ -103,13 +109,13 @@ TEST(TrainMpiTest, EqualsThreadedRun) {
 
   if (run.rank == 0) {
     TrainerOptions threaded_options = run.options;
-    threaded_options.output_dir = absl::StrCat(Base(), "/threads");
+    threaded_options.output_dir = run.options.output_dir + "-threads";
     std::mutex mu;
     TrainSummary threaded;
     const std::vector<absl::Status> statuses =
         comm::RunLocalRanks(4, run.world->options(), [&](comm::Communicator& comm) -> absl::Status {
           absl::StatusOr<TrainSummary> summary =
-              TrainRank(run.config, threaded_options, run.data, comm);
+              TrainRank(threaded_config, threaded_options, run.data, comm);
           if (!summary.ok()) return summary.status();
           std::lock_guard<std::mutex> lock(mu);
           if (comm.rank() == 0) threaded = *std::move(summary);
@@ -128,12 +134,30 @@ TEST(TrainMpiTest, EqualsThreadedRun) {
       EXPECT_TRUE(ReadFile(entry.path()) == ReadFile(b / name)) << name << " differs";
       ++compared;
     }
-    EXPECT_GE(compared, 9);  // 4 model + 4 optimizer shards, index, state, model, tokenizer
+    // Model and optimizer files of 2 stages x ep, index, state, model, tokenizer.
+    EXPECT_EQ(compared, 4 * run.config.parallel().ep() + 4);
     EXPECT_EQ(ReadFile(fs::path(run.options.output_dir) / "expert_loads/step-00000010.csv"),
               ReadFile(fs::path(threaded_options.output_dir) / "expert_loads/step-00000010.csv"));
   }
   // The other ranks wait here while rank 0 runs the threaded copy.
   EXPECT_TRUE(run.world->Barrier().ok());
+}
+
+TEST(TrainMpiTest, EqualsThreadedRun) {
+  MpiRun run;
+  ASSERT_NO_FATAL_FAILURE(StartMpiRun(absl::Seconds(60), "mpi", &run));
+  ExpectEqualsThreadedRun(run, run.config);
+}
+
+// ZeRO-1's all-gather of the parameters and its gather of AdamW's moments into the checkpoint,
+// over MPI: the same as threads that hold the whole optimizer state on every replica.
+TEST(TrainMpiTest, ZeroOneEqualsThreadedRun) {
+  MpiRun run;
+  ASSERT_NO_FATAL_FAILURE(StartMpiRun(absl::Seconds(60), "mpi_zero1", &run,
+                                      {"parallel.ep=1", "parallel.dp=2", "parallel.zero1=true"}));
+  TrainingConfig threaded = run.config;
+  threaded.mutable_parallel()->set_zero1(false);
+  ExpectEqualsThreadedRun(run, threaded);
 }
 
 // World rank 1 fails in the middle of step 2 and leaves (it stops communicating and finalizes MPI;

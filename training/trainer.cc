@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <span>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -47,7 +48,8 @@ namespace {
 
 constexpr char kSetupErrorUrl[] = "dsmoe/training/setup-error";
 constexpr char kEosToken[] = "<｜end▁of▁sentence｜>";
-// Gradients are all-reduced over data-parallel replicas in buckets of this many floats.
+// Gradients are all-reduced over data-parallel replicas in buckets of this many floats; ZeRO-1
+// all-gathers the updated parameters in buckets of about as many.
 constexpr size_t kBucketFloats = size_t{4} << 20;
 
 std::string ReadWholeFile(const std::string& path) {
@@ -134,6 +136,28 @@ void UnflattenGrads(const std::vector<float>& flat,
   }
 }
 
+// Elements [offset, offset + count) of `shard`, clipped to it.
+FlatRange SubRange(const FlatRange& shard, int64_t offset, int64_t count) {
+  return {std::min(shard.end, shard.begin + offset),
+          std::min(shard.end, shard.begin + offset + count)};
+}
+
+// Copies the parameter values of `range` of the flat space of `params` to `out`.
+void ReadValues(const std::vector<model::Param<float>*>& params, const FlatRange& range,
+                float* out) {
+  ForEachPiece(params, range, [&](model::Param<float>& p, int64_t at, int64_t to, int64_t count) {
+    std::copy_n(p.value.data() + at, count, out + to);
+  });
+}
+
+// Copies `in` into the parameter values of `range` of the flat space of `params`.
+void WriteValues(const std::vector<model::Param<float>*>& params, const FlatRange& range,
+                 const float* in) {
+  ForEachPiece(params, range, [&](model::Param<float>& p, int64_t at, int64_t from, int64_t count) {
+    std::copy_n(in + from, count, p.value.data() + at);
+  });
+}
+
 double MeasurePeak() {
   constexpr int n = 384;
   std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
@@ -179,6 +203,13 @@ class RankTrainer {
   };
   absl::StatusOr<StepStats> Step(data::Batcher& batcher, bool update, core::TraceRecorder* trace);
   absl::Status SyncGradients();
+  // ZeRO-1: every data-parallel replica's updated slice of the parameters, to every replica.
+  absl::Status GatherParameters();
+  // ZeRO-1: AdamW's moments of stage `s`, gathered to data-parallel replica 0 (whole flat space
+  // there; the other replicas send their slices and leave the outputs empty). Collective over the
+  // data-parallel group.
+  absl::Status GatherOptimizerState(HostedModelStage& s, std::vector<float>* exp_avg,
+                                    std::vector<float>* exp_avg_sq);
   absl::StatusOr<double> GlobalGradNorm();
   // Global expert loads per MoE block of each hosted stage (summed over EP, DP and DualPipe's
   // copies); then the bias update. Returns max/mean over all layers' experts.
@@ -194,6 +225,8 @@ class RankTrainer {
     return absl::StrCat(kind, "-stage", stage, "-ep", groups_.coordinates.ep, ".safetensors");
   }
   bool IsWorldZero() const { return world_.rank() == 0; }
+  // Whether AdamW's state is sharded over the data-parallel replicas (ZeRO-1).
+  bool Sharded() const { return config_.parallel().zero1() && config_.parallel().dp() > 1; }
 
   const TrainingConfig& config_;
   const TrainerOptions& options_;
@@ -258,7 +291,12 @@ absl::Status RankTrainer::BuildStages() {
     for (const model::Param<float>* p : s.trainable) {
       if (replicated.count(p) == 0) s.experts.insert(p);
     }
-    s.optimizer = std::make_unique<AdamW>(config_.optimizer(), params);
+    // ZeRO-1: this replica's slice of the flat space.
+    const int64_t flat_size = FlatSize(params);
+    s.optimizer = std::make_unique<AdamW>(
+        config_.optimizer(), params,
+        Sharded() ? ShardOf(flat_size, groups_.coordinates.dp, config_.parallel().dp())
+                  : FlatRange{0, flat_size});
   }
   return absl::OkStatus();
 }
@@ -362,6 +400,7 @@ absl::StatusOr<RankTrainer::StepStats> RankTrainer::Step(data::Batcher& batcher,
   for (HostedModelStage& s : stages_) {
     if (s.stage != nullptr) s.optimizer->Step(lr, scale);
   }
+  if (Sharded()) RETURN_IF_ERROR(With(GatherParameters(), "parameter all-gather"));
   ASSIGN_OR_RETURN(stats.balance, UpdateExpertBias(step_ + 1));
   stats.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return stats;
@@ -402,6 +441,61 @@ absl::Status RankTrainer::SyncGradients() {
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status RankTrainer::GatherParameters() {
+  const int dp = config_.parallel().dp();
+  // Every replica sends as many elements as the longest slice, the shorter ones padded, in
+  // buckets of about kBucketFloats gathered floats.
+  const int64_t chunk = std::max<int64_t>(1, kBucketFloats / dp);
+  std::vector<float> mine, all;
+  for (HostedModelStage& s : stages_) {
+    if (s.stage == nullptr) continue;
+    const int64_t flat_size = s.optimizer->flat_size();
+    const int64_t slice = ShardOf(flat_size, 0, dp).size();
+    for (int64_t offset = 0; offset < slice; offset += chunk) {
+      const int64_t count = std::min(chunk, slice - offset);
+      mine.assign(count, 0.0f);
+      all.resize(count * dp);
+      ReadValues(s.trainable, SubRange(s.optimizer->shard(), offset, count), mine.data());
+      RETURN_IF_ERROR(groups_.data->AllGather(comm::ConstHostBuffer<float>(mine),
+                                              comm::HostBuffer<float>(all)));
+      for (int r = 0; r < dp; ++r) {
+        if (r == groups_.coordinates.dp) continue;
+        WriteValues(s.trainable, SubRange(ShardOf(flat_size, r, dp), offset, count),
+                    all.data() + r * count);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RankTrainer::GatherOptimizerState(HostedModelStage& s, std::vector<float>* exp_avg,
+                                               std::vector<float>* exp_avg_sq) {
+  const int dp = config_.parallel().dp();
+  AdamW& adamw = *s.optimizer;
+  if (groups_.coordinates.dp != 0) {
+    if (adamw.shard().size() == 0) return absl::OkStatus();
+    const comm::SendOp sends[] = {{comm::ConstHostBuffer<float>(adamw.exp_avg()), 0, 0},
+                                  {comm::ConstHostBuffer<float>(adamw.exp_avg_sq()), 0, 1}};
+    return groups_.data->BatchP2P(sends, {});
+  }
+  exp_avg->resize(adamw.flat_size());
+  exp_avg_sq->resize(adamw.flat_size());
+  std::copy(adamw.exp_avg().begin(), adamw.exp_avg().end(), exp_avg->begin());
+  std::copy(adamw.exp_avg_sq().begin(), adamw.exp_avg_sq().end(), exp_avg_sq->begin());
+  std::vector<comm::RecvOp> recvs;
+  for (int r = 1; r < dp; ++r) {
+    const FlatRange theirs = ShardOf(adamw.flat_size(), r, dp);
+    if (theirs.size() == 0) continue;
+    recvs.push_back(
+        {comm::HostBuffer<float>(std::span<float>(*exp_avg).subspan(theirs.begin, theirs.size())),
+         r, 0});
+    recvs.push_back({comm::HostBuffer<float>(
+                         std::span<float>(*exp_avg_sq).subspan(theirs.begin, theirs.size())),
+                     r, 1});
+  }
+  return groups_.data->BatchP2P({}, recvs);
 }
 
 absl::StatusOr<double> RankTrainer::GlobalGradNorm() {
@@ -537,25 +631,32 @@ absl::Status RankTrainer::SaveCheckpoint(int64_t step) {
   tmp = std::string(name.data());
   nlohmann::json weight_map = nlohmann::json::object();
   int64_t total_bytes = 0;
-  if (groups_.coordinates.dp == 0) {
-    for (HostedModelStage& s : stages_) {
-      if (s.stage == nullptr) continue;
-      if (schedule_.name == "dualpipe" && s.hosted.route != 0) continue;
-      std::vector<model::Param<float>*> mine;
-      for (model::Param<float>* p : s.stage->Params()) {
-        if (groups_.coordinates.ep == 0 || s.experts.count(p) != 0) mine.push_back(p);
-      }
-      std::vector<std::pair<std::string, core::TensorView>> tensors;
-      for (model::Param<float>* p : mine) {
-        tensors.emplace_back(
-            p->name, core::TensorView(p->value.data(), core::DType::kF32, core::Shape(p->shape())));
-      }
-      const std::string file = ShardName("model", s.hosted.stage);
-      RETURN_IF_ERROR(
-          model::WriteSafetensors((fs::path(tmp) / file).string(), tensors, {{"format", "pt"}}));
-      RETURN_IF_ERROR(model::WriteSafetensors(
-          (fs::path(tmp) / ShardName("optimizer", s.hosted.stage)).string(), s.optimizer->State()));
+  for (HostedModelStage& s : stages_) {
+    if (s.stage == nullptr) continue;
+    if (schedule_.name == "dualpipe" && s.hosted.route != 0) continue;
+    // AdamW's moments of the whole flat space: the optimizer's own, or gathered (ZeRO-1).
+    std::vector<float> exp_avg, exp_avg_sq;
+    if (Sharded()) {
+      RETURN_IF_ERROR(With(GatherOptimizerState(s, &exp_avg, &exp_avg_sq), "optimizer gather"));
     }
+    if (groups_.coordinates.dp != 0) continue;
+    std::vector<model::Param<float>*> mine;
+    for (model::Param<float>* p : s.stage->Params()) {
+      if (groups_.coordinates.ep == 0 || s.experts.count(p) != 0) mine.push_back(p);
+    }
+    std::vector<std::pair<std::string, core::TensorView>> tensors;
+    for (model::Param<float>* p : mine) {
+      tensors.emplace_back(
+          p->name, core::TensorView(p->value.data(), core::DType::kF32, core::Shape(p->shape())));
+    }
+    const std::string file = ShardName("model", s.hosted.stage);
+    RETURN_IF_ERROR(
+        model::WriteSafetensors((fs::path(tmp) / file).string(), tensors, {{"format", "pt"}}));
+    const std::span<float> m = Sharded() ? std::span<float>(exp_avg) : s.optimizer->exp_avg();
+    const std::span<float> v = Sharded() ? std::span<float>(exp_avg_sq) : s.optimizer->exp_avg_sq();
+    RETURN_IF_ERROR(
+        model::WriteSafetensors((fs::path(tmp) / ShardName("optimizer", s.hosted.stage)).string(),
+                                s.optimizer->State(m, v)));
   }
   // The weight map: every rank reports its files' tensors to world rank 0 through the file
   // system (the directory is shared), after a barrier.
@@ -646,6 +747,8 @@ absl::Status RankTrainer::LoadCheckpoint(const std::string& dir) {
       }
       std::memcpy(p->value.data(), it->second.raw_data(), it->second.num_bytes());
     }
+    // The file holds the whole state (as the unsharded optimizer writes it); a ZeRO-1 optimizer
+    // keeps its slice.
     std::map<std::string, core::Tensor> optimizer_storage;
     ASSIGN_OR_RETURN(auto optimizer,
                      ReadTensors((fs::path(dir) / ShardName("optimizer", s.hosted.stage)).string(),
@@ -792,6 +895,11 @@ absl::StatusOr<TrainSummary> RankTrainer::Loop(const std::string& checkpoints) {
   progress.Finish();
   if (metrics != nullptr) RETURN_IF_ERROR(metrics->WriteLossCurve());
   summary.steps = step_;
+  for (HostedModelStage& s : stages_) {
+    if (s.stage == nullptr) continue;
+    summary.optimizer_state_floats +=
+        s.optimizer->exp_avg().size() + s.optimizer->exp_avg_sq().size();
+  }
   return summary;
 }
 

@@ -6,7 +6,11 @@
 // experts inside the model. After a step's executor run, gradients are combined: DualPipe's two
 // copies of a stage summed over the pipeline group, the weights every expert rank holds summed
 // over the EP group, everything over the DP group; then clipped by the global norm and applied by
-// AdamW on every copy alike, so the copies stay equal bit for bit.
+// AdamW on every copy alike, so the copies stay equal bit for bit. With parallel.zero1 (ZeRO-1) and
+// dp > 1, each DP replica holds AdamW's moments for, and updates, only its 1/dp slice of each
+// stage's parameters, and the replicas then all-gather the updated slices: the same updates bit
+// for bit, with the optimizer state per rank cut to 1/dp. Checkpoints are the same files either
+// way (DP replica 0 gathers the moments to write them), so a run may resume with zero1 changed.
 //
 //   ASSIGN_OR_RETURN(PreparedData data, PrepareData(config, output_dir));
 //   comm::RunLocalRanks(world_size, [&](comm::Communicator& world) {
@@ -71,6 +75,9 @@ struct TrainSummary {
   double val_loss = 0;        // validation loss at the end
   std::string checkpoint;     // the last checkpoint written
   std::vector<float> losses;  // the training loss of every step of this run, in order
+  // AdamW state this rank holds: exp_avg and exp_avg_sq elements of all its stages (ZeRO-1: of
+  // its slices only).
+  int64_t optimizer_state_floats = 0;
 };
 
 // Trains on this rank of `world` (collective: every rank of the world calls it). Returns the

@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "comm/local_communicator.h"
 #include "gtest/gtest.h"
 #include "model/model_stage.h"
@@ -29,6 +30,7 @@ struct TrainRun {
   std::vector<float> losses;
   std::map<std::string, std::vector<float>> params;  // from the last checkpoint
   std::map<std::string, std::vector<float>> optimizer;
+  std::vector<int64_t> optimizer_state_floats;  // by world rank (TrainSummary)
 };
 
 std::string TempDir(const std::string& name) {
@@ -78,12 +80,14 @@ TrainRun Train(const std::vector<std::string>& overrides, const std::string& dir
   options.stop_after_step = stop_after_step;
   options.peak_gflops = 1;
   const int world = config->parallel().pp() * config->parallel().ep() * config->parallel().dp();
+  run.optimizer_state_floats.resize(world);
   std::mutex mu;
   const std::vector<absl::Status> statuses =
       comm::RunLocalRanks(world, [&](comm::Communicator& comm) -> absl::Status {
         absl::StatusOr<TrainSummary> summary = TrainRank(*config, options, *data, comm);
         if (!summary.ok()) return summary.status();
         std::lock_guard<std::mutex> lock(mu);
+        run.optimizer_state_floats[comm.rank()] = summary->optimizer_state_floats;
         if (comm.rank() == 0) run.losses = summary->losses;
         return absl::OkStatus();
       });
@@ -190,6 +194,87 @@ TEST(ResumeTest, ResumedRunEqualsStraightRun) {
   EXPECT_EQ(losses, straight.losses);
   EXPECT_EQ(second.params, straight.params);
   EXPECT_EQ(second.optimizer, straight.optimizer);
+}
+
+// The same tensors, bit for bit; a failure names the first tensor that differs.
+void ExpectSameTensors(const std::map<std::string, std::vector<float>>& a,
+                       const std::map<std::string, std::vector<float>>& b,
+                       const std::string& what) {
+  EXPECT_FALSE(a.empty()) << what;
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (const auto& [name, values] : a) {
+    ASSERT_EQ(b.count(name), 1u) << what << ": " << name;
+    const std::vector<float>& other = b.at(name);
+    ASSERT_EQ(values.size(), other.size()) << what << ": " << name;
+    for (size_t i = 0; i < values.size(); ++i) {
+      ASSERT_EQ(values[i], other[i]) << what << ": " << name << "[" << i << "]";
+    }
+  }
+}
+
+// ZeRO-1: AdamW is element by element and the gradients after the data-parallel all-reduce are
+// the same on every replica, so replicas that each update their slice and then all-gather the
+// parameters train exactly as replicas that each update everything: equal losses, parameters and
+// (gathered into the checkpoint) optimizer state, bit for bit, with clipping on. Each rank holds
+// about 1/dp of the optimizer state, and the slices of a position's replicas add up to it.
+TEST(ZeroOneTest, EqualsUnshardedBitForBit) {
+  struct Case {
+    std::vector<std::string> layout;
+    int dp;
+    int stages;  // per rank
+  };
+  for (const Case& c :
+       std::vector<Case>{// 37008 trainable elements: slices of 7402, the last one 7400.
+                         {{"parallel.dp=5"}, 5, 1},
+                         {{"parallel.schedule=dualpipe", "parallel.pp=2", "parallel.ep=2",
+                           "parallel.dp=2", "parallel.microbatches=4"},
+                          2,
+                          2}}) {
+    SCOPED_TRACE(absl::StrJoin(c.layout, " "));
+    std::vector<std::string> overrides = c.layout;
+    overrides.push_back("optimizer.clip_grad_norm=0.05");
+    const TrainRun plain = Train(overrides, TempDir("plain"));
+    overrides.push_back("parallel.zero1=true");
+    const TrainRun zero1 = Train(overrides, TempDir("zero1"));
+    ASSERT_EQ(plain.losses.size(), 5u);
+    EXPECT_EQ(zero1.losses, plain.losses);
+    ExpectSameTensors(zero1.params, plain.params, "parameters");
+    ExpectSameTensors(zero1.optimizer, plain.optimizer, "optimizer state");
+    ASSERT_EQ(zero1.optimizer_state_floats.size(), plain.optimizer_state_floats.size());
+    int64_t sharded = 0, whole = 0;
+    for (size_t rank = 0; rank < plain.optimizer_state_floats.size(); ++rank) {
+      const int64_t mine = zero1.optimizer_state_floats[rank];
+      const int64_t all = plain.optimizer_state_floats[rank];
+      // Slices of ceil(n / dp) elements, the last one shorter, of each stage's two moments.
+      EXPECT_LE(mine, all / c.dp + 2 * c.stages) << "rank " << rank;
+      EXPECT_GE(mine, all / c.dp - 2 * c.stages * c.dp) << "rank " << rank;
+      sharded += mine;
+      whole += all;
+    }
+    EXPECT_GT(whole, 0);
+    EXPECT_EQ(sharded * c.dp, whole);
+  }
+}
+
+// Checkpoints are the same files with and without ZeRO-1: 5 steps with it, a checkpoint and 5
+// without it (and the other way round) equal 10 steps without it, bit for bit.
+TEST(ZeroOneTest, ResumesAcrossTheOption) {
+  const std::vector<std::string> layout = {"parallel.dp=2", "steps=10"};
+  const TrainRun straight = Train(layout, TempDir("zero1_straight"));
+  for (bool first_zero1 : {true, false}) {
+    SCOPED_TRACE(first_zero1 ? "zero1 then not" : "not then zero1");
+    std::vector<std::string> with = layout;
+    with.push_back("parallel.zero1=true");
+    const std::string dir = TempDir("zero1_resumed");
+    const TrainRun first = Train(first_zero1 ? with : layout, dir, /*resume=*/false,
+                                 /*stop_after_step=*/5);
+    const TrainRun second = Train(first_zero1 ? layout : with, dir, /*resume=*/true);
+    std::vector<float> losses = first.losses;
+    losses.insert(losses.end(), second.losses.begin(), second.losses.end());
+    EXPECT_EQ(losses, straight.losses);
+    ExpectSameTensors(second.params, straight.params, "parameters");
+    ExpectSameTensors(second.optimizer, straight.optimizer, "optimizer state");
+  }
 }
 
 // Model stages of unequal length (parallel.stage_layers) train as one rank does, bit for bit.
