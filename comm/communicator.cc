@@ -1,5 +1,6 @@
 #include "comm/communicator.h"
 
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <utility>
@@ -208,8 +209,9 @@ absl::Status Communicator::AllGather(ConstBuffer input, Buffer output) {
   return Finish(DoAllGather(input, output, absl::Now() + timeout()));
 }
 
-absl::Status Communicator::AllToAll(ConstBuffer input, absl::Span<const size_t> send_counts,
-                                    Buffer output, absl::Span<const size_t> recv_counts) {
+absl::Status Communicator::CheckAllToAll(ConstBuffer input, absl::Span<const size_t> send_counts,
+                                         Buffer output,
+                                         absl::Span<const size_t> recv_counts) const {
   RETURN_IF_ERROR(CheckUsable(input, "AllToAll input"));
   RETURN_IF_ERROR(CheckUsable(output, "AllToAll output"));
   if (send_counts.size() != static_cast<size_t>(size_) ||
@@ -228,7 +230,35 @@ absl::Status Communicator::AllToAll(ConstBuffer input, absl::Span<const size_t> 
         absl::StrCat("AllToAll: counts sum to ", Sum(send_counts), " sent and ", Sum(recv_counts),
                      " received, buffers hold ", input.count, " and ", output.count));
   }
+  return absl::OkStatus();
+}
+
+absl::Status Communicator::AllToAll(ConstBuffer input, absl::Span<const size_t> send_counts,
+                                    Buffer output, absl::Span<const size_t> recv_counts) {
+  RETURN_IF_ERROR(CheckAllToAll(input, send_counts, output, recv_counts));
   return Finish(DoAllToAll(input, send_counts, output, recv_counts, absl::Now() + timeout()));
+}
+
+absl::StatusOr<std::unique_ptr<Request>> Communicator::StartAllToAll(
+    ConstBuffer input, absl::Span<const size_t> send_counts, Buffer output,
+    absl::Span<const size_t> recv_counts) {
+  RETURN_IF_ERROR(CheckAllToAll(input, send_counts, output, recv_counts));
+  const size_t element = core::SizeOf(input.dtype);
+  std::vector<SendOp> sends(size_);
+  std::vector<RecvOp> recvs(size_);
+  size_t sent = 0;
+  size_t received = 0;
+  for (int peer = 0; peer < size_; ++peer) {
+    sends[peer] = {ConstBuffer(static_cast<const std::byte*>(input.data) + sent * element,
+                               send_counts[peer], input.dtype, input.memory),
+                   peer, kAllToAllTag};
+    recvs[peer] = {Buffer{static_cast<std::byte*>(output.data) + received * element,
+                          recv_counts[peer], output.dtype, output.memory},
+                   peer, kAllToAllTag};
+    sent += send_counts[peer];
+    received += recv_counts[peer];
+  }
+  return DoStartBatchP2P(sends, recvs);
 }
 
 absl::Status Communicator::Broadcast(Buffer buffer, int root) {

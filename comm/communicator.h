@@ -99,8 +99,10 @@ class Request {
 
 class Communicator {
  public:
-  // Point-to-point tags are in [0, kMaxTag] (the least upper bound MPI guarantees).
-  static constexpr int kMaxTag = 32767;
+  // Point-to-point tags are in [0, kMaxTag]; kAllToAllTag, the next (32767, the least upper bound
+  // MPI guarantees), is StartAllToAll's own.
+  static constexpr int kMaxTag = 32766;
+  static constexpr int kAllToAllTag = kMaxTag + 1;
 
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
@@ -152,6 +154,16 @@ class Communicator {
   // recv_counts[this rank] on p. Both spans have size() entries; the sums must fit the buffers.
   absl::Status AllToAll(ConstBuffer input, absl::Span<const size_t> send_counts, Buffer output,
                         absl::Span<const size_t> recv_counts);
+  // Non-blocking AllToAll: the same arguments, checked the same way here; the request's Wait
+  // completes it (see Request). It is one point-to-point batch on kAllToAllTag (this rank's own
+  // share included), so the ranks must start the all-to-alls of a communicator in the same order;
+  // a count that disagrees with the peer's is the point-to-point error at Wait, as checked mode is
+  // not consulted. On the local and mpi backends the exchange overlaps what the caller computes
+  // before it waits; on nccl it runs at Wait.
+  absl::StatusOr<std::unique_ptr<Request>> StartAllToAll(ConstBuffer input,
+                                                         absl::Span<const size_t> send_counts,
+                                                         Buffer output,
+                                                         absl::Span<const size_t> recv_counts);
   // `buffer` on every rank takes the value of `buffer` on `root`.
   absl::Status Broadcast(Buffer buffer, int root);
   // Returns once every rank has entered the barrier.
@@ -190,6 +202,9 @@ class Communicator {
  private:
   friend class Request;
 
+  // The checks AllToAll and StartAllToAll share.
+  absl::Status CheckAllToAll(ConstBuffer input, absl::Span<const size_t> send_counts, Buffer output,
+                             absl::Span<const size_t> recv_counts) const;
   // The checks StartBatchP2P and BatchP2P share.
   absl::Status CheckBatch(absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs) const;
   absl::Status CheckNotAborted() const;

@@ -44,7 +44,8 @@ class LocalRequest : public Request {
         world_(std::move(world)),
         rank_(rank),
         posted_(std::move(posted)),
-        recvs_(recvs.begin(), recvs.end()) {}
+        recvs_(recvs.begin(), recvs.end()),
+        sequences_(world_->PostReceives(rank, recvs)) {}
   ~LocalRequest() override {
     if (!completed_) world_->Withdraw(posted_);
   }
@@ -52,7 +53,7 @@ class LocalRequest : public Request {
  protected:
   absl::Status DoWait(absl::Time deadline) override {
     completed_ = true;
-    return world_->Complete(rank_, posted_, recvs_, deadline);
+    return world_->Complete(rank_, posted_, recvs_, sequences_, deadline);
   }
 
  private:
@@ -60,6 +61,7 @@ class LocalRequest : public Request {
   const int rank_;
   std::vector<LocalWorld::PostedSend> posted_;
   std::vector<RecvOp> recvs_;
+  std::vector<uint64_t> sequences_;
   bool completed_ = false;
 };
 

@@ -89,6 +89,29 @@ TEST(LocalCommunicatorTest, MismatchedCountsAcrossRanksAreInvalidArgument) {
   for (const absl::Status& status : statuses) EXPECT_TRUE(status.ok()) << status;
 }
 
+TEST(LocalCommunicatorTest, StartAllToAllCountMismatchIsAnErrorAtWait) {
+  const std::vector<absl::Status> statuses = RunLocalRanks(2, [](Communicator& comm) {
+    // Rank 0 sends rank 1 two elements; rank 1 expects three.
+    const std::vector<size_t> send =
+        comm.rank() == 0 ? std::vector<size_t>{1, 2} : std::vector<size_t>{1, 1};
+    const std::vector<size_t> recv =
+        comm.rank() == 0 ? std::vector<size_t>{1, 1} : std::vector<size_t>{3, 1};
+    std::vector<float> in(3, 1.0f), out(4, 0.0f);
+    absl::StatusOr<std::unique_ptr<Request>> request =
+        comm.StartAllToAll(ConstHostBuffer<float>(in), send, HostBuffer<float>(out), recv);
+    if (!request.ok()) return request.status();
+    return (*request)->Wait();
+  });
+  EXPECT_FALSE(statuses[0].ok() && statuses[1].ok());
+  for (const absl::Status& status : statuses) {
+    if (!status.ok()) {
+      EXPECT_TRUE(absl::IsInvalidArgument(status) || absl::IsDeadlineExceeded(status) ||
+                  absl::IsUnavailable(status))
+          << status;
+    }
+  }
+}
+
 TEST(LocalCommunicatorTest, RankThatNeverJoinsMakesOthersFailWithinDeadline) {
   absl::Notification done;
   const std::vector<absl::Status> statuses = RunLocalRanks(3, [&](Communicator& comm) {

@@ -278,7 +278,20 @@ absl::Status CheckAllToAll(Communicator& comm, TestMemory& memory) {
   const Buffer in = Make<int64_t>(memory, input);
   const Buffer out = Filled<int64_t>(memory, want.size(), -1);
   RETURN_IF_ERROR(comm.AllToAll(in, send_counts, out, recv_counts));
-  return Expect<int64_t>(memory, comm, "AllToAll", out, want);
+  RETURN_IF_ERROR(Expect<int64_t>(memory, comm, "AllToAll", out, want));
+
+  // Non-blocking: two all-to-alls in flight at once (the second with the counts reversed, so a
+  // mix-up of the two shows), waited in reverse order.
+  const Buffer out_started = Filled<int64_t>(memory, want.size(), -1);
+  const Buffer back = Filled<int64_t>(memory, input.size(), -1);
+  ASSIGN_OR_RETURN(std::unique_ptr<Request> first,
+                   comm.StartAllToAll(in, send_counts, out_started, recv_counts));
+  ASSIGN_OR_RETURN(std::unique_ptr<Request> second,
+                   comm.StartAllToAll(out, recv_counts, back, send_counts));
+  RETURN_IF_ERROR(second->Wait());
+  RETURN_IF_ERROR(first->Wait());
+  RETURN_IF_ERROR(Expect<int64_t>(memory, comm, "StartAllToAll", out_started, want));
+  return Expect<int64_t>(memory, comm, "StartAllToAll back", back, input);
 }
 
 absl::Status CheckBroadcast(Communicator& comm, TestMemory& memory) {

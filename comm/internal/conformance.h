@@ -48,7 +48,8 @@ absl::Status CheckNonBlockingP2P(Communicator& comm, TestMemory& memory);
 absl::Status CheckAllReduce(Communicator& comm, TestMemory& memory);
 // AllGather of i32 and bf16.
 absl::Status CheckAllGather(Communicator& comm, TestMemory& memory);
-// AllToAll with different counts for every (sender, receiver) pair, zero counts included.
+// AllToAll with different counts for every (sender, receiver) pair, zero counts included; then
+// two StartAllToAll in flight at once.
 absl::Status CheckAllToAll(Communicator& comm, TestMemory& memory);
 // Broadcast from every root.
 absl::Status CheckBroadcast(Communicator& comm, TestMemory& memory);

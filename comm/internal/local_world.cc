@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "core/check.h"
 
 namespace comm::internal {
 
@@ -58,7 +59,8 @@ absl::Status LocalWorld::Arrive(int rank, const Call* call, absl::Time deadline,
   return call != nullptr ? verdict_ : absl::OkStatus();
 }
 
-absl::Status LocalWorld::ReceiveOne(int rank, const RecvOp& recv, absl::Time deadline) {
+absl::Status LocalWorld::ReceiveOne(int rank, const RecvOp& recv, uint64_t sequence,
+                                    absl::Time deadline) {
   Message* message = nullptr;
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -66,7 +68,7 @@ absl::Status LocalWorld::ReceiveOne(int rank, const RecvOp& recv, absl::Time dea
     while (true) {
       for (Message& candidate : messages_) {
         if (candidate.dest == rank && candidate.source == recv.peer && candidate.tag == recv.tag &&
-            !candidate.taken) {
+            candidate.sequence == sequence) {
           message = &candidate;
           break;
         }
@@ -104,7 +106,7 @@ absl::Status LocalWorld::Exchange(int rank, absl::Span<const SendOp> sends,
                                   absl::Span<const RecvOp> recvs, absl::Time deadline) {
   absl::StatusOr<std::vector<PostedSend>> posted = PostSends(rank, sends);
   if (!posted.ok()) return posted.status();
-  return Complete(rank, *posted, recvs, deadline);
+  return Complete(rank, *posted, recvs, PostReceives(rank, recvs), deadline);
 }
 
 absl::StatusOr<std::vector<LocalWorld::PostedSend>> LocalWorld::PostSends(
@@ -113,18 +115,32 @@ absl::StatusOr<std::vector<LocalWorld::PostedSend>> LocalWorld::PostSends(
   std::unique_lock<std::mutex> lock(mu_);
   if (!failure_.ok()) return failure_;
   for (const SendOp& send : sends) {
-    posted.push_back(
-        messages_.insert(messages_.end(), Message{rank, send.peer, send.tag, send.buffer}));
+    const uint64_t sequence = sends_posted_[{rank, send.peer, send.tag}]++;
+    posted.push_back(messages_.insert(messages_.end(),
+                                      Message{rank, send.peer, send.tag, send.buffer, sequence}));
   }
   cv_.notify_all();
   return posted;
 }
 
-absl::Status LocalWorld::Complete(int rank, const std::vector<PostedSend>& posted,
-                                  absl::Span<const RecvOp> recvs, absl::Time deadline) {
-  absl::Status status;
+std::vector<uint64_t> LocalWorld::PostReceives(int rank, absl::Span<const RecvOp> recvs) {
+  std::vector<uint64_t> sequences;
+  sequences.reserve(recvs.size());
+  std::unique_lock<std::mutex> lock(mu_);
   for (const RecvOp& recv : recvs) {
-    status = ReceiveOne(rank, recv, deadline);
+    sequences.push_back(receives_posted_[{recv.peer, rank, recv.tag}]++);
+  }
+  return sequences;
+}
+
+absl::Status LocalWorld::Complete(int rank, const std::vector<PostedSend>& posted,
+                                  absl::Span<const RecvOp> recvs,
+                                  absl::Span<const uint64_t> sequences, absl::Time deadline) {
+  DSMOE_CHECK(sequences.size() == recvs.size(), "LocalWorld::Complete: ", recvs.size(),
+              " receives with ", sequences.size(), " places");
+  absl::Status status;
+  for (size_t i = 0; i < recvs.size(); ++i) {
+    status = ReceiveOne(rank, recvs[i], sequences[i], deadline);
     if (!status.ok()) break;
   }
   std::unique_lock<std::mutex> lock(mu_);

@@ -13,8 +13,10 @@
 #include <condition_variable>
 #include <cstdint>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -64,6 +66,7 @@ class LocalWorld {
     int dest;
     int tag;
     ConstBuffer buffer;
+    uint64_t sequence;   // its place among the sends from source to dest with this tag
     bool taken = false;  // a receiver is copying it
     bool done = false;   // copied, or refused with `status`
     absl::Status status;
@@ -76,13 +79,18 @@ class LocalWorld {
   absl::Status Exchange(int rank, absl::Span<const SendOp> sends, absl::Span<const RecvOp> recvs,
                         absl::Time deadline);
 
-  // Exchange in two steps: PostSends makes `sends` visible to their receivers (UNAVAILABLE if the
-  // group failed); Complete fills `recvs` and waits until the posted sends are received, then
-  // forgets them, withdrawing those not taken on error. Withdraw forgets posted sends without
-  // completing them: those not yet taken are removed, copies in progress are waited for.
+  // Exchange in steps: PostSends makes `sends` visible to their receivers (UNAVAILABLE if the
+  // group failed); PostReceives gives each receive its place among those of `rank` from the same
+  // peer with the same tag, so that receives match sends in the order both were posted (as MPI's
+  // do), whatever order their requests are waited in; Complete fills `recvs` (with the places
+  // PostReceives gave them) and waits until the posted sends are received, then forgets them,
+  // withdrawing those not taken on error. Withdraw forgets posted sends without completing them:
+  // those not yet taken are removed, copies in progress are waited for.
   absl::StatusOr<std::vector<PostedSend>> PostSends(int rank, absl::Span<const SendOp> sends);
+  std::vector<uint64_t> PostReceives(int rank, absl::Span<const RecvOp> recvs);
   absl::Status Complete(int rank, const std::vector<PostedSend>& posted,
-                        absl::Span<const RecvOp> recvs, absl::Time deadline);
+                        absl::Span<const RecvOp> recvs, absl::Span<const uint64_t> sequences,
+                        absl::Time deadline);
   void Withdraw(const std::vector<PostedSend>& posted);
 
   // Marks `rank` as gone: others waiting for it get UNAVAILABLE.
@@ -98,7 +106,7 @@ class LocalWorld {
   absl::Status Arrive(int rank, const Call* call, absl::Time deadline, absl::string_view what);
   // Waits on cv_ until notified or `deadline`; true if the deadline passed.
   bool WaitUntil(std::unique_lock<std::mutex>& lock, absl::Time deadline);
-  absl::Status ReceiveOne(int rank, const RecvOp& recv, absl::Time deadline);
+  absl::Status ReceiveOne(int rank, const RecvOp& recv, uint64_t sequence, absl::Time deadline);
 
   const int size_;
   std::vector<Post> posts_;
@@ -113,6 +121,9 @@ class LocalWorld {
   std::vector<bool> gone_;
   absl::Status failure_;
   std::list<Message> messages_;
+  // (source, dest, tag) -> sends posted, receives posted.
+  std::map<std::tuple<int, int, int>, uint64_t> sends_posted_;
+  std::map<std::tuple<int, int, int>, uint64_t> receives_posted_;
 };
 
 }  // namespace comm::internal
