@@ -11,7 +11,9 @@
 //   ASSIGN_OR_RETURN_WITH(auto weights, Load(path), "reading ", path);
 //
 // The context arguments are pieces for absl::StrCat, evaluated only when the status is an error.
-// All four work in functions returning absl::Status or any absl::StatusOr<T>.
+// All four work in functions returning absl::Status or any absl::StatusOr<T>. In a coroutine whose
+// co_return takes an absl::Status, CO_RETURN_IF_ERROR and CO_ASSIGN_OR_RETURN do the same with
+// co_return.
 #ifndef CORE_STATUS_MACROS_H_
 #define CORE_STATUS_MACROS_H_
 
@@ -56,6 +58,24 @@ inline absl::Status Annotate(const absl::Status& status, absl::string_view conte
       return ::core::Annotate(core_status_macro_status_, ::absl::StrCat(__VA_ARGS__)); \
     }                                                                                  \
   } while (false)
+
+#define CO_RETURN_IF_ERROR(expr)                             \
+  do {                                                       \
+    const ::absl::Status core_status_macro_status_ = (expr); \
+    if (!core_status_macro_status_.ok()) {                   \
+      co_return core_status_macro_status_;                   \
+    }                                                        \
+  } while (false)
+
+#define CO_ASSIGN_OR_RETURN(lhs, rexpr) \
+  CORE_CO_ASSIGN_OR_RETURN_IMPL_(CORE_STATUS_CONCAT_(core_statusor_, __LINE__), lhs, rexpr)
+
+#define CORE_CO_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
+  auto statusor = (rexpr);                                   \
+  if (!statusor.ok()) {                                      \
+    co_return std::move(statusor).status();                  \
+  }                                                          \
+  lhs = *std::move(statusor)
 
 #define ASSIGN_OR_RETURN(lhs, rexpr) \
   CORE_ASSIGN_OR_RETURN_IMPL_(CORE_STATUS_CONCAT_(core_statusor_, __LINE__), lhs, rexpr)

@@ -68,6 +68,34 @@ absl::StatusOr<Matrix<float>> ReturnFromExperts(comm::Communicator& ep, const Ma
                       RowsPerRank(expert_counts, ep.size()));
 }
 
+absl::StatusOr<std::unique_ptr<comm::Request>> StartCountExchange(
+    comm::Communicator& ep, const std::vector<int64_t>& expert_counts,
+    std::vector<int64_t>* recv_counts) {
+  const int ranks = ep.size();
+  DSMOE_CHECK(expert_counts.size() % ranks == 0, "expert exchange: ", expert_counts.size(),
+              " experts over ", ranks, " ranks");
+  const size_t local = expert_counts.size() / ranks;
+  recv_counts->assign(expert_counts.size(), 0);
+  return ep.StartAllToAll(comm::ConstHostBuffer(absl::Span<const int64_t>(expert_counts)),
+                          std::vector<size_t>(ranks, local),
+                          comm::HostBuffer(absl::MakeSpan(*recv_counts)),
+                          std::vector<size_t>(ranks, local));
+}
+
+absl::StatusOr<std::unique_ptr<comm::Request>> StartRowExchange(
+    comm::Communicator& ep, const Matrix<float>& rows, const std::vector<int64_t>& from_counts,
+    const std::vector<int64_t>& to_counts, Matrix<float>* out) {
+  const std::vector<int64_t> send_rows = RowsPerRank(from_counts, ep.size());
+  const std::vector<int64_t> recv_rows = RowsPerRank(to_counts, ep.size());
+  DSMOE_CHECK(Sum(send_rows) == rows.rows(), "expert exchange: ", rows.rows(),
+              " rows, counts sum to ", Sum(send_rows));
+  out->resize(Sum(recv_rows), rows.cols());
+  return ep.StartAllToAll(comm::ConstHostBuffer(absl::Span<const float>(rows.data(), rows.size())),
+                          Scaled(send_rows, rows.cols()),
+                          comm::HostBuffer(absl::Span<float>(out->data(), out->size())),
+                          Scaled(recv_rows, rows.cols()));
+}
+
 absl::StatusOr<std::vector<int64_t>> SumOverGroup(comm::Communicator& ep,
                                                   const std::vector<int64_t>& loads) {
   std::vector<int64_t> sum(loads.size());

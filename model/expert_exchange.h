@@ -18,6 +18,7 @@
 #define MODEL_EXPERT_EXCHANGE_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -53,6 +54,23 @@ absl::StatusOr<Matrix<float>> SendToExperts(comm::Communicator& ep, const Matrix
 absl::StatusOr<Matrix<float>> ReturnFromExperts(comm::Communicator& ep, const Matrix<float>& rows,
                                                 const std::vector<int64_t>& recv_counts,
                                                 const std::vector<int64_t>& expert_counts);
+
+// Non-blocking forms of the moves above, for a caller that computes while they travel (the
+// overlapped forward+backward). Each starts the exchange on ep.StartAllToAll and returns its
+// request; the output holds the result once the request's Wait returns OK, and the inputs must
+// stay alive and unchanged until then.
+//   StartCountExchange: recv_counts [ep.size() * L] from expert_counts [experts], as
+//     DispatchToExperts' first exchange.
+//   StartRowExchange: `rows`, grouped by the ranks that own the experts of `from_counts`, go to
+//     those ranks, and `out` is sized for and receives the rows that `to_counts` says come back:
+//     Dispatch's rows (from expert_counts to recv_counts), SendToExperts (the same), and
+//     ReturnFromExperts (from recv_counts to expert_counts).
+absl::StatusOr<std::unique_ptr<comm::Request>> StartCountExchange(
+    comm::Communicator& ep, const std::vector<int64_t>& expert_counts,
+    std::vector<int64_t>* recv_counts);
+absl::StatusOr<std::unique_ptr<comm::Request>> StartRowExchange(
+    comm::Communicator& ep, const Matrix<float>& rows, const std::vector<int64_t>& from_counts,
+    const std::vector<int64_t>& to_counts, Matrix<float>* out);
 
 // The element-wise sum of every rank's `loads` (tokens per expert, same length on every rank), so
 // that each rank's replicated gate takes the same bias update.

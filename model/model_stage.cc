@@ -1,7 +1,6 @@
 #include "model/model_stage.h"
 
 #include <set>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "core/check.h"
@@ -228,11 +227,8 @@ std::pair<Matrix<T>, Matrix<T>> ModelStage<T>::OverlappedForwardBackward(const M
                                                                          Matrix<T> b_dy,
                                                                          Context* b_ctx) const {
   DSMOE_CHECK(f_ctx != b_ctx, "OverlappedForwardBackward: one context for both micro-batches");
-  Matrix<T> dx;
-  std::thread backward([&] { dx = BackwardInput(std::move(b_dy), b_ctx); });
   Matrix<T> y = Forward(f_batch, f_x, f_ctx);
-  backward.join();
-  return {std::move(y), std::move(dx)};
+  return {std::move(y), BackwardInput(std::move(b_dy), b_ctx)};
 }
 
 template <typename T>

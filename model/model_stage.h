@@ -29,6 +29,7 @@
 #include "model/cross_entropy.h"
 #include "model/decoder_block.h"
 #include "model/embedding.h"
+#include "model/internal/comm_task.h"
 #include "model/linear.h"
 #include "model/matrix.h"
 #include "model/rms_norm.h"
@@ -65,9 +66,8 @@ struct InferenceBatch {
   int64_t last_positions = 0;
 };
 
-// Forward and BackwardInput are const and may run concurrently on different contexts (one
-// micro-batch's compute overlapping another's); BackwardWeight and UpdateMoeBias write and must
-// not race with anything else.
+// Forward and BackwardInput are const and may run concurrently on different contexts;
+// BackwardWeight and UpdateMoeBias write and must not race with anything else.
 template <typename T>
 class ModelStage {
  public:
@@ -123,26 +123,36 @@ class ModelStage {
   // followed by decode steps must give the rows this call gives for the whole sequence.
   absl::StatusOr<Matrix<T>> InferenceForward(const InferenceBatch& batch, const Matrix<T>& x) const;
 
-  // The overlapped pair of DualPipe: Forward(f_batch, f_x, f_ctx) on the calling thread while
-  // BackwardInput(b_dy, b_ctx) of another micro-batch runs on a second thread. Returns {forward
-  // output, backward dx}, equal to the two calls made one after the other. CHECKs f_ctx != b_ctx.
+  // The pair DualPipe overlaps, without expert parallelism: there is no communication to hide,
+  // so Forward(f_batch, f_x, f_ctx) then BackwardInput(b_dy, b_ctx) of another micro-batch, as
+  // DeepSeek's example stage does. Returns {forward output, backward dx}. CHECKs f_ctx != b_ctx.
   std::pair<Matrix<T>, Matrix<T>> OverlappedForwardBackward(const MicroBatch& f_batch,
                                                             const Matrix<T>& f_x, Context* f_ctx,
                                                             Matrix<T> b_dy, Context* b_ctx) const;
 
   // Expert-parallel versions of the three calls above, for T = float only (comm has no f64; other
   // scalars do not link). `ep` is this stage's EP group: CHECKs that its rank and size are the
-  // constructor's ep_rank and ep_size, and (overlapped) that f_ep and b_ep differ: the two
-  // micro-batches' all-to-alls run concurrently, one on each communicator, so that one's
-  // communication overlaps the other's compute. Every rank of the group makes the same sequence
-  // of calls. Returns what the calls above return, or the communicator's error. A stage with
-  // ep_size > 1 must use these: the calls above DSMOE_CHECK-fail on its MoE layers.
+  // constructor's ep_rank and ep_size. Every rank of the group makes the same sequence of calls.
+  // Returns what the calls above return, or the communicator's error. A stage with ep_size > 1
+  // must use these: the calls above DSMOE_CHECK-fail on its MoE layers.
+  //
+  // The overlapped pair runs the forward and the backward input pass interleaved on the calling
+  // thread, switching at every all-to-all (comm's StartAllToAll; model/internal/comm_task.h):
+  // while one micro-batch's tokens travel to or from the experts, the other computes. Its
+  // results equal the two calls made one after the other, bit for bit. CHECKs f_ctx != b_ctx and
+  // f_ep != b_ep (each micro-batch's all-to-alls on its own communicator).
   absl::StatusOr<Matrix<T>> Forward(const MicroBatch& batch, const Matrix<T>& x, Context* ctx,
                                     comm::Communicator& ep) const;
   absl::StatusOr<Matrix<T>> BackwardInput(Matrix<T> dy, Context* ctx, comm::Communicator& ep) const;
   absl::StatusOr<std::pair<Matrix<T>, Matrix<T>>> OverlappedForwardBackward(
       const MicroBatch& f_batch, const Matrix<T>& f_x, Context* f_ctx, comm::Communicator& f_ep,
       Matrix<T> b_dy, Context* b_ctx, comm::Communicator& b_ep) const;
+  // The same pair across two stages of one rank (DualPipe pairs the forward of one of a rank's
+  // stages with the backward of the other): f_stage's Forward and b_stage's BackwardInput.
+  static absl::StatusOr<std::pair<Matrix<T>, Matrix<T>>> OverlappedForwardBackward(
+      const ModelStage& f_stage, const MicroBatch& f_batch, const Matrix<T>& f_x, Context* f_ctx,
+      comm::Communicator& f_ep, const ModelStage& b_stage, Matrix<T> b_dy, Context* b_ctx,
+      comm::Communicator& b_ep);
 
   const ModelConfig& config() const { return config_; }
   const StageRange& range() const { return range_; }
@@ -158,6 +168,14 @@ class ModelStage {
  private:
   // Validate's checks of the token ids and seq_len (shared with InferenceForward).
   absl::Status ValidateTokens(const std::vector<int32_t>& tokens, int64_t seq_len) const;
+
+  // The expert-parallel Forward and BackwardInput as tasks that suspend at each all-to-all;
+  // their results go to *y and *dx.
+  internal::CommTask ForwardTask(const MicroBatch& batch, const Matrix<T>& x, Context* ctx,
+                                 comm::Communicator& ep, Matrix<T>* y) const;
+  internal::CommTask BackwardInputTask(Matrix<T> dy, Context* ctx, comm::Communicator& ep,
+                                       Matrix<T>* dx) const;
+  void CheckEp(const comm::Communicator& ep) const;
 
   // The parts of Forward and BackwardInput around the blocks. ForwardBegin: validation and the
   // embedding, returns the first block's input; ForwardEnd: the head and loss, returns Forward's

@@ -165,39 +165,6 @@ TEST(ModelStageEpOverlapTest, EqualsSequentialOrder) {
   }
 }
 
-// The overlapped pair really has both all-to-alls in flight at once: rank 1 runs micro-batch a's
-// backward before b's forward, rank 0 the overlapped pair. Run one after the other, rank 0's
-// forward all-to-all would wait for rank 1's, which comes after a backward waiting for rank 0's.
-TEST(ModelStageEpOverlapTest, BothAllToAllsAreInFlightTogether) {
-  const ModelConfig config = TestConfig("tiny");
-  std::vector<std::unique_ptr<comm::Communicator>> f_group = comm::CreateLocalGroup(2);
-  std::vector<std::unique_ptr<comm::Communicator>> b_group = comm::CreateLocalGroup(2);
-  std::vector<absl::Status> statuses(2);
-  auto rank_body = [&](int r) -> absl::Status {
-    comm::Communicator& f_ep = *f_group[r];
-    comm::Communicator& b_ep = *b_group[r];
-    f_ep.set_timeout(absl::Seconds(10));
-    b_ep.set_timeout(absl::Seconds(10));
-    ModelStage<float> stage(config, kRange, r, 2);
-    InitParams(stage.Params(), config.init_std(), 7);
-    const Matrix<float> x = RandomMatrix<float>(kTokens, config.hidden_size(), 1);
-    ModelStage<float>::Context ctx_a, ctx_b;
-    RETURN_IF_ERROR(stage.Forward(TestBatch(1), x, &ctx_a, f_ep).status());
-    if (r == 0) {
-      return stage
-          .OverlappedForwardBackward(TestBatch(2), x, &ctx_b, f_ep, Matrix<float>(), &ctx_a, b_ep)
-          .status();
-    }
-    RETURN_IF_ERROR(stage.BackwardInput(Matrix<float>(), &ctx_a, b_ep).status());
-    return stage.Forward(TestBatch(2), x, &ctx_b, f_ep).status();
-  };
-  std::vector<std::thread> threads;
-  for (int r = 0; r < 2; ++r) threads.emplace_back([&, r] { statuses[r] = rank_body(r); });
-  for (std::thread& t : threads) t.join();
-  EXPECT_TRUE(statuses[0].ok()) << statuses[0];
-  EXPECT_TRUE(statuses[1].ok()) << statuses[1];
-}
-
 // A peer that leaves makes the EP calls return an error instead of hanging.
 TEST(ModelStageEpOverlapTest, APeerThatLeavesIsAnError) {
   const ModelConfig config = TestConfig("tiny");

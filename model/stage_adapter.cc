@@ -1,7 +1,6 @@
 #include "model/stage_adapter.h"
 
 #include <cstring>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -175,37 +174,28 @@ absl::Status StageAdapter::OverlappedForwardBackward(int forward_microbatch,
                                                      Stage& backward_stage, int backward_microbatch,
                                                      absl::Span<const std::byte> output_grad,
                                                      absl::Span<std::byte> input_grad) {
-  if (&backward_stage != this) {
-    absl::Status backward;
-    std::thread thread(
-        [&] { backward = backward_stage.Backward(backward_microbatch, output_grad, input_grad); });
-    const absl::Status forward = Forward(forward_microbatch, input, output);
-    thread.join();
-    RETURN_IF_ERROR(forward);
-    return backward;
+  auto* other = dynamic_cast<StageAdapter*>(&backward_stage);
+  if (ep_.forward == nullptr || other == nullptr || other->ep_.backward == nullptr) {
+    // No all-to-all to hide: one after the other, as DeepSeek's example stage does.
+    RETURN_IF_ERROR(Forward(forward_microbatch, input, output));
+    return backward_stage.Backward(backward_microbatch, output_grad, input_grad);
   }
-  // Both contexts are found or made before the pair runs, so the map is not touched concurrently.
-  ASSIGN_OR_RETURN(InFlight * b, StartBackward(backward_microbatch, output_grad, input_grad));
+  // Both contexts are found or made before the pair runs.
+  ASSIGN_OR_RETURN(InFlight * b,
+                   other->StartBackward(backward_microbatch, output_grad, input_grad));
   ASSIGN_OR_RETURN(InFlight * f, StartForward(forward_microbatch, input, output));
-  const MicroBatch& batch = batches_[forward_microbatch];
-  std::pair<Matrix<float>, Matrix<float>> results;
-  if (ep_.forward != nullptr) {
-    absl::StatusOr<std::pair<Matrix<float>, Matrix<float>>> pair =
-        stage_->OverlappedForwardBackward(batch, FromBytes(input), &f->ctx, *ep_.forward,
-                                          FromBytes(output_grad), &b->ctx, *ep_.backward);
-    if (!pair.ok()) {
-      in_flight_.erase(forward_microbatch);
-      return pair.status();
-    }
-    results = *std::move(pair);
-  } else {
-    results = stage_->OverlappedForwardBackward(batch, FromBytes(input), &f->ctx,
-                                                FromBytes(output_grad), &b->ctx);
+  absl::StatusOr<std::pair<Matrix<float>, Matrix<float>>> results =
+      ModelStage<float>::OverlappedForwardBackward(
+          *stage_, batches_[forward_microbatch], FromBytes(input), &f->ctx, *ep_.forward,
+          *other->stage_, FromBytes(output_grad), &b->ctx, *other->ep_.backward);
+  if (!results.ok()) {
+    in_flight_.erase(forward_microbatch);
+    return results.status();
   }
-  FinishForward(forward_microbatch, results.first, *f, output);
-  ToBytes(results.second, input_grad);
+  FinishForward(forward_microbatch, results->first, *f, output);
+  ToBytes(results->second, input_grad);
   b->backward_input_done = true;
-  return BackwardWeight(backward_microbatch);
+  return other->BackwardWeight(backward_microbatch);
 }
 
 absl::StatusOr<float> StageAdapter::Loss(int microbatch) const {

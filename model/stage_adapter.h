@@ -61,9 +61,10 @@ class StageAdapter : public dualpipe::Stage {
   absl::Status BackwardInput(int microbatch, absl::Span<const std::byte> output_grad,
                              absl::Span<std::byte> input_grad) override;
   absl::Status BackwardWeight(int microbatch) override;
-  // With backward_stage == *this, ModelStage::OverlappedForwardBackward (the forward on this
-  // thread, the backward input pass on a second, each with its own EP communicator) then the
-  // backward's weight pass; with another stage, that stage's Backward runs on a second thread.
+  // With expert parallelism and backward_stage a StageAdapter (this one, or the rank's other
+  // stage under DualPipe), ModelStage::OverlappedForwardBackward (the forward and the backward
+  // input pass interleaved on this thread, each micro-batch's all-to-alls overlapping the other's
+  // compute) then the backward's weight pass; otherwise Forward then backward_stage.Backward.
   absl::Status OverlappedForwardBackward(int forward_microbatch, absl::Span<const std::byte> input,
                                          absl::Span<std::byte> output, Stage& backward_stage,
                                          int backward_microbatch,

@@ -78,8 +78,8 @@ void AdamW::Step(double lr, float grad_scale) {
   model::ZeroGrads(params_);
 }
 
-std::vector<std::pair<std::string, core::TensorView>> AdamW::State(std::span<float> exp_avg,
-                                                                   std::span<float> exp_avg_sq) {
+std::vector<std::pair<std::string, core::TensorView>> AdamW::State(absl::Span<float> exp_avg,
+                                                                   absl::Span<float> exp_avg_sq) {
   DSMOE_CHECK(static_cast<int64_t>(exp_avg.size()) == flat_size_ &&
                   static_cast<int64_t>(exp_avg_sq.size()) == flat_size_,
               "the whole state has ", flat_size_, " elements, got ", exp_avg.size(), " and ",

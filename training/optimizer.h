@@ -15,12 +15,12 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "core/tensor.h"
 #include "model/matrix.h"
 #include "training/config.pb.h"
@@ -86,16 +86,16 @@ class AdamW {
   const FlatRange& shard() const { return shard_; }
   int64_t flat_size() const { return flat_size_; }
   // The shard's moments, shard().size() elements each: all the state the optimizer holds.
-  std::span<float> exp_avg() { return exp_avg_; }
-  std::span<float> exp_avg_sq() { return exp_avg_sq_; }
+  absl::Span<float> exp_avg() { return absl::MakeSpan(exp_avg_); }
+  absl::Span<float> exp_avg_sq() { return absl::MakeSpan(exp_avg_sq_); }
 
   // The state as the checkpoint's named host tensors: "<param>.exp_avg" and "<param>.exp_avg_sq"
   // of each trainable parameter, viewing `exp_avg` and `exp_avg_sq`, the moments of the whole flat
   // space (flat_size() elements each: this optimizer's own when its shard is all of it, else
   // gathered from every shard); plus "step" as one i64. Valid while those buffers and the optimizer
   // live.
-  std::vector<std::pair<std::string, core::TensorView>> State(std::span<float> exp_avg,
-                                                              std::span<float> exp_avg_sq);
+  std::vector<std::pair<std::string, core::TensorView>> State(absl::Span<float> exp_avg,
+                                                              absl::Span<float> exp_avg_sq);
   // Restores the shard's part of a whole state as State wrote it, from `tensors` (by name).
   // INVALID_ARGUMENT naming a missing tensor or a shape that does not fit; on error nothing
   // changes.

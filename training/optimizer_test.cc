@@ -188,7 +188,7 @@ TEST(AdamWTest, LoadStateNamesAMissingTensor) {
   Replica r;
   AdamW adamw(Config(), r.Ptrs(), ShardOf(33, 1, 2));
   std::vector<float> m(33), v(33);
-  auto state = AdamW(Config(), r.Ptrs()).State(m, v);
+  auto state = AdamW(Config(), r.Ptrs()).State(absl::MakeSpan(m), absl::MakeSpan(v));
   state.erase(state.begin() + 3);  // n.exp_avg_sq
   const absl::Status status = adamw.LoadState(state);
   EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;

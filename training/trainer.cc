@@ -10,7 +10,6 @@
 #include <fstream>
 #include <map>
 #include <set>
-#include <span>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -19,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "absl/types/span.h"
 #include "comm/parallel_groups.h"
 #include "core/status_macros.h"
 #include "core/trace.h"
@@ -489,11 +489,11 @@ absl::Status RankTrainer::GatherOptimizerState(HostedModelStage& s, std::vector<
     const FlatRange theirs = ShardOf(adamw.flat_size(), r, dp);
     if (theirs.size() == 0) continue;
     recvs.push_back(
-        {comm::HostBuffer<float>(std::span<float>(*exp_avg).subspan(theirs.begin, theirs.size())),
-         r, 0});
-    recvs.push_back({comm::HostBuffer<float>(
-                         std::span<float>(*exp_avg_sq).subspan(theirs.begin, theirs.size())),
-                     r, 1});
+        {comm::HostBuffer<float>(absl::MakeSpan(*exp_avg).subspan(theirs.begin, theirs.size())), r,
+         0});
+    recvs.push_back(
+        {comm::HostBuffer<float>(absl::MakeSpan(*exp_avg_sq).subspan(theirs.begin, theirs.size())),
+         r, 1});
   }
   return groups_.data->BatchP2P({}, recvs);
 }
@@ -652,8 +652,8 @@ absl::Status RankTrainer::SaveCheckpoint(int64_t step) {
     const std::string file = ShardName("model", s.hosted.stage);
     RETURN_IF_ERROR(
         model::WriteSafetensors((fs::path(tmp) / file).string(), tensors, {{"format", "pt"}}));
-    const std::span<float> m = Sharded() ? std::span<float>(exp_avg) : s.optimizer->exp_avg();
-    const std::span<float> v = Sharded() ? std::span<float>(exp_avg_sq) : s.optimizer->exp_avg_sq();
+    const absl::Span<float> m = Sharded() ? absl::MakeSpan(exp_avg) : s.optimizer->exp_avg();
+    const absl::Span<float> v = Sharded() ? absl::MakeSpan(exp_avg_sq) : s.optimizer->exp_avg_sq();
     RETURN_IF_ERROR(
         model::WriteSafetensors((fs::path(tmp) / ShardName("optimizer", s.hosted.stage)).string(),
                                 s.optimizer->State(m, v)));
