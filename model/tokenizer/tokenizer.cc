@@ -184,8 +184,36 @@ std::optional<std::string> ConfigToken(const json& config, const char* key) {
 
 }  // namespace
 
+namespace internal {
+
+// The buffers one Encode or PreTokenize call reuses from earlier calls.
+struct EncodeWorkspace {
+  explicit EncodeWorkspace(const BpeModel& model) : bpe(model) {}
+  BpeWorkspace bpe;
+  SplitWorkspace split;
+};
+
+}  // namespace internal
+
 Tokenizer::Tokenizer() = default;
 Tokenizer::~Tokenizer() = default;
+
+std::unique_ptr<internal::EncodeWorkspace> Tokenizer::AcquireWorkspace() const {
+  {
+    absl::MutexLock lock(&workspaces_mu_);
+    if (!free_workspaces_.empty()) {
+      std::unique_ptr<internal::EncodeWorkspace> workspace = std::move(free_workspaces_.back());
+      free_workspaces_.pop_back();
+      return workspace;
+    }
+  }
+  return std::make_unique<internal::EncodeWorkspace>(*model_);
+}
+
+void Tokenizer::ReleaseWorkspace(std::unique_ptr<internal::EncodeWorkspace> workspace) const {
+  absl::MutexLock lock(&workspaces_mu_);
+  free_workspaces_.push_back(std::move(workspace));
+}
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
   absl::StatusOr<std::string> text = tokenizer::ReadFile(path);
@@ -342,7 +370,9 @@ std::optional<std::string> Tokenizer::IdToToken(int32_t id) const {
   return model_->token(id);
 }
 
-absl::Status Tokenizer::EncodeSection(std::string_view section, std::vector<int32_t>* ids) const {
+absl::Status Tokenizer::EncodeSection(std::string_view section,
+                                      internal::EncodeWorkspace& workspace,
+                                      std::vector<int32_t>* ids) const {
   std::string normalized_storage;
   std::string_view normalized = section;
   if (!normalizer_->is_identity()) {
@@ -365,10 +395,10 @@ absl::Status Tokenizer::EncodeSection(std::string_view section, std::vector<int3
       continue;
     }
     pieces.clear();
-    absl::Status status = pre_tokenizer_->Split(segment.text, &arena, &pieces);
+    absl::Status status = pre_tokenizer_->Split(segment.text, workspace.split, &arena, &pieces);
     if (!status.ok()) return status;
     for (std::string_view piece : pieces) {
-      status = model_->Encode(piece, ids);
+      status = model_->Encode(piece, workspace.bpe, ids);
       if (!status.ok()) return status;
     }
   }
@@ -377,6 +407,15 @@ absl::Status Tokenizer::EncodeSection(std::string_view section, std::vector<int3
 
 absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
                                                        bool add_special_tokens) const {
+  std::unique_ptr<internal::EncodeWorkspace> workspace = AcquireWorkspace();
+  absl::StatusOr<std::vector<int32_t>> ids = Encode(text, add_special_tokens, *workspace);
+  ReleaseWorkspace(std::move(workspace));
+  return ids;
+}
+
+absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
+                                                       bool add_special_tokens,
+                                                       internal::EncodeWorkspace& workspace) const {
   size_t bad = 0;
   if (!IsValidUtf8(text, &bad)) {
     return absl::InvalidArgumentError(
@@ -392,7 +431,7 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
       ids.push_back(added_[segment.index].id);
       continue;
     }
-    const absl::Status status = EncodeSection(segment.text, &ids);
+    const absl::Status status = EncodeSection(segment.text, workspace, &ids);
     if (!status.ok()) return status;
   }
   if (add_special_tokens) ids.insert(ids.end(), suffix_ids_.begin(), suffix_ids_.end());
@@ -401,6 +440,14 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
 
 absl::Status Tokenizer::PreTokenize(std::string_view text, std::vector<std::string>* pieces) const {
   if (!IsValidUtf8(text)) return absl::InvalidArgumentError("text is not valid UTF-8");
+  std::unique_ptr<internal::EncodeWorkspace> workspace = AcquireWorkspace();
+  const absl::Status status = PreTokenize(text, *workspace, pieces);
+  ReleaseWorkspace(std::move(workspace));
+  return status;
+}
+
+absl::Status Tokenizer::PreTokenize(std::string_view text, internal::EncodeWorkspace& workspace,
+                                    std::vector<std::string>* pieces) const {
   std::vector<Segment> segments;
   SplitOnAddedTokens(text, *raw_matcher_, added_, &segments);
   std::forward_list<std::string> arena;
@@ -418,7 +465,7 @@ absl::Status Tokenizer::PreTokenize(std::string_view text, std::vector<std::stri
     for (const Segment& part : inner) {
       if (part.index >= 0) continue;
       views.clear();
-      const absl::Status status = pre_tokenizer_->Split(part.text, &arena, &views);
+      const absl::Status status = pre_tokenizer_->Split(part.text, workspace.split, &arena, &views);
       if (!status.ok()) return status;
       for (std::string_view v : views) pieces->emplace_back(v);
     }

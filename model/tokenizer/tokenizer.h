@@ -19,7 +19,9 @@
 //   post_processor  null, ByteLevel, TemplateProcessing (single), Sequence of these
 //   decoder         ByteLevel, Sequence of ByteLevel
 //
-// Thread-safe: every method is const; one Tokenizer may encode from many threads.
+// Thread-safe: every method is const; one Tokenizer may encode from many threads. Encoding reuses
+// buffers and a cache of recent words (at most 65,536) from call to call: the Tokenizer keeps one
+// such workspace for each Encode it has seen running at the same time, and frees them with itself.
 #ifndef MODEL_TOKENIZER_TOKENIZER_H_
 #define MODEL_TOKENIZER_TOKENIZER_H_
 
@@ -30,14 +32,17 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 
 namespace tokenizer {
 
 namespace internal {
 class BpeModel;
+struct EncodeWorkspace;
 class Normalizer;
 class PreTokenizer;
 class TokenMatcher;
@@ -109,7 +114,15 @@ class Tokenizer {
 
  private:
   Tokenizer();
-  absl::Status EncodeSection(std::string_view section, std::vector<int32_t>* ids) const;
+  // A free workspace from the pool, or a new one; give it back with ReleaseWorkspace.
+  std::unique_ptr<internal::EncodeWorkspace> AcquireWorkspace() const;
+  void ReleaseWorkspace(std::unique_ptr<internal::EncodeWorkspace> workspace) const;
+  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_special_tokens,
+                                              internal::EncodeWorkspace& workspace) const;
+  absl::Status EncodeSection(std::string_view section, internal::EncodeWorkspace& workspace,
+                             std::vector<int32_t>* ids) const;
+  absl::Status PreTokenize(std::string_view text, internal::EncodeWorkspace& workspace,
+                           std::vector<std::string>* pieces) const;
 
   std::unique_ptr<internal::Normalizer> normalizer_;
   std::unique_ptr<internal::PreTokenizer> pre_tokenizer_;
@@ -123,6 +136,11 @@ class Tokenizer {
   std::optional<int32_t> bos_id_, eos_id_;
   int32_t vocab_size_ = 0;
   uint64_t fingerprint_ = 0;
+  // Workspaces not in use. Each Encode or PreTokenize call holds one for its duration, so
+  // concurrent calls never share one and the word cache carries over from call to call.
+  mutable absl::Mutex workspaces_mu_;
+  mutable std::vector<std::unique_ptr<internal::EncodeWorkspace>> free_workspaces_
+      ABSL_GUARDED_BY(workspaces_mu_);
 };
 
 // Decodes a stream of ids piece by piece, emitting only complete UTF-8 characters: the bytes of

@@ -211,28 +211,80 @@ TEST(TokenizerTest, DecodeReplacesInvalidUtf8) {
   EXPECT_EQ(*t->Decode({f0, x9f}), "\xEF\xBF\xBD");
 }
 
-TEST(TokenizerTest, EncodesFromManyThreadsAlike) {
-  std::unique_ptr<Tokenizer> t = Load(TinyJson());
+// Texts that take every path of the encoder: cached words, words over 64 bytes and words of
+// more than 7 ids (never cached), added tokens, scripts and emoji, runs of spaces.
+std::vector<std::string> VariedTexts(int count) {
   std::vector<std::string> texts;
-  for (int i = 0; i < 200; ++i) {
-    texts.push_back("document " + std::to_string(i * 7919) + " 中文 the pipeline 😀 " +
-                    std::string(i % 13, ' ') + "end");
+  for (int i = 0; i < count; ++i) {
+    texts.push_back("document " + std::to_string(i * 7919) +
+                    " 中文 the pipeline 😀👩‍👩‍👧 " + std::string(i % 13, ' ') +
+                    std::string(1 + i % 97, "xyzq"[i % 4]) + (i % 5 == 0 ? "<｜User｜>" : " ") +
+                    "end");
   }
+  return texts;
+}
+
+TEST(TokenizerTest, EncodesFromManyThreadsAlike) {
+  const std::vector<std::string> texts = VariedTexts(300);
   std::vector<std::vector<int32_t>> expected;
-  for (const std::string& text : texts) expected.push_back(*t->Encode(text));
+  for (const std::string& text : texts) expected.push_back(*Load(TinyJson())->Encode(text));
+
+  // Eight threads encode all texts at once with one tokenizer, each in its own order, so that
+  // they run together through every path (a shared cache or scratch buffer would mix them up).
+  std::unique_ptr<Tokenizer> t = Load(TinyJson());
+  constexpr int kThreads = 8;
   std::vector<std::thread> threads;
   std::atomic<int> mismatches{0};
-  for (int k = 0; k < 4; ++k) {
+  for (int k = 0; k < kThreads; ++k) {
     threads.emplace_back([&, k] {
-      for (int round = 0; round < 5; ++round) {
-        for (size_t i = k; i < texts.size(); i += 1 + k) {
-          if (*t->Encode(texts[i]) != expected[i]) ++mismatches;
+      for (int round = 0; round < 10; ++round) {
+        for (size_t n = 0; n < texts.size(); ++n) {
+          const size_t i = (n * (2 * k + 1) + static_cast<size_t>(k) * 37) % texts.size();
+          const absl::StatusOr<std::vector<int32_t>> ids = t->Encode(texts[i]);
+          if (!ids.ok() || *ids != expected[i]) ++mismatches;
         }
       }
     });
   }
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(mismatches.load(), 0);
+  // Once more from this thread, from warm caches.
+  for (size_t i = 0; i < texts.size(); ++i) EXPECT_EQ(*t->Encode(texts[i]), expected[i]) << i;
+}
+
+TEST(TokenizerTest, ResultsSurviveAFullWordCache) {
+  std::unique_ptr<Tokenizer> t = Load(TinyJson());
+  const std::string sample = "the same words, the same ids: 42 中文 😀 the same";
+  const std::vector<int32_t> expected = *t->Encode(sample);
+  // 70,000 distinct words: more than the word cache holds, so it is emptied on the way.
+  std::string many;
+  for (int i = 0; i < 70000; ++i) {
+    many += ' ';
+    for (int n = i; n > 0 || many.back() == ' '; n /= 26) many += static_cast<char>('a' + n % 26);
+  }
+  std::vector<std::string> pieces;
+  ASSERT_TRUE(t->PreTokenize(many, &pieces).ok());
+  ASSERT_EQ(pieces.size(), 70000u);  // " word": all distinct
+  const absl::StatusOr<std::vector<int32_t>> first = t->Encode(many);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*t->Encode(sample), expected);
+  EXPECT_EQ(*t->Encode(many), *first);
+  EXPECT_EQ(*t->Decode(*first), many);
+}
+
+TEST(TokenizerTest, TokenizersDoNotShareCachedIds) {
+  // Two tokenizers that split the same words differently, used alternately by one thread.
+  nlohmann::json j = TinyJson();
+  j["model"]["merges"] = nlohmann::json::array();
+  std::unique_ptr<Tokenizer> merging = Load(TinyJson());
+  std::unique_ptr<Tokenizer> bytes = Load(j);
+  const std::string text = "the pipeline encodes the text";
+  const std::vector<int32_t> merged = *merging->Encode(text);
+  ASSERT_LT(merged.size(), text.size());
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(bytes->Encode(text)->size(), text.size());
+    EXPECT_EQ(*merging->Encode(text), merged);
+  }
 }
 
 TEST(IncrementalDecoderTest, EmitsOnlyCompleteCharacters) {

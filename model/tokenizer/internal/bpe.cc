@@ -1,11 +1,11 @@
 #include "model/tokenizer/internal/bpe.h"
 
 #include <algorithm>
-#include <atomic>
 #include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/check.h"
 #include "model/tokenizer/internal/byte_level.h"
 
 namespace tokenizer::internal {
@@ -13,10 +13,6 @@ namespace {
 
 constexpr size_t kMaxCachedBytes = 64;
 constexpr size_t kMaxCachedWords = 1 << 16;
-constexpr int kMaxCachedIds = 7;
-
-// Every model gets its own number, so a thread's word cache never serves another model's ids.
-std::atomic<uint64_t> next_instance{1};
 
 absl::Status Invalid(const std::string& path, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
@@ -47,7 +43,6 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const nlohmann::json& config, const 
     }
   }
   BpeModel model;
-  model.instance_ = next_instance.fetch_add(1);
   model.ignore_merges_ = config.value("ignore_merges", false);
   model.byte_fallback_ = config.value("byte_fallback", false);
   const auto vocab = config.find("vocab");
@@ -159,40 +154,33 @@ absl::Status BpeModel::AppendUnmergeable(unsigned char byte, std::vector<int32_t
       absl::StrFormat("byte 0x%02X has no token and the model has no unk_token", byte));
 }
 
-absl::Status BpeModel::Encode(std::string_view piece, std::vector<int32_t>* out) const {
-  if (piece.size() > kMaxCachedBytes) return MergeWord(piece, out);
-  // Values are stored inline (no pointer to chase): most words are a few tokens.
-  struct CachedIds {
-    int32_t size;
-    int32_t ids[kMaxCachedIds];
-  };
-  struct Cache {
-    uint64_t instance = 0;
-    absl::flat_hash_map<std::string, CachedIds> words;
-  };
-  thread_local Cache cache;
-  if (cache.instance != instance_ || cache.words.size() >= kMaxCachedWords) {
-    cache.words.clear();
-    cache.instance = instance_;
-  }
-  const absl::string_view key(piece.data(), piece.size());
-  const auto it = cache.words.find(key);
-  if (it != cache.words.end()) {
-    out->insert(out->end(), it->second.ids, it->second.ids + it->second.size);
-    return absl::OkStatus();
-  }
+absl::Status BpeModel::Encode(std::string_view piece, BpeWorkspace& workspace,
+                              std::vector<int32_t>* out) const {
+  DSMOE_DCHECK(workspace.model_ == this, "the workspace was made for another model");
+  if (piece.size() > kMaxCachedBytes) return MergeWord(piece, workspace, out);
+  auto& words = workspace.words_;
+  if (words.size() >= kMaxCachedWords) words.clear();
+  const auto it = words.find(absl::string_view(piece.data(), piece.size()));
+  if (it == words.end()) return MergeAndCache(piece, workspace, out);
+  out->insert(out->end(), it->second.ids, it->second.ids + it->second.size);
+  return absl::OkStatus();
+}
+
+absl::Status BpeModel::MergeAndCache(std::string_view piece, BpeWorkspace& workspace,
+                                     std::vector<int32_t>* out) const {
   const size_t before = out->size();
-  const absl::Status status = MergeWord(piece, out);
+  const absl::Status status = MergeWord(piece, workspace, out);
   const size_t added = out->size() - before;
-  if (status.ok() && added <= kMaxCachedIds) {
-    CachedIds& ids = cache.words[key];
+  if (status.ok() && added <= BpeWorkspace::kMaxCachedIds) {
+    BpeWorkspace::CachedIds& ids = workspace.words_[absl::string_view(piece.data(), piece.size())];
     ids.size = static_cast<int32_t>(added);
     std::copy(out->begin() + before, out->end(), ids.ids);
   }
   return status;
 }
 
-absl::Status BpeModel::MergeWord(std::string_view piece, std::vector<int32_t>* out) const {
+absl::Status BpeModel::MergeWord(std::string_view piece, BpeWorkspace& workspace,
+                                 std::vector<int32_t>* out) const {
   if (ignore_merges_) {
     const auto it = bytes_to_id_.find(absl::string_view(piece.data(), piece.size()));
     if (it != bytes_to_id_.end()) {
@@ -206,8 +194,10 @@ absl::Status BpeModel::MergeWord(std::string_view piece, std::vector<int32_t>* o
     return absl::OkStatus();
   }
   // Symbols as a doubly linked list over positions; a missing byte is -(byte + 1).
-  thread_local std::vector<int32_t> id, prev, next;
-  thread_local std::vector<uint64_t> heap;  // (rank << 32 | position), smallest first
+  std::vector<int32_t>& id = workspace.id_;
+  std::vector<int32_t>& prev = workspace.prev_;
+  std::vector<int32_t>& next = workspace.next_;
+  std::vector<uint64_t>& heap = workspace.heap_;  // (rank << 32 | position), smallest first
   id.resize(n);
   prev.resize(n);
   next.resize(n);

@@ -130,17 +130,15 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizer::FromJson(const nlohm
 }
 
 absl::Status SplitPiece(std::string_view piece, const Regex& regex, SplitBehavior behavior,
-                        bool invert, std::vector<std::string_view>* out) {
-  thread_local std::vector<std::pair<size_t, size_t>> matches;
+                        bool invert, SplitWorkspace& workspace,
+                        std::vector<std::string_view>* out) {
+  using Range = SplitWorkspace::Range;
+  std::vector<std::pair<size_t, size_t>>& matches = workspace.matches;
   matches.clear();
-  const absl::Status status = regex.FindAll(piece, &matches);
+  const absl::Status status = regex.FindAll(piece, workspace.regex, &matches);
   if (!status.ok()) return status;
   // The piece as alternating ranges, each marked as a delimiter or not.
-  struct Range {
-    size_t begin, end;
-    bool delimiter;
-  };
-  thread_local std::vector<Range> ranges;
+  std::vector<Range>& ranges = workspace.ranges;
   ranges.clear();
   size_t at = 0;
   for (const auto& [begin, end] : matches) {
@@ -199,10 +197,11 @@ absl::Status SplitPiece(std::string_view piece, const Regex& regex, SplitBehavio
   return absl::OkStatus();
 }
 
-absl::Status PreTokenizer::Split(std::string_view section, std::forward_list<std::string>* arena,
+absl::Status PreTokenizer::Split(std::string_view section, SplitWorkspace& workspace,
+                                 std::forward_list<std::string>* arena,
                                  std::vector<std::string_view>* pieces) const {
-  // Per-thread scratch lists (Split does not call itself).
-  thread_local std::vector<std::string_view> current, next;
+  std::vector<std::string_view>& current = workspace.current;
+  std::vector<std::string_view>& next = workspace.next;
   current.clear();
   if (!section.empty()) current.push_back(section);
   for (const Step& step : steps_) {
@@ -217,7 +216,8 @@ absl::Status PreTokenizer::Split(std::string_view section, std::forward_list<std
         }
         continue;
       }
-      const absl::Status status = SplitPiece(piece, *step.regex, step.behavior, step.invert, &next);
+      const absl::Status status =
+          SplitPiece(piece, *step.regex, step.behavior, step.invert, workspace, &next);
       if (!status.ok()) return status;
     }
     current.swap(next);

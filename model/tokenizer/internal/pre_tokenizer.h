@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,6 +21,19 @@
 namespace tokenizer::internal {
 
 enum class SplitBehavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
+
+// The buffers that PreTokenizer::Split and SplitPiece reuse from call to call. One per thread of
+// work (not thread-safe); serves any PreTokenizer.
+struct SplitWorkspace {
+  struct Range {
+    size_t begin, end;
+    bool delimiter;
+  };
+  RegexWorkspace regex;
+  std::vector<std::pair<size_t, size_t>> matches;  // SplitPiece's
+  std::vector<Range> ranges;                       // SplitPiece's
+  std::vector<std::string_view> current, next;     // Split's, a step's input and output
+};
 
 class PreTokenizer {
  public:
@@ -33,8 +47,10 @@ class PreTokenizer {
 
   // Appends the non-empty pieces of `section` to *pieces, in order. Pieces point into `section`
   // or into strings added to *arena (ByteLevel's prefix space), so both must outlive them.
-  // Precondition: `section` is valid UTF-8. Thread-safe.
-  absl::Status Split(std::string_view section, std::forward_list<std::string>* arena,
+  // Precondition: `section` is valid UTF-8. Thread-safe when concurrent calls pass different
+  // workspaces.
+  absl::Status Split(std::string_view section, SplitWorkspace& workspace,
+                     std::forward_list<std::string>* arena,
                      std::vector<std::string_view>* pieces) const;
 
  private:
@@ -52,9 +68,9 @@ class PreTokenizer {
 };
 
 // Splits `piece` at the matches of `regex` (or, inverted, at what lies between them) as `behavior`
-// says, appending the non-empty parts to *out.
+// says, appending the non-empty parts to *out. `out` must not be one of `workspace`'s vectors.
 absl::Status SplitPiece(std::string_view piece, const Regex& regex, SplitBehavior behavior,
-                        bool invert, std::vector<std::string_view>* out);
+                        bool invert, SplitWorkspace& workspace, std::vector<std::string_view>* out);
 
 }  // namespace tokenizer::internal
 

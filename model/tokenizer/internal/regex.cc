@@ -12,30 +12,21 @@ constexpr char kWhiteSpaceItems[] =
     "\\x{09}-\\x{0D}\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}"
     "\\x{205F}\\x{3000}";
 
-// Per-thread scratch space for matching: match data and a JIT stack big enough for long inputs.
-struct Scratch {
-  pcre2_match_data* data = nullptr;
-  pcre2_match_context* context = nullptr;
-  pcre2_jit_stack* stack = nullptr;
-  Scratch() {
-    data = pcre2_match_data_create(4, nullptr);
-    context = pcre2_match_context_create(nullptr);
-    stack = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, nullptr);
-    pcre2_jit_stack_assign(context, nullptr, stack);
-  }
-  ~Scratch() {
-    pcre2_jit_stack_free(stack);
-    pcre2_match_context_free(context);
-    pcre2_match_data_free(data);
-  }
-};
+}  // namespace
 
-Scratch& ThreadScratch() {
-  thread_local Scratch scratch;
-  return scratch;
+RegexWorkspace::RegexWorkspace()
+    : data_(pcre2_match_data_create(4, nullptr)),
+      context_(pcre2_match_context_create(nullptr)),
+      stack_(pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, nullptr)) {
+  pcre2_jit_stack_assign(static_cast<pcre2_match_context*>(context_), nullptr,
+                         static_cast<pcre2_jit_stack*>(stack_));
 }
 
-}  // namespace
+RegexWorkspace::~RegexWorkspace() {
+  pcre2_jit_stack_free(static_cast<pcre2_jit_stack*>(stack_));
+  pcre2_match_context_free(static_cast<pcre2_match_context*>(context_));
+  pcre2_match_data_free(static_cast<pcre2_match_data*>(data_));
+}
 
 absl::StatusOr<std::string> TranslateRegex(std::string_view pattern) {
   std::string out;
@@ -102,17 +93,17 @@ absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern) 
 
 Regex::~Regex() { pcre2_code_free(static_cast<pcre2_code*>(code_)); }
 
-absl::Status Regex::FindAll(std::string_view text,
+absl::Status Regex::FindAll(std::string_view text, RegexWorkspace& workspace,
                             std::vector<std::pair<size_t, size_t>>* matches) const {
-  Scratch& scratch = ThreadScratch();
+  auto* data = static_cast<pcre2_match_data*>(workspace.data_);
+  auto* context = static_cast<pcre2_match_context*>(workspace.context_);
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   auto* code = static_cast<pcre2_code*>(code_);
   size_t start = 0;
   while (start < text.size()) {
     const int rc =
-        jit_ ? pcre2_jit_match(code, subject, text.size(), start, 0, scratch.data, scratch.context)
-             : pcre2_match(code, subject, text.size(), start, PCRE2_NO_UTF_CHECK, scratch.data,
-                           scratch.context);
+        jit_ ? pcre2_jit_match(code, subject, text.size(), start, 0, data, context)
+             : pcre2_match(code, subject, text.size(), start, PCRE2_NO_UTF_CHECK, data, context);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
       PCRE2_UCHAR message[256];
@@ -120,7 +111,7 @@ absl::Status Regex::FindAll(std::string_view text,
       return absl::InternalError(
           absl::StrCat("regex '", pattern_, "' failed: ", reinterpret_cast<const char*>(message)));
     }
-    const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(scratch.data);
+    const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(data);
     const size_t begin = ovector[0];
     const size_t end = ovector[1];
     if (end > begin) {

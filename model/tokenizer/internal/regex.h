@@ -6,7 +6,7 @@
 // rewrites `\s` and `\S` (also inside classes, except `\S` there, which is rejected) into
 // explicit White_Space classes, so matches equal that library's.
 //
-// Thread-safe: FindAll is const and keeps its scratch state per thread.
+// Thread-safe: FindAll is const; concurrent calls each pass their own RegexWorkspace.
 #ifndef MODEL_TOKENIZER_INTERNAL_REGEX_H_
 #define MODEL_TOKENIZER_INTERNAL_REGEX_H_
 
@@ -22,6 +22,22 @@
 
 namespace tokenizer::internal {
 
+// What matching reuses from call to call: PCRE2 match data and a JIT stack big enough for long
+// inputs (up to 4 MiB). Serves any Regex; one per thread of work (not thread-safe).
+class RegexWorkspace {
+ public:
+  RegexWorkspace();
+  ~RegexWorkspace();
+  RegexWorkspace(const RegexWorkspace&) = delete;
+  RegexWorkspace& operator=(const RegexWorkspace&) = delete;
+
+ private:
+  friend class Regex;
+  void* data_;     // pcre2_match_data*
+  void* context_;  // pcre2_match_context*, with stack_ assigned
+  void* stack_;    // pcre2_jit_stack*
+};
+
 class Regex {
  public:
   // InvalidArgument if the pattern does not compile (the message carries PCRE2's reason and
@@ -34,7 +50,7 @@ class Regex {
   // Appends to *matches the [begin, end) byte ranges of the successive non-overlapping, non-empty
   // matches in `text`, left to right. Precondition: `text` is valid UTF-8 (not re-checked).
   // Internal if PCRE2 fails (for instance its JIT stack is exhausted).
-  absl::Status FindAll(std::string_view text,
+  absl::Status FindAll(std::string_view text, RegexWorkspace& workspace,
                        std::vector<std::pair<size_t, size_t>>* matches) const;
 
   const std::string& pattern() const { return pattern_; }
