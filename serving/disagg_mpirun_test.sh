@@ -5,7 +5,8 @@
 # colocated server's (greedy, seeded sampling, chat, streaming, n; one at a time and concurrently),
 # the KV pages moved over MPI between the instances' first ranks, each instance rebalanced its own
 # placement from its own loads, and SIGTERM stops the job. Then a layout with two decode instances
-# (`-np 4 --layout=prefill:1,decode:2,decode:1`).
+# (`-np 4 --layout=prefill:1,decode:2,decode:1`), and a decode process killed mid-stream under
+# `mpirun --mca orte_enable_recovery 1`.
 set -euo pipefail
 
 runfiles="${TEST_SRCDIR:-$0.runfiles}/dsmoe"
@@ -92,6 +93,70 @@ for url in $(curl -sf "http://127.0.0.1:$router/health" | grep -o 'http://127.0.
 done
 (( n == 2 )) || fail "$n decode instances got pages over MPI, want 2"
 echo "ok: --layout=prefill:1,decode:2,decode:1: outputs equal, both decode instances got their pages over MPI"
+kill -TERM $pid
+for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && fail "mpirun did not stop"
+
+# A decode process killed mid-stream under mpirun. Open MPI ends the whole job when a rank dies
+# unless recovery is enabled (`--mca orte_enable_recovery 1`); with it the job is not one failure
+# domain: one prefill rank and two one-rank decode instances, rank 2's process gets kill -9 while
+# streams run on both decode instances; its streams end with an error event (or 503), the others
+# finish with the colocated server's text, the router reports it down and keeps serving.
+rm -f "$tmp/router.port"
+mpirun --oversubscribe --allow-run-as-root --bind-to none --mca orte_enable_recovery 1 -np 3 \
+  "$server" --model="$tmp/ckpt" --layout=prefill:1,decode:1,decode:1 --port=0 \
+  --port_file="$tmp/router.port" --threads=1 --debug_step_delay_ms=5 > "$tmp/mpi.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  [[ -s "$tmp/router.port" ]] && [[ $(curl -s "http://127.0.0.1:$(cat "$tmp/router.port")/health" |
+    grep -o '"state":"up"' | wc -l) == 3 ]] && break
+  sleep 0.1
+done
+router=$(cat "$tmp/router.port")
+victim=""  # the process of world rank 2: a decode instance of its own
+for status in /proc/[0-9]*/status; do
+  [[ $(awk '/^PPid:/ {print $2}' "$status" 2>/dev/null) == "$pid" ]] || continue
+  child=$(basename "$(dirname "$status")")
+  if tr '\0' '\n' < "/proc/$child/environ" | grep -qx 'OMPI_COMM_WORLD_RANK=2'; then victim=$child; fi
+done
+[[ -n "$victim" ]] || fail "no process of rank 2 under mpirun"
+decode_urls=$(curl -sf "http://127.0.0.1:$router/health" | node -e "
+  const j = JSON.parse(require('fs').readFileSync(0));
+  for (const i of j.instances) if (i.role == 'decode') console.log(i.url)")
+running() { curl -s "$1/metrics" | awk '/^dsmoe_num_requests_running / {print $2}'; }
+both_running() {
+  for url in $decode_urls; do (( $(running "$url") > 0 )) || return 1; done
+}
+node "$client" streams "$router" 8 150 > "$tmp/streams" &
+streams=$!
+for _ in $(seq 100); do
+  both_running && break
+  sleep 0.05
+done
+kill -9 "$victim"
+wait $streams || fail "the stream client failed"
+finished=$(grep -c '"done":true' "$tmp/streams" || true)
+broken=$(grep -vc '"done":true' "$tmp/streams" || true)
+(( finished > 0 && broken > 0 )) || fail "want streams on both decode instances: $finished finished, $broken broken"
+json() { node -e "const j = JSON.parse(require('fs').readFileSync(0)); console.log($1)"; }
+while read -r line; do
+  if [[ $(echo "$line" | json '!!j.done') == true ]]; then
+    i=$(echo "$line" | json 'j.i')
+    want=$(curl -sf "http://127.0.0.1:$(cat "$tmp/both.port")/v1/completions" \
+      -d "{\"prompt\": \"Stream number $i\", \"max_tokens\": 150, \"temperature\": 0, \"ignore_eos\": true}" |
+      json 'j.choices[0].text')
+    [[ $(echo "$line" | json 'j.text') == "$want" ]] || fail "stream $i finished with another text"
+  else
+    [[ $(echo "$line" | json 'j.status == 503 || (j.error && j.error.type) || false') =~ ^(true|service_unavailable)$ ]] ||
+      fail "a broken stream without an error event or 503: $line"
+  fi
+done < "$tmp/streams"
+kill -0 $pid 2>/dev/null || fail "mpirun ended the job when rank 2 died"
+health=$(curl -sf "http://127.0.0.1:$router/health") || fail "the router is not healthy after the kill"
+[[ $(echo "$health" | json "j.instances.filter((i) => i.state == 'down').map((i) => i.role).join(',')") == decode ]] ||
+  fail "the router does not report exactly the one decode instance down: $health"
+node "$client" equal "$router" "$(cat "$tmp/both.port")" > /dev/null || fail "outputs differ after the kill"
+echo "ok: mpirun with recovery: killing decode rank 2 mid-stream broke its $broken streams with an error event (or 503), $finished finished, the router reports it down and serves on"
 kill -TERM $pid
 for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
 kill -0 $pid 2>/dev/null && fail "mpirun did not stop"
