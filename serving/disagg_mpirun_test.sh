@@ -5,8 +5,8 @@
 # colocated server's (greedy, seeded sampling, chat, streaming, n; one at a time and concurrently),
 # the KV pages moved over MPI between the instances' first ranks, each instance rebalanced its own
 # placement from its own loads, and SIGTERM stops the job. Then a layout with two decode instances
-# (`-np 4 --layout=prefill:1,decode:2,decode:1`), and a decode process killed mid-stream under
-# `mpirun --mca orte_enable_recovery 1`.
+# (`-np 4 --layout=prefill:1,decode:2,decode:1`); then, under `mpirun --mca orte_enable_recovery 1`,
+# a decode process killed mid-stream, and an expert-only rank of a decode instance killed.
 set -euo pipefail
 
 runfiles="${TEST_SRCDIR:-$0.runfiles}/dsmoe"
@@ -102,6 +102,17 @@ kill -0 $pid 2>/dev/null && fail "mpirun did not stop"
 # domain: one prefill rank and two one-rank decode instances, rank 2's process gets kill -9 while
 # streams run on both decode instances; its streams end with an error event (or 503), the others
 # finish with the colocated server's text, the router reports it down and keeps serving.
+# The process of world rank $1 under the mpirun whose pid is $pid.
+rank_process() {
+  for status in /proc/[0-9]*/status; do
+    [[ $(awk '/^PPid:/ {print $2}' "$status" 2>/dev/null) == "$pid" ]] || continue
+    local child
+    child=$(basename "$(dirname "$status")")
+    if tr '\0' '\n' < "/proc/$child/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
+      echo "$child"
+    fi
+  done
+}
 rm -f "$tmp/router.port"
 mpirun --oversubscribe --allow-run-as-root --bind-to none --mca orte_enable_recovery 1 -np 3 \
   "$server" --model="$tmp/ckpt" --layout=prefill:1,decode:1,decode:1 --port=0 \
@@ -113,12 +124,7 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 router=$(cat "$tmp/router.port")
-victim=""  # the process of world rank 2: a decode instance of its own
-for status in /proc/[0-9]*/status; do
-  [[ $(awk '/^PPid:/ {print $2}' "$status" 2>/dev/null) == "$pid" ]] || continue
-  child=$(basename "$(dirname "$status")")
-  if tr '\0' '\n' < "/proc/$child/environ" | grep -qx 'OMPI_COMM_WORLD_RANK=2'; then victim=$child; fi
-done
+victim=$(rank_process 2)  # a decode instance of its own
 [[ -n "$victim" ]] || fail "no process of rank 2 under mpirun"
 decode_urls=$(curl -sf "http://127.0.0.1:$router/health" | node -e "
   const j = JSON.parse(require('fs').readFileSync(0));
@@ -157,6 +163,48 @@ health=$(curl -sf "http://127.0.0.1:$router/health") || fail "the router is not 
   fail "the router does not report exactly the one decode instance down: $health"
 node "$client" equal "$router" "$(cat "$tmp/both.port")" > /dev/null || fail "outputs differ after the kill"
 echo "ok: mpirun with recovery: killing decode rank 2 mid-stream broke its $broken streams with an error event (or 503), $finished finished, the router reports it down and serves on"
+kill -TERM $pid
+for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && fail "mpirun did not stop"
+
+# An expert-only rank of a two-rank decode instance dies: the instance's first rank fails its
+# step at the communicator's deadline; a stream through the router ends with an error event (no
+# [DONE]), a non-streaming request gets 503, and the router marks the instance down.
+rm -f "$tmp/router.port"
+mpirun --oversubscribe --allow-run-as-root --bind-to none --mca orte_enable_recovery 1 -np 3 \
+  "$server" --model="$tmp/ckpt" --layout=prefill:1,decode:2 --port=0 --comm_timeout=3s \
+  --port_file="$tmp/router.port" --threads=1 --instance_timeout_ms=1000 > "$tmp/mpi.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  [[ -s "$tmp/router.port" ]] && [[ $(curl -s "http://127.0.0.1:$(cat "$tmp/router.port")/health" |
+    grep -o '"state":"up"' | wc -l) == 2 ]] && break
+  sleep 0.1
+done
+router=$(cat "$tmp/router.port")
+victim=$(rank_process 2)
+[[ -n "$victim" ]] || fail "no process of rank 2 under mpirun"
+kill -9 "$victim"
+# Both requests are in flight when the step fails (at the 3 s deadline), and one comes after.
+curl -s -m 20 "http://127.0.0.1:$router/v1/completions" \
+  -d '{"prompt": "Hello", "max_tokens": 8, "temperature": 0, "stream": true}' > "$tmp/stream" &
+stream=$!
+code=$(curl -s -m 20 -o "$tmp/answer" -w '%{http_code}' "http://127.0.0.1:$router/v1/completions" \
+  -d '{"prompt": "Hello", "max_tokens": 8, "temperature": 0}')
+[[ $code == 503 ]] || fail "a request in flight at the failure got $code: $(cat "$tmp/answer")"
+wait $stream || fail "the stream did not end within 20 s"
+# An error event if it was streaming already, else the 503 error object.
+grep -q '"type":"service_unavailable"' "$tmp/stream" || fail "no error: $(cat "$tmp/stream")"
+grep -q '\[DONE\]' "$tmp/stream" && fail "a failed stream ended with [DONE]"
+code=$(curl -s -m 20 -o "$tmp/answer" -w '%{http_code}' "http://127.0.0.1:$router/v1/completions" \
+  -d '{"prompt": "Hello", "max_tokens": 8, "temperature": 0}')
+[[ $code == 503 ]] || fail "a request after the failure got $code: $(cat "$tmp/answer")"
+for _ in $(seq 50); do
+  curl -s "http://127.0.0.1:$router/health" | grep -q '"role":"decode","state":"down"' && break
+  sleep 0.1
+done
+curl -s "http://127.0.0.1:$router/health" | grep -q '"role":"decode","state":"down"' ||
+  fail "the router does not report the failed decode instance down"
+echo "ok: an expert rank of a decode instance died: a stream in flight ended with an error, a request in flight and one after got 503, the router reports the instance down"
 kill -TERM $pid
 for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
 kill -0 $pid 2>/dev/null && fail "mpirun did not stop"

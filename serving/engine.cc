@@ -193,9 +193,9 @@ void Engine::Fail(const absl::Status& status) {
     for (auto& seq : submitted_) waiting_.push_back(std::move(seq));
     submitted_.clear();
   }
-  for (auto& seq : running_) Finish(seq.get(), FinishReason::kAbort);
-  for (auto& seq : waiting_) Finish(seq.get(), FinishReason::kAbort);
-  for (auto& seq : importing_) Finish(seq.get(), FinishReason::kAbort);
+  for (auto& seq : running_) Finish(seq.get(), FinishReason::kAbort, status);
+  for (auto& seq : waiting_) Finish(seq.get(), FinishReason::kAbort, status);
+  for (auto& seq : importing_) Finish(seq.get(), FinishReason::kAbort, status);
   running_.clear();
   waiting_.clear();
   importing_.clear();
@@ -403,7 +403,7 @@ absl::Status Engine::PlaceKv(Sequence* seq, const KvPages& pages, uint64_t check
   return absl::OkStatus();
 }
 
-void Engine::Finish(Sequence* seq, FinishReason reason) {
+void Engine::Finish(Sequence* seq, FinishReason reason, const absl::Status& error) {
   if (seq->finished) return;
   seq->finished = true;
   cache_.Release(&seq->table);
@@ -414,6 +414,7 @@ void Engine::Finish(Sequence* seq, FinishReason reason) {
   if (reason == FinishReason::kAbort) {
     RequestOutput out;
     out.finish = reason;
+    out.error = error;
     out.prompt_tokens = seq->prompt_len;
     out.completion_tokens = seq->generated;
     out.time = absl::Now();

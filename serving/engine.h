@@ -80,6 +80,9 @@ struct RequestOutput {
   std::vector<int32_t> token_ids;      // new tokens
   std::vector<SampledToken> logprobs;  // per new token, when the request asked for logprobs
   FinishReason finish = FinishReason::kNone;
+  // With finish kAbort: why, when the engine failed (a step's error, e.g. an expert-parallel peer
+  // that died); OK when the request was cancelled or the engine stopped.
+  absl::Status error;
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;  // so far
   absl::Time time;                // when the engine produced it
@@ -182,7 +185,8 @@ class Engine {
   std::shared_ptr<const KvPages> ExportKv(const Sequence& seq) const;
   // Scatters pages into seq's blocks and checks them against `checksum` (decode role).
   absl::Status PlaceKv(Sequence* seq, const KvPages& pages, uint64_t checksum);
-  void Finish(Sequence* seq, FinishReason reason);
+  // Ends `seq`; an abort carries `error` (see RequestOutput::error).
+  void Finish(Sequence* seq, FinishReason reason, const absl::Status& error = absl::OkStatus());
   void Preempt(Sequence* seq);
   // Appends a sampled token to seq and sends its output; finishes seq if a stop condition holds.
   void Emit(Sequence* seq, const SampledToken& token);

@@ -134,7 +134,7 @@ TEST(ExpertParallelTest, RanksOverACommunicator) {
 }
 
 // A rank that never answers fails the step after the communicator's timeout: the engine aborts
-// its requests, reports the error as its health, and refuses new requests.
+// its requests with that error, reports it as its health, and refuses new requests.
 TEST(ExpertParallelTest, ALostRankFailsTheEngineCleanly) {
   LoadedModel m = TinyModel();
   std::vector<std::unique_ptr<comm::Communicator>> group =
@@ -153,6 +153,7 @@ TEST(ExpertParallelTest, ALostRankFailsTheEngineCleanly) {
   while (std::optional<RequestOutput> out = stream->Next(absl::Seconds(30))) last = out;
   ASSERT_TRUE(last.has_value());
   EXPECT_EQ(last->finish, FinishReason::kAbort);
+  EXPECT_TRUE(absl::IsDeadlineExceeded(last->error)) << last->error;  // the step's error
   EXPECT_FALSE((*engine)->Health().ok());
   EXPECT_EQ((*engine)->Submit({1, 2, 3}, p).status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ((*engine)->Stats().kv_blocks_used, 0);

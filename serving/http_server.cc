@@ -32,7 +32,13 @@ struct Choice {
   ChoiceOutput out;
   int64_t text_offset = 0;  // completions' logprobs: where the next token's text starts
   bool finished = false;
+  absl::Status error;  // the engine's failure, when it aborted this choice
 };
+
+// The error a client gets for a choice the engine aborted because it failed.
+ApiError EngineFailure(const absl::Status& error) {
+  return {503, absl::StrCat("the engine failed: ", error.message()), "service_unavailable", "", ""};
+}
 
 struct Job {
   GenerationRequest request;
@@ -121,6 +127,7 @@ void Accumulate(Choice* c, const RequestOutput& out) {
   if (out.finish != FinishReason::kNone) {
     c->out.finish = out.finish;
     c->finished = true;
+    c->error = out.error;
   }
 }
 
@@ -156,6 +163,13 @@ bool StreamJob(Job* job, httplib::DataSink& sink) {
           c.text_offset += static_cast<int64_t>(job->tokenizer->TokenBytes(t.id).size());
         }
         Accumulate(&c, *out);
+        if (!c.error.ok()) {
+          // The engine failed: an error event and no [DONE], as when an instance dies.
+          if (!send(EngineFailure(c.error).ToJson())) return false;
+          job->CancelAll();
+          sink.done();
+          return true;
+        }
         if (!out->text.empty() || out->finish != FinishReason::kNone || !out->logprobs.empty()) {
           if (!send(job->Chunk(c, *out, offset))) return false;
         }
@@ -418,7 +432,12 @@ void HttpServer::Completions(const httplib::Request& req, httplib::Response& res
               }
             }
           }
-          const std::string body = Dump(job->Response());
+          // The status (200) went out with the first byte; an engine failure is an error body.
+          Json response = job->Response();
+          for (const Choice& c : job->choices) {
+            if (!c.error.ok()) response = EngineFailure(c.error).ToJson();
+          }
+          const std::string body = Dump(response);
           if (!sink.write(body.data(), body.size())) return false;
           sink.done();
           return true;

@@ -399,6 +399,13 @@ void Router::Generate(const httplib::Request& req, httplib::Response& res) {
       error = up->error;
       for (const std::string& c : up->chunks) body += c;
     }
+    if (error.empty() && status == 200) {
+      // A decode instance whose engine failed after the status went out answers an error body.
+      const Json answer = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+      if (answer.is_object() && answer.contains("error") && answer["error"].is_object()) {
+        error = answer["error"].value("message", std::string("an error body"));
+      }
+    }
     if (!error.empty()) {
       fail(decode_url, error);
       return;

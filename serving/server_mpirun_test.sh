@@ -2,7 +2,8 @@
 # The server with its EP ranks as MPI processes: `mpirun -np 2 server --ep=2` (rank 0 serves
 # HTTP and runs the engine, rank 1 holds its experts) with redundant experts and a rebalance every
 # 4 steps gives the greedy outputs of a single-process server, moves expert weights between the
-# processes, and stops on SIGTERM.
+# processes, and stops on SIGTERM; with Open MPI's recovery on, the expert rank's death mid-stream
+# ends the stream with an error event and the server then answers 503.
 set -euo pipefail
 
 runfiles="${TEST_SRCDIR:-$0.runfiles}/dsmoe"
@@ -64,6 +65,47 @@ echo "$metrics" | grep -q '^dsmoe_eplb_expert_bytes_moved_total [1-9]' || fail "
 echo "$metrics" | grep -q '^dsmoe_eplb_rank_tokens_total{rank="1"} [1-9]' || fail "rank 1 idle"
 grep -q "rank 1 of 2 serves its experts" "$tmp/mpi.log" || fail "no worker rank"
 echo "ok: rebalances moved expert weights between the processes"
+kill -TERM $pid
+for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && fail "mpirun did not stop"
+
+# The expert rank dies mid-stream (Open MPI's recovery on, so the job outlives it): within the
+# communicator's deadline the stream ends with an error event and no [DONE], /health answers 503,
+# and a new request gets 503.
+rm -f "$tmp/port2"
+mpirun --oversubscribe --allow-run-as-root --bind-to none --mca orte_enable_recovery 1 -np 2 \
+  "$server" --model="$tmp/ckpt" --port=0 --port_file="$tmp/port2" --ep=2 --comm_timeout=3s \
+  --debug_step_delay_ms=20 > "$tmp/mpi.log" 2>&1 &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null || true' EXIT
+wait_healthy "$tmp/port2"
+port=$(cat "$tmp/port2")
+curl -sN -m 30 "http://127.0.0.1:$port/v1/completions" \
+  -d '{"prompt": "Go on", "max_tokens": 120, "temperature": 0, "stream": true, "ignore_eos": true}' \
+  > "$tmp/stream" &
+stream=$!
+for _ in $(seq 100); do [[ -s "$tmp/stream" ]] && break; sleep 0.05; done
+[[ -s "$tmp/stream" ]] || fail "the stream did not start"
+victim=""
+for status in /proc/[0-9]*/status; do
+  [[ $(awk '/^PPid:/ {print $2}' "$status" 2>/dev/null) == "$pid" ]] || continue
+  child=$(basename "$(dirname "$status")")
+  if tr '\0' '\n' < "/proc/$child/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1'; then
+    victim=$child
+  fi
+done
+[[ -n "$victim" ]] || fail "no process of rank 1 under mpirun"
+kill -9 "$victim"
+wait $stream || fail "the stream did not end within 30 s"
+tail -1 "$tmp/stream" | grep -q '^data: {"error":.*"type":"service_unavailable"' ||
+  tail -2 "$tmp/stream" | grep -q '^data: {"error":.*"type":"service_unavailable"' ||
+  fail "the stream did not end with an error event: $(tail -3 "$tmp/stream")"
+grep -q '\[DONE\]' "$tmp/stream" && fail "a failed stream ended with [DONE]"
+[[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health") == 503 ]] ||
+  fail "/health does not answer 503 after the failure"
+[[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/completions" \
+  -d '{"prompt": "Hi", "max_tokens": 4}') == 503 ]] || fail "a new request is not refused with 503"
+echo "ok: the expert rank died mid-stream: the stream ended with an error event, /health and new requests answer 503"
 kill -TERM $pid
 for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
 kill -0 $pid 2>/dev/null && fail "mpirun did not stop"
