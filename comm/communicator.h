@@ -99,10 +99,11 @@ class Request {
 
 class Communicator {
  public:
-  // Point-to-point tags are in [0, kMaxTag]; kAllToAllTag, the next (32767, the least upper bound
-  // MPI guarantees), is StartAllToAll's own.
-  static constexpr int kMaxTag = 32766;
+  // Point-to-point tags are in [0, kMaxTag]; the two above it, up to 32767 (the least upper bound
+  // MPI guarantees), are StartAllToAll's and the mpi backend's barrier's own.
+  static constexpr int kMaxTag = 32765;
   static constexpr int kAllToAllTag = kMaxTag + 1;
+  static constexpr int kBarrierTag = kMaxTag + 2;
 
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
@@ -166,7 +167,10 @@ class Communicator {
                                                          absl::Span<const size_t> recv_counts);
   // `buffer` on every rank takes the value of `buffer` on `root`.
   absl::Status Broadcast(Buffer buffer, int root);
-  // Returns once every rank has entered the barrier.
+  // Returns once every rank has entered the barrier. When ranks do not come, the error names them
+  // where the backend can: the local backend names ranks that left; the mpi backend, unchecked,
+  // names those that did not arrive within the timeout (rank 0 takes the roll; the others wait for
+  // its answer up to 1.5 timeouts).
   absl::Status Barrier();
 
   // Collective: splits the group into one group per distinct `color` (>= 0); within a group the

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "comm/internal/call.h"
 #include "comm/internal/reduce.h"
@@ -133,6 +134,15 @@ absl::Status CheckReceived(const RecvOp& recv, MPI_Status& status, int error) {
   return absl::OkStatus();
 }
 
+// Between polls: spin briefly for latency, then back off so oversubscribed ranks can run.
+void Backoff(int spins) {
+  if (spins < 100) {
+    std::this_thread::yield();
+  } else {
+    absl::SleepFor(absl::Microseconds(spins < 2000 ? 2 : 50));
+  }
+}
+
 // Polls `requests` until all complete or `deadline` passes. requests[i] for i < recvs.size()
 // receives recvs[i]: a message that does not fit it exactly is INVALID_ARGUMENT, returned once
 // the other requests have completed too, so that the communicator stays in step.
@@ -163,12 +173,7 @@ absl::Status WaitAll(std::vector<MPI_Request>& requests, absl::Span<const RecvOp
       return absl::DeadlineExceededError(
           absl::StrCat(what, ": timed out waiting for the other ranks"));
     }
-    // Spin briefly for latency, then back off so oversubscribed ranks can run.
-    if (spins < 100) {
-      std::this_thread::yield();
-    } else {
-      absl::SleepFor(absl::Microseconds(spins < 2000 ? 2 : 50));
-    }
+    Backoff(spins);
   }
 }
 
@@ -325,7 +330,7 @@ class MpiCommunicator : public Communicator {
   absl::Status DoBarrier(absl::Time deadline) override {
     // In checked mode the comparison's all-gather is itself a barrier.
     if (checked()) return CompareCalls(internal::Call::Barrier(), deadline);
-    return Complete(MPI_Ibarrier(comm_, &request_), deadline, "Barrier");
+    return RollCall(deadline);
   }
 
   absl::StatusOr<std::unique_ptr<Communicator>> DoSplit(int color, int key,
@@ -370,6 +375,90 @@ class MpiCommunicator : public Communicator {
                        "them)"));
     }
     return status;
+  }
+
+  // The unchecked barrier, as a roll call that can name who is missing: every rank sends rank 0
+  // a token on kBarrierTag; rank 0 waits for them until `deadline`, then answers every rank that
+  // came with the list of those that did not. The others wait for that answer until half a
+  // timeout past `deadline`, so that rank 0's verdict reaches them; no answer names rank 0.
+  absl::Status RollCall(absl::Time deadline) {
+    if (size() == 1) return absl::OkStatus();
+    std::vector<int32_t> missing(size(), 0);  // rank 0's verdict: 1 for a rank that never came
+    if (rank() != 0) {
+      const int32_t token = 1;
+      std::vector<MPI_Request> requests(2, MPI_REQUEST_NULL);
+      absl::Status status = MpiStatus(
+          MPI_Irecv(missing.data(), size(), MPI_INT32_T, 0, kBarrierTag, comm_, &requests[0]),
+          "MPI_Irecv");
+      if (status.ok()) {
+        status = MpiStatus(MPI_Isend(&token, 1, MPI_INT32_T, 0, kBarrierTag, comm_, &requests[1]),
+                           "MPI_Isend");
+      }
+      const RecvOp answer{Buffer{missing.data(), missing.size(), core::DType::kI32}, 0,
+                          kBarrierTag};
+      if (status.ok()) {
+        status = WaitAll(requests, {&answer, 1}, deadline + timeout() / 2, "Barrier");
+      }
+      if (!status.ok()) {
+        CancelAll(requests);
+        if (absl::IsDeadlineExceeded(status)) {
+          return absl::DeadlineExceededError(
+              absl::StrCat("Barrier: rank 0 did not answer within ",
+                           absl::FormatDuration(timeout() + timeout() / 2)));
+        }
+        return status;
+      }
+      return MissingRanks(missing);
+    }
+    std::vector<int32_t> tokens(size(), 0);
+    std::vector<MPI_Request> requests(size() - 1, MPI_REQUEST_NULL);
+    for (int peer = 1; peer < size(); ++peer) {
+      RETURN_IF_ERROR(MpiStatus(
+          MPI_Irecv(&tokens[peer], 1, MPI_INT32_T, peer, kBarrierTag, comm_, &requests[peer - 1]),
+          "MPI_Irecv"));
+    }
+    // Waits for the tokens until the deadline; what did not come is missing.
+    for (int spins = 0;; ++spins) {
+      int done = 0;
+      RETURN_IF_ERROR(MpiStatus(MPI_Testall(static_cast<int>(requests.size()), requests.data(),
+                                            &done, MPI_STATUSES_IGNORE),
+                                "Barrier"));
+      if (done || absl::Now() >= deadline) break;
+      Backoff(spins);
+    }
+    for (int peer = 1; peer < size(); ++peer) {
+      int arrived = requests[peer - 1] == MPI_REQUEST_NULL;
+      if (!arrived) {
+        RETURN_IF_ERROR(
+            MpiStatus(MPI_Test(&requests[peer - 1], &arrived, MPI_STATUS_IGNORE), "Barrier"));
+      }
+      missing[peer] = arrived ? 0 : 1;
+    }
+    CancelAll(requests);
+    std::vector<MPI_Request> answers;
+    for (int peer = 1; peer < size(); ++peer) {
+      if (missing[peer]) continue;
+      answers.emplace_back();
+      RETURN_IF_ERROR(MpiStatus(
+          MPI_Isend(missing.data(), size(), MPI_INT32_T, peer, kBarrierTag, comm_, &answers.back()),
+          "MPI_Isend"));
+    }
+    absl::Status answered = WaitAll(answers, {}, deadline + timeout() / 2, "Barrier (answers)");
+    if (!answered.ok()) CancelAll(answers);
+    RETURN_IF_ERROR(MissingRanks(missing));
+    return answered;
+  }
+
+  // DEADLINE_EXCEEDED naming the ranks flagged in `missing`, or OK if none is.
+  absl::Status MissingRanks(const std::vector<int32_t>& missing) const {
+    std::vector<int> ranks;
+    for (int r = 0; r < size(); ++r) {
+      if (missing[r]) ranks.push_back(r);
+    }
+    if (ranks.empty()) return absl::OkStatus();
+    return absl::DeadlineExceededError(absl::StrCat(
+        "Barrier: ", ranks.size() == 1 ? "rank " : "ranks ", absl::StrJoin(ranks, ", "),
+        " did not arrive within ", absl::FormatDuration(timeout())));
   }
 
   // Checked mode: every rank gathers every rank's call and compares them before the collective

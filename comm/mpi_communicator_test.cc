@@ -7,6 +7,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "comm/internal/conformance.h"
 #include "gtest/gtest.h"
 
@@ -113,6 +116,36 @@ TEST_P(MpiCommunicatorTest, UncheckedCountMismatchDoesNotKillTheJob) {
     EXPECT_TRUE(absl::IsFailedPrecondition((*other)->Barrier()));
   }
   EXPECT_TRUE(comm_->Barrier().ok());
+}
+
+// The unchecked barrier names the rank that did not come: the last rank skips a barrier of a
+// communicator with a 1 s timeout; every other rank gets DEADLINE_EXCEEDED naming it within 1.5
+// timeouts.
+TEST_P(MpiCommunicatorTest, BarrierNamesTheRankThatDidNotCome) {
+  if (comm_->checked()) {
+    GTEST_SKIP() << "for unchecked mode (checked mode's barrier is its call comparison)";
+  }
+  absl::StatusOr<std::unique_ptr<Communicator>> other =
+      CreateMpiWorld({.timeout = absl::Seconds(1), .checked = false});
+  ASSERT_TRUE(other.ok()) << other.status();
+  const int absent = comm_->size() - 1;
+  if (comm_->rank() != absent) {
+    const absl::Time start = absl::Now();
+    const absl::Status status = (*other)->Barrier();
+    const absl::Duration took = absl::Now() - start;
+    std::cerr << "rank " << comm_->rank() << " after " << took << ": " << status << "\n";
+    EXPECT_TRUE(absl::IsDeadlineExceeded(status)) << status;
+    EXPECT_TRUE(
+        absl::StrContains(status.message(), absl::StrCat("rank ", absent, " did not arrive")))
+        << status;
+    EXPECT_LT(took, absl::Seconds(3));
+  }
+  EXPECT_TRUE(comm_->Barrier().ok());
+  // And when every rank comes, the roll call is a barrier.
+  absl::StatusOr<std::unique_ptr<Communicator>> fresh =
+      CreateMpiWorld({.timeout = absl::Seconds(20), .checked = false});
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE((*fresh)->Barrier().ok());
 }
 
 TEST_P(MpiCommunicatorTest, RejectsBadArgumentsAndStaysUsable) {

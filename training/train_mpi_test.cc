@@ -162,8 +162,8 @@ TEST(TrainMpiTest, ZeroOneEqualsThreadedRun) {
 
 // World rank 1 fails in the middle of step 2 and leaves (it stops communicating and finalizes MPI;
 // a process that dies outright makes mpirun end the whole job at once): every other rank returns
-// an error within the communication deadline (for its wait, then the barrier that names the lost
-// rank), never hangs.
+// an error within two communication deadlines (its wait, then the world barrier), naming world
+// rank 1, never hangs.
 TEST(TrainMpiTest, DyingRankIsReported) {
   MpiRun run;
   ASSERT_NO_FATAL_FAILURE(StartMpiRun(absl::Seconds(3), "dying", &run));
@@ -180,8 +180,11 @@ TEST(TrainMpiTest, DyingRankIsReported) {
     EXPECT_TRUE(absl::StrContains(summary.status().message(), "injected failure in step 2"));
     return;  // leaves without a word (MPI_Finalize at exit)
   }
-  // A wait on the lost rank (or on a rank that gave up because of it), then the world barrier.
+  // A wait on the lost rank (or on a rank that gave up because of it), then the world barrier,
+  // whose roll call names the lost world rank.
   EXPECT_LT(took, absl::Seconds(3 * 3 + 10));
+  EXPECT_TRUE(absl::StrContains(summary.status().message(), "rank 1 did not arrive"))
+      << summary.status();
 }
 
 }  // namespace
