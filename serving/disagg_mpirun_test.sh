@@ -43,6 +43,16 @@ for _ in $(seq 600); do
 done
 router=$(cat "$tmp/router.port")
 curl -sf "http://127.0.0.1:$router/health" > "$tmp/health" || fail "the router is not healthy"
+
+# Waits until the router of the job now starting reports $1 instances up; sets $router.
+wait_router() {
+  for _ in $(seq 600); do
+    [[ -s "$tmp/router.port" ]] && [[ $(curl -s "http://127.0.0.1:$(cat "$tmp/router.port")/health" |
+      grep -o '"state":"up"' | wc -l) == "$1" ]] && break
+    sleep 0.1
+  done
+  router=$(cat "$tmp/router.port")
+}
 echo "router /health: $(cat "$tmp/health")"
 node "$client" equal "$router" "$(cat "$tmp/both.port")" || fail "outputs differ"
 
@@ -79,12 +89,7 @@ mpirun --oversubscribe --allow-run-as-root --bind-to none -np 4 "$server" --mode
   --layout=prefill:1,decode:2,decode:1 --port=0 --port_file="$tmp/router.port" --threads=1 \
   > "$tmp/mpi.log" 2>&1 &
 pid=$!
-for _ in $(seq 600); do
-  [[ -s "$tmp/router.port" ]] && [[ $(curl -s "http://127.0.0.1:$(cat "$tmp/router.port")/health" |
-    grep -o '"state":"up"' | wc -l) == 3 ]] && break
-  sleep 0.1
-done
-router=$(cat "$tmp/router.port")
+wait_router 3
 node "$client" equal "$router" "$(cat "$tmp/both.port")" || fail "outputs differ (3 instances)"
 n=0
 for url in $(curl -sf "http://127.0.0.1:$router/health" | grep -o 'http://127.0.0.1:[0-9]*'); do
@@ -118,12 +123,7 @@ mpirun --oversubscribe --allow-run-as-root --bind-to none --mca orte_enable_reco
   "$server" --model="$tmp/ckpt" --layout=prefill:1,decode:1,decode:1 --port=0 \
   --port_file="$tmp/router.port" --threads=1 --debug_step_delay_ms=5 > "$tmp/mpi.log" 2>&1 &
 pid=$!
-for _ in $(seq 600); do
-  [[ -s "$tmp/router.port" ]] && [[ $(curl -s "http://127.0.0.1:$(cat "$tmp/router.port")/health" |
-    grep -o '"state":"up"' | wc -l) == 3 ]] && break
-  sleep 0.1
-done
-router=$(cat "$tmp/router.port")
+wait_router 3
 victim=$(rank_process 2)  # a decode instance of its own
 [[ -n "$victim" ]] || fail "no process of rank 2 under mpirun"
 decode_urls=$(curl -sf "http://127.0.0.1:$router/health" | node -e "
@@ -175,12 +175,7 @@ mpirun --oversubscribe --allow-run-as-root --bind-to none --mca orte_enable_reco
   "$server" --model="$tmp/ckpt" --layout=prefill:1,decode:2 --port=0 --comm_timeout=3s \
   --port_file="$tmp/router.port" --threads=1 --instance_timeout_ms=1000 > "$tmp/mpi.log" 2>&1 &
 pid=$!
-for _ in $(seq 600); do
-  [[ -s "$tmp/router.port" ]] && [[ $(curl -s "http://127.0.0.1:$(cat "$tmp/router.port")/health" |
-    grep -o '"state":"up"' | wc -l) == 2 ]] && break
-  sleep 0.1
-done
-router=$(cat "$tmp/router.port")
+wait_router 2
 victim=$(rank_process 2)
 [[ -n "$victim" ]] || fail "no process of rank 2 under mpirun"
 kill -9 "$victim"
