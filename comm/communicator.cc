@@ -198,6 +198,29 @@ absl::Status Communicator::AllReduce(ConstBuffer input, Buffer output, ReduceOp 
   return Finish(DoAllReduce(input, output, op, absl::Now() + timeout()));
 }
 
+absl::Status Communicator::ReduceScatter(ConstBuffer input, Buffer output,
+                                         absl::Span<const size_t> counts, ReduceOp op) {
+  RETURN_IF_ERROR(CheckUsable(input, "ReduceScatter input"));
+  RETURN_IF_ERROR(CheckUsable(output, "ReduceScatter output"));
+  if (counts.size() != static_cast<size_t>(size_)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ReduceScatter: counts need ", size_, " entries, have ", counts.size()));
+  }
+  if (Sum(counts) != input.count || counts[rank_] != output.count || input.dtype != output.dtype) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ReduceScatter: counts sum to ", Sum(counts), " with ", counts[rank_],
+                     " for this rank, but the input has ", Shape(input.count, input.dtype),
+                     " and the output ", Shape(output.count, output.dtype)));
+  }
+  const char* in = static_cast<const char*>(input.data);
+  const char* out = static_cast<const char*>(output.data);
+  if (output.count > 0 && input.count > 0 && out < in + input.bytes() &&
+      in < out + output.bytes()) {
+    return absl::InvalidArgumentError("ReduceScatter: the output overlaps the input");
+  }
+  return Finish(DoReduceScatter(input, output, counts, op, absl::Now() + timeout()));
+}
+
 absl::Status Communicator::AllGather(ConstBuffer input, Buffer output) {
   RETURN_IF_ERROR(CheckUsable(input, "AllGather input"));
   RETURN_IF_ERROR(CheckUsable(output, "AllGather output"));

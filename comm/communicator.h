@@ -148,6 +148,13 @@ class Communicator {
   // Element-wise reduction of every rank's `input` into every rank's `output`. Same count and
   // dtype on both and on every rank; `output` may equal `input` (in place), else no overlap.
   absl::Status AllReduce(ConstBuffer input, Buffer output, ReduceOp op);
+  // The reduction of AllReduce, each rank keeping its part: `input` holds counts[p] elements for
+  // each rank p in rank order (same counts, dtype and op on every rank), and `output`
+  // (counts[rank()] elements, not overlapping `input`) receives the element-wise reduction of
+  // every rank's part for this rank. Element for element the same values as AllReduce on the
+  // local backend (reduced in rank order); on mpi, MPI's algorithm decides the order.
+  absl::Status ReduceScatter(ConstBuffer input, Buffer output, absl::Span<const size_t> counts,
+                             ReduceOp op);
   // output[r * input.count ...] = rank r's input. output.count == size() * input.count.
   absl::Status AllGather(ConstBuffer input, Buffer output);
   // `input` holds send_counts[p] elements for each peer p in rank order; `output` receives
@@ -192,6 +199,9 @@ class Communicator {
                                                    absl::Span<const RecvOp> recvs);
   virtual absl::Status DoAllReduce(ConstBuffer input, Buffer output, ReduceOp op,
                                    absl::Time deadline) = 0;
+  virtual absl::Status DoReduceScatter(ConstBuffer input, Buffer output,
+                                       absl::Span<const size_t> counts, ReduceOp op,
+                                       absl::Time deadline) = 0;
   virtual absl::Status DoAllGather(ConstBuffer input, Buffer output, absl::Time deadline) = 0;
   virtual absl::Status DoAllToAll(ConstBuffer input, absl::Span<const size_t> send_counts,
                                   Buffer output, absl::Span<const size_t> recv_counts,

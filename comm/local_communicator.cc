@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "comm/internal/call.h"
 #include "comm/internal/local_world.h"
 #include "comm/internal/reduce.h"
@@ -115,6 +116,34 @@ class LocalCommunicator : public Communicator {
            (SliceBegin(input.count, r + 1) - slice) * core::SizeOf(input.dtype));
     }
     return world_->Barrier(rank(), deadline, "AllReduce");
+  }
+
+  // Rank r reduces its part of every input in rank order, as AllReduce reduces its slice.
+  absl::Status DoReduceScatter(ConstBuffer input, Buffer output, absl::Span<const size_t> counts,
+                               ReduceOp op, absl::Time deadline) override {
+    Post() = {.input = input, .output = output, .send_counts = counts};
+    RETURN_IF_ERROR(world_->Meet(rank(), internal::Call::ReduceScatter(input, op), deadline));
+    // Every rank compares every rank's counts, so that all reach the same verdict.
+    absl::Status status;
+    for (int r = 1; r < size() && status.ok(); ++r) {
+      const absl::Span<const size_t> theirs = world_->post(r).send_counts;
+      if (!std::equal(theirs.begin(), theirs.end(), world_->post(0).send_counts.begin())) {
+        status = absl::InvalidArgumentError(
+            absl::StrCat("mismatched ReduceScatter counts: rank 0 has ",
+                         absl::StrJoin(world_->post(0).send_counts, " "), ", rank ", r, " has ",
+                         absl::StrJoin(theirs, " ")));
+      }
+    }
+    if (status.ok()) {
+      const size_t begin = Offset(counts, rank());
+      Copy(output.data, At(world_->post(0).input, begin), output.bytes());
+      for (int r = 1; r < size(); ++r) {
+        internal::ReduceInto(op, input.dtype, At(world_->post(r).input, begin),
+                             static_cast<char*>(output.data), output.count);
+      }
+    }
+    RETURN_IF_ERROR(world_->Barrier(rank(), deadline, "ReduceScatter"));
+    return status;
   }
 
   absl::Status DoAllGather(ConstBuffer input, Buffer output, absl::Time deadline) override {

@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <mutex>
@@ -286,6 +287,31 @@ class MpiCommunicator : public Communicator {
     return Complete(MPI_Iallreduce(send, output.data, count, MpiType(input.dtype),
                                    MpiOp(op, input.dtype), comm_, &request_),
                     deadline, "AllReduce");
+  }
+
+  absl::Status DoReduceScatter(ConstBuffer input, Buffer output, absl::Span<const size_t> counts,
+                               ReduceOp op, absl::Time deadline) override {
+    RETURN_IF_ERROR(IntCount(input.count, "ReduceScatter").status());
+    std::vector<int> recv_counts(counts.begin(), counts.end());  // each fits: their sum does
+    RETURN_IF_ERROR(CompareCalls(internal::Call::ReduceScatter(input, op), deadline));
+    if (checked()) {  // the per-rank counts too, which must be the same everywhere
+      std::vector<int64_t> mine(counts.begin(), counts.end()), all(counts.size() * size());
+      RETURN_IF_ERROR(Complete(MPI_Iallgather(mine.data(), size(), MPI_INT64_T, all.data(), size(),
+                                              MPI_INT64_T, comm_, &request_),
+                               deadline, "ReduceScatter counts"));
+      for (int r = 1; r < size(); ++r) {
+        if (!std::equal(all.begin(), all.begin() + size(), all.begin() + r * size())) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "mismatched ReduceScatter counts: rank 0 has ",
+              absl::StrJoin(absl::MakeConstSpan(all).subspan(0, size()), " "), ", rank ", r,
+              " has ", absl::StrJoin(absl::MakeConstSpan(all).subspan(r * size(), size()), " ")));
+        }
+      }
+    }
+    return Complete(
+        MPI_Ireduce_scatter(input.data, output.data, recv_counts.data(), MpiType(input.dtype),
+                            MpiOp(op, input.dtype), comm_, &request_),
+        deadline, "ReduceScatter");
   }
 
   absl::Status DoAllGather(ConstBuffer input, Buffer output, absl::Time deadline) override {

@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 #include <utility>
@@ -143,6 +144,34 @@ class NcclCommunicator : public Communicator {
       return NcclStatus(ncclAllReduce(input.data, output.data, input.count, NcclType(input.dtype),
                                       op == ReduceOp::kSum ? ncclSum : ncclMax, comm_, stream_),
                         comm_, "ncclAllReduce");
+    });
+  }
+
+  // ncclReduceScatter takes equal parts; uneven ones go as one group of ncclReduce calls, rank r
+  // the root of its part.
+  absl::Status DoReduceScatter(ConstBuffer input, Buffer output, absl::Span<const size_t> counts,
+                               ReduceOp op, absl::Time deadline) override {
+    const ncclRedOp_t nccl_op = op == ReduceOp::kSum ? ncclSum : ncclMax;
+    const bool even =
+        std::all_of(counts.begin(), counts.end(), [&](size_t count) { return count == counts[0]; });
+    return Run("ReduceScatter", deadline, [&]() -> absl::Status {
+      if (even) {
+        return NcclStatus(ncclReduceScatter(input.data, output.data, output.count,
+                                            NcclType(input.dtype), nccl_op, comm_, stream_),
+                          comm_, "ncclReduceScatter");
+      }
+      RETURN_IF_ERROR(NcclStatus(ncclGroupStart(), comm_, "ncclGroupStart"));
+      absl::Status status;
+      size_t offset = 0;
+      for (int r = 0; r < size() && status.ok(); ++r) {
+        status = NcclStatus(
+            ncclReduce(static_cast<const char*>(input.data) + offset * core::SizeOf(input.dtype),
+                       output.data, counts[r], NcclType(input.dtype), nccl_op, r, comm_, stream_),
+            comm_, "ncclReduce");
+        offset += counts[r];
+      }
+      const absl::Status end = NcclStatus(ncclGroupEnd(), comm_, "ncclGroupEnd");
+      return status.ok() ? end : status;
     });
   }
 

@@ -203,6 +203,9 @@ class RankTrainer {
   };
   absl::StatusOr<StepStats> Step(data::Batcher& batcher, bool update, core::TraceRecorder* trace);
   absl::Status SyncGradients();
+  // ZeRO-1: the data-parallel sum of this replica's slice of `flat` (a stage's gradients), in
+  // buckets of kBucketFloats; the rest of `flat` keeps this replica's own gradients.
+  absl::Status ReduceScatterGradients(std::vector<float>& flat);
   // ZeRO-1: every data-parallel replica's updated slice of the parameters, to every replica.
   absl::Status GatherParameters();
   // ZeRO-1: AdamW's moments of stage `s`, gathered to data-parallel replica 0 (whole flat space
@@ -431,14 +434,40 @@ absl::Status RankTrainer::SyncGradients() {
     }
     if (config_.parallel().dp() > 1) {
       std::vector<float> flat = FlattenGrads(s.trainable);
-      for (size_t begin = 0; begin < flat.size(); begin += kBucketFloats) {
-        const size_t count = std::min(kBucketFloats, flat.size() - begin);
-        const comm::Buffer bucket{flat.data() + begin, count, core::DType::kF32,
-                                  core::Device::kHost};
-        RETURN_IF_ERROR(groups_.data->AllReduce(bucket, bucket, comm::ReduceOp::kSum));
+      if (Sharded()) {
+        RETURN_IF_ERROR(ReduceScatterGradients(flat));
+      } else {
+        for (size_t begin = 0; begin < flat.size(); begin += kBucketFloats) {
+          const size_t count = std::min(kBucketFloats, flat.size() - begin);
+          const comm::Buffer bucket{flat.data() + begin, count, core::DType::kF32,
+                                    core::Device::kHost};
+          RETURN_IF_ERROR(groups_.data->AllReduce(bucket, bucket, comm::ReduceOp::kSum));
+        }
       }
       UnflattenGrads(flat, s.trainable);
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RankTrainer::ReduceScatterGradients(std::vector<float>& flat) {
+  const int dp = config_.parallel().dp();
+  const int64_t size = static_cast<int64_t>(flat.size());
+  const FlatRange mine = ShardOf(size, groups_.coordinates.dp, dp);
+  std::vector<size_t> counts(dp);
+  std::vector<float> part;
+  for (int64_t begin = 0; begin < size; begin += static_cast<int64_t>(kBucketFloats)) {
+    const int64_t end = std::min(size, begin + static_cast<int64_t>(kBucketFloats));
+    for (int r = 0; r < dp; ++r) {
+      const FlatRange shard = ShardOf(size, r, dp);
+      counts[r] = static_cast<size_t>(
+          std::max<int64_t>(0, std::min(end, shard.end) - std::max(begin, shard.begin)));
+    }
+    part.resize(counts[groups_.coordinates.dp]);
+    RETURN_IF_ERROR(groups_.data->ReduceScatter(
+        comm::ConstBuffer(flat.data() + begin, end - begin, core::DType::kF32, core::Device::kHost),
+        comm::HostBuffer<float>(part), counts, comm::ReduceOp::kSum));
+    std::copy(part.begin(), part.end(), flat.begin() + std::max(begin, mine.begin));
   }
   return absl::OkStatus();
 }
@@ -500,21 +529,31 @@ absl::Status RankTrainer::GatherOptimizerState(HostedModelStage& s, std::vector<
 
 absl::StatusOr<double> RankTrainer::GlobalGradNorm() {
   // Count every parameter once: one copy of each DualPipe stage, the shared weights on expert
-  // rank 0, and everything on data-parallel replica 0 (the replicas agree after the all-reduce).
+  // rank 0, and of the gradients the data-parallel replicas agree on, replica d's ZeRO-1 slice
+  // (the only part a ZeRO-1 replica has summed; the same partition without ZeRO-1, so that the
+  // norm is the same bits either way).
+  const int dp = config_.parallel().dp();
   double sum = 0;
-  if (groups_.coordinates.dp == 0) {
-    for (HostedModelStage& s : stages_) {
-      if (s.stage == nullptr) continue;
-      if (schedule_.name == "dualpipe" && s.hosted.route != 0) continue;
-      sum += SumOfSquares(s.trainable, &s.experts, nullptr);
-      if (groups_.coordinates.ep == 0) sum += SumOfSquares(s.trainable, nullptr, &s.experts);
-    }
+  for (HostedModelStage& s : stages_) {
+    if (s.stage == nullptr) continue;
+    if (schedule_.name == "dualpipe" && s.hosted.route != 0) continue;
+    const FlatRange shard = ShardOf(FlatSize(s.trainable), groups_.coordinates.dp, dp);
+    ForEachPiece(s.trainable, shard, [&](model::Param<float>& p, int64_t at, int64_t, int64_t n) {
+      if (s.experts.count(&p) == 0 && groups_.coordinates.ep != 0) return;  // shared: ep 0's
+      const float* grad = p.grad.data() + at;
+      for (int64_t i = 0; i < n; ++i) sum += double{grad[i]} * grad[i];
+    });
   }
-  // comm reduces f32; the sum of squares is split into a high and a low part to keep precision.
-  float parts[2] = {static_cast<float>(sum), static_cast<float>(sum - static_cast<float>(sum))};
-  const comm::Buffer buffer{parts, 2, core::DType::kF32, core::Device::kHost};
-  RETURN_IF_ERROR(world_.AllReduce(buffer, buffer, comm::ReduceOp::kSum));
-  return std::sqrt(std::max(0.0, double{parts[0]} + parts[1]));
+  // comm moves f32: the sum travels as a high and a low part, and every rank adds the world's
+  // parts in rank order, so that the norm does not depend on the backend's reduction order.
+  const float parts[2] = {static_cast<float>(sum),
+                          static_cast<float>(sum - static_cast<float>(sum))};
+  std::vector<float> all(2 * world_.size());
+  RETURN_IF_ERROR(world_.AllGather(comm::ConstHostBuffer<float>(absl::MakeConstSpan(parts)),
+                                   comm::HostBuffer<float>(all)));
+  double total = 0;
+  for (size_t i = 0; i < all.size(); i += 2) total += double{all[i]} + double{all[i + 1]};
+  return std::sqrt(std::max(0.0, total));
 }
 
 absl::StatusOr<double> RankTrainer::MeanOverPipelines(double value) {

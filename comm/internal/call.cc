@@ -8,7 +8,7 @@
 namespace comm::internal {
 namespace {
 
-constexpr int kNumKinds = static_cast<int>(CallKind::kSplit) + 1;
+constexpr int kNumKinds = static_cast<int>(CallKind::kReduceScatter) + 1;
 constexpr int kNumDTypes = static_cast<int>(core::DType::kU8) + 1;
 
 const char* KindName(CallKind kind) {
@@ -25,6 +25,8 @@ const char* KindName(CallKind kind) {
       return "Barrier";
     case CallKind::kSplit:
       return "Split";
+    case CallKind::kReduceScatter:
+      return "ReduceScatter";
   }
   return "?";
 }
@@ -67,6 +69,9 @@ Call Call::Broadcast(ConstBuffer buffer, int root) {
 }
 Call Call::Barrier() { return {.kind = CallKind::kBarrier}; }
 Call Call::Split() { return {.kind = CallKind::kSplit}; }
+Call Call::ReduceScatter(ConstBuffer input, ReduceOp op) {
+  return {.kind = CallKind::kReduceScatter, .op = op, .count = input.count, .dtype = input.dtype};
+}
 
 std::string Describe(const Call& call) {
   const std::string shape = Shape(call.count, call.dtype);
@@ -76,6 +81,9 @@ std::string Describe(const Call& call) {
                           ")");
     case CallKind::kAllGather:
       return absl::StrCat("AllGather(", shape, ")");
+    case CallKind::kReduceScatter:
+      return absl::StrCat("ReduceScatter(", call.op == ReduceOp::kSum ? "sum" : "max", ", ", shape,
+                          ")");
     case CallKind::kAllToAll:
       return absl::StrCat("AllToAll(", core::Name(call.dtype), ")");
     case CallKind::kBroadcast:

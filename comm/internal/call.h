@@ -18,13 +18,21 @@
 
 namespace comm::internal {
 
-enum class CallKind : uint8_t { kAllReduce, kAllGather, kAllToAll, kBroadcast, kBarrier, kSplit };
+enum class CallKind : uint8_t {
+  kAllReduce,
+  kAllGather,
+  kAllToAll,
+  kBroadcast,
+  kBarrier,
+  kSplit,
+  kReduceScatter,
+};
 
 struct Call {
   CallKind kind = CallKind::kBarrier;
-  int root = -1;                          // Broadcast only
-  ReduceOp op = ReduceOp::kSum;           // AllReduce only
-  size_t count = 0;                       // per-rank elements: AllReduce, AllGather, Broadcast
+  int root = -1;                 // Broadcast only
+  ReduceOp op = ReduceOp::kSum;  // AllReduce and ReduceScatter only
+  size_t count = 0;  // per-rank elements: AllReduce, AllGather, Broadcast; ReduceScatter's input
   core::DType dtype = core::DType::kF32;  // every kind that moves data
 
   // Fields a kind does not use keep their defaults, so that == compares only what matters.
@@ -34,6 +42,7 @@ struct Call {
   static Call Broadcast(ConstBuffer buffer, int root);
   static Call Barrier();
   static Call Split();
+  static Call ReduceScatter(ConstBuffer input, ReduceOp op);
 
   friend bool operator==(const Call&, const Call&) = default;
 };

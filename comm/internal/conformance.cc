@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -154,6 +155,24 @@ absl::Status CheckAllReduceOf(Communicator& comm, TestMemory& memory, int64_t sc
   RETURN_IF_ERROR(Expect<T>(memory, comm, "AllReduce sum", out, sum));
   RETURN_IF_ERROR(comm.AllReduce(in, out, ReduceOp::kMax));
   RETURN_IF_ERROR(Expect<T>(memory, comm, "AllReduce max", out, max));
+  // ReduceScatter of the same input: rank 0's part empty when there are others, the rest split
+  // unevenly.
+  std::vector<size_t> counts(n, 0);
+  const int64_t parts = n > 1 ? n - 1 : 1;
+  for (int64_t p = n - parts; p < n; ++p) {
+    counts[p] = kCount / parts + (p - (n - parts) < static_cast<int64_t>(kCount % parts) ? 1 : 0);
+  }
+  size_t offset = 0;
+  for (int r = 0; r < comm.rank(); ++r) offset += counts[r];
+  const size_t mine = counts[comm.rank()];
+  const Buffer part = Filled<T>(memory, mine, -1);
+  for (const auto& [op, want, name] : {std::tuple(ReduceOp::kSum, &sum, "ReduceScatter sum"),
+                                       std::tuple(ReduceOp::kMax, &max, "ReduceScatter max")}) {
+    RETURN_IF_ERROR(comm.ReduceScatter(in, part, counts, op));
+    RETURN_IF_ERROR(
+        Expect<T>(memory, comm, name, part,
+                  std::vector<int64_t>(want->begin() + offset, want->begin() + offset + mine)));
+  }
   RETURN_IF_ERROR(comm.AllReduce(in, in, ReduceOp::kSum));
   return Expect<T>(memory, comm, "AllReduce sum in place", in, sum);
 }

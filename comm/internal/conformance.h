@@ -44,7 +44,8 @@ absl::Status CheckPointToPoint(Communicator& comm, TestMemory& memory);
 // one tag, one from the next with another), then its sends, waits the receives in the order they
 // were posted and the sends last; same-tag messages arrive in order.
 absl::Status CheckNonBlockingP2P(Communicator& comm, TestMemory& memory);
-// AllReduce sum and max for every dtype, out of place and in place.
+// AllReduce sum and max for every dtype, out of place and in place; ReduceScatter of the same
+// input with uneven parts (one empty).
 absl::Status CheckAllReduce(Communicator& comm, TestMemory& memory);
 // AllGather of i32 and bf16.
 absl::Status CheckAllGather(Communicator& comm, TestMemory& memory);
