@@ -429,6 +429,27 @@ absl::Status CheckMismatchesAreCaught(Communicator& comm, TestMemory& memory) {
     RETURN_IF_ERROR(ExpectMismatch(comm, memory, "AllToAll counts", all_to_all, all_to_all,
                                    {"rank 1 sends 1 x f32 to rank 0", "expects 2 x f32"}, {out}));
   }
+  {
+    const Buffer a = f32(n), part = f32(1), b = f32(n);
+    const std::vector<size_t> ones(n, 1);
+    RETURN_IF_ERROR(ExpectMismatch(
+        comm, memory, "ReduceScatter against AllReduce",
+        [&] { return comm.ReduceScatter(a, part, ones, kSum); },
+        [&] { return comm.AllReduce(a, b, kSum); },
+        {"ReduceScatter(sum, " + std::to_string(n) + " x f32)",
+         "AllReduce(sum, " + std::to_string(n) + " x f32)"},
+        {part, b}));
+  }
+  {
+    // The same total, split differently: rank 0 keeps two elements where the others say one.
+    std::vector<size_t> counts(n, 1);
+    counts[comm.rank() == 0 ? 0 : 1] = 2;
+    counts[comm.rank() == 0 ? 1 : 0] = 0;
+    const Buffer a = f32(n), part = f32(counts[comm.rank()]);
+    auto reduce_scatter = [&] { return comm.ReduceScatter(a, part, counts, kSum); };
+    RETURN_IF_ERROR(ExpectMismatch(comm, memory, "ReduceScatter counts", reduce_scatter,
+                                   reduce_scatter, {"mismatched ReduceScatter counts"}, {part}));
+  }
   RETURN_IF_ERROR(ExpectReceiveMismatch(comm, memory, "short message", f32(3), f32(4), false));
   RETURN_IF_ERROR(ExpectReceiveMismatch(comm, memory, "long message", f32(5), f32(4), false));
   RETURN_IF_ERROR(ExpectReceiveMismatch(comm, memory, "f32 received as i64", f32(4),
