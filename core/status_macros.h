@@ -5,7 +5,7 @@
 //   ASSIGN_OR_RETURN(auto x, expr);   // x = *expr, or returns expr.status() if !ok
 //
 // The _WITH forms prepend context to the message of the status they return, so that an error
-// deep in a call chain says where it happened ("layer 3, micro-batch 5: deadline exceeded ..."):
+// deep in a call chain says where it happened ("micro-batch 5: layer 3 forward dispatch: ..."):
 //
 //   RETURN_IF_ERROR_WITH(comm.Recv(buf, peer), "layer ", layer, " attention, micro-batch ", mb);
 //   ASSIGN_OR_RETURN_WITH(auto weights, Load(path), "reading ", path);

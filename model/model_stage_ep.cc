@@ -3,7 +3,9 @@
 // suspend at each all-to-all, so that a call runs alone or interleaved with another micro-batch's.
 // Instantiated for float only (comm has no f64).
 #include <memory>
+#include <string>
 
+#include "absl/strings/str_cat.h"
 #include "core/check.h"
 #include "core/status_macros.h"
 #include "model/expert_exchange.h"
@@ -13,6 +15,15 @@ namespace model {
 
 using internal::AwaitRequest;
 using internal::CommTask;
+
+namespace {
+
+// Where an expert exchange failed, for its error: "layer 3 forward dispatch".
+std::string Where(int layer, const char* pass, const char* exchange) {
+  return absl::StrCat("layer ", layer, " ", pass, " ", exchange);
+}
+
+}  // namespace
 
 template <typename T>
 void ModelStage<T>::CheckEp(const comm::Communicator& ep) const {
@@ -29,21 +40,25 @@ CommTask ModelStage<T>::ForwardTask(const MicroBatch& batch, const Matrix<T>& x,
     const DecoderBlock<T>& block = blocks_[i];
     typename DecoderBlock<T>::Context* block_ctx = &ctx->blocks[i];
     if (block.is_moe()) {
+      const int layer = range_.begin_layer + static_cast<int>(i);
       const ExpertRows<T> send = block.ForwardDispatch(h, info, block_ctx);
       std::vector<int64_t> recv_counts;
       CO_ASSIGN_OR_RETURN(std::unique_ptr<comm::Request> counts,
                           StartCountExchange(ep, send.expert_counts, &recv_counts));
-      CO_RETURN_IF_ERROR(co_await AwaitRequest{counts.get()});
+      CO_RETURN_IF_ERROR(core::Annotate(co_await AwaitRequest{counts.get()},
+                                        Where(layer, "forward", "expert counts")));
       Matrix<T> rows;
       CO_ASSIGN_OR_RETURN(std::unique_ptr<comm::Request> dispatch,
                           StartRowExchange(ep, send.rows, send.expert_counts, recv_counts, &rows));
-      CO_RETURN_IF_ERROR(co_await AwaitRequest{dispatch.get()});
+      CO_RETURN_IF_ERROR(core::Annotate(co_await AwaitRequest{dispatch.get()},
+                                        Where(layer, "forward", "dispatch")));
       const Matrix<T> out = block.ForwardExperts(rows, recv_counts, block_ctx);
       Matrix<T> back;
       CO_ASSIGN_OR_RETURN(
           std::unique_ptr<comm::Request> combine,
           StartRowExchange(ep, out, block_ctx->moe.recv_counts, block_ctx->moe.loads, &back));
-      CO_RETURN_IF_ERROR(co_await AwaitRequest{combine.get()});
+      CO_RETURN_IF_ERROR(
+          core::Annotate(co_await AwaitRequest{combine.get()}, Where(layer, "forward", "combine")));
       h = block.ForwardCombine(std::move(back), block_ctx);
     } else {
       h = block.Forward(h, info, block_ctx);
@@ -65,18 +80,21 @@ CommTask ModelStage<T>::BackwardInputTask(Matrix<T> dy, Context* ctx, comm::Comm
       dy = block.BackwardInput(std::move(dy), block_ctx);
       continue;
     }
+    const int layer = range_.begin_layer + static_cast<int>(i);
     const Matrix<T> d_rows = block.BackwardCombine(std::move(dy), block_ctx);
     Matrix<T> d_in;
     CO_ASSIGN_OR_RETURN(
         std::unique_ptr<comm::Request> to_experts,
         StartRowExchange(ep, d_rows, block_ctx->moe.loads, block_ctx->moe.recv_counts, &d_in));
-    CO_RETURN_IF_ERROR(co_await AwaitRequest{to_experts.get()});
+    CO_RETURN_IF_ERROR(core::Annotate(co_await AwaitRequest{to_experts.get()},
+                                      Where(layer, "backward", "combine")));
     const Matrix<T> dx_rows = block.BackwardExperts(d_in, block_ctx);
     Matrix<T> dx_back;
     CO_ASSIGN_OR_RETURN(
         std::unique_ptr<comm::Request> back,
         StartRowExchange(ep, dx_rows, block_ctx->moe.recv_counts, block_ctx->moe.loads, &dx_back));
-    CO_RETURN_IF_ERROR(co_await AwaitRequest{back.get()});
+    CO_RETURN_IF_ERROR(
+        core::Annotate(co_await AwaitRequest{back.get()}, Where(layer, "backward", "dispatch")));
     dy = block.BackwardDispatch(dx_back, block_ctx);
   }
   *dx = BackwardEnd(std::move(dy), ctx);

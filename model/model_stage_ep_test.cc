@@ -6,6 +6,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "comm/local_communicator.h"
 #include "core/status_macros.h"
 #include "gtest/gtest.h"
@@ -180,6 +181,9 @@ TEST(ModelStageEpOverlapTest, APeerThatLeavesIsAnError) {
       });
   EXPECT_TRUE(statuses[1].ok());
   EXPECT_FALSE(statuses[0].ok());
+  // The error says where the stage waited: the first MoE layer's forward expert exchange.
+  EXPECT_TRUE(absl::StrContains(statuses[0].message(), "layer 1 forward expert counts: "))
+      << statuses[0];
 }
 
 }  // namespace

@@ -137,7 +137,7 @@ absl::Status StageAdapter::Forward(int microbatch, absl::Span<const std::byte> i
           : stage_->Forward(batch, FromBytes(input), &in_flight->ctx);
   if (!result.ok()) {
     in_flight_.erase(microbatch);
-    return result.status();
+    return core::Annotate(result.status(), absl::StrCat("micro-batch ", microbatch));
   }
   FinishForward(microbatch, *result, *in_flight, output);
   return absl::OkStatus();
@@ -147,11 +147,12 @@ absl::Status StageAdapter::BackwardInput(int microbatch, absl::Span<const std::b
                                          absl::Span<std::byte> input_grad) {
   ASSIGN_OR_RETURN(InFlight * in_flight, StartBackward(microbatch, output_grad, input_grad));
   Matrix<float> dy = FromBytes(output_grad);
-  ASSIGN_OR_RETURN(
+  ASSIGN_OR_RETURN_WITH(
       const Matrix<float> dx,
       ep_.backward != nullptr
           ? stage_->BackwardInput(std::move(dy), &in_flight->ctx, *ep_.backward)
-          : absl::StatusOr<Matrix<float>>(stage_->BackwardInput(std::move(dy), &in_flight->ctx)));
+          : absl::StatusOr<Matrix<float>>(stage_->BackwardInput(std::move(dy), &in_flight->ctx)),
+      "micro-batch ", microbatch);
   ToBytes(dx, input_grad);
   in_flight->backward_input_done = true;
   return absl::OkStatus();
@@ -190,7 +191,9 @@ absl::Status StageAdapter::OverlappedForwardBackward(int forward_microbatch,
           *other->stage_, FromBytes(output_grad), &b->ctx, *other->ep_.backward);
   if (!results.ok()) {
     in_flight_.erase(forward_microbatch);
-    return results.status();
+    return core::Annotate(results.status(),
+                          absl::StrCat("micro-batches ", forward_microbatch, " (forward) and ",
+                                       backward_microbatch, " (backward)"));
   }
   FinishForward(forward_microbatch, results->first, *f, output);
   ToBytes(results->second, input_grad);
