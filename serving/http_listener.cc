@@ -9,10 +9,12 @@
 
 namespace serving {
 
-HttpListener::HttpListener(std::string host, int port, int threads, int64_t max_body_bytes)
-    : host_(std::move(host)), port_(port), server_(std::make_unique<httplib::Server>()) {
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server_->set_payload_max_length(static_cast<size_t>(max_body_bytes));
+HttpListener::HttpListener(const ListenOptions& options)
+    : host_(options.host), port_(options.port), server_(std::make_unique<httplib::Server>()) {
+  server_->new_task_queue = [threads = options.threads] {
+    return new httplib::ThreadPool(threads);
+  };
+  server_->set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
   server_->set_keep_alive_timeout(5);
 }
 

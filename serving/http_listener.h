@@ -17,10 +17,17 @@ class Server;
 
 namespace serving {
 
+// Where and how an HTTP server (the server or the router) listens.
+struct ListenOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;                   // 0: any free port
+  int threads = 128;                 // connections served at once
+  int64_t max_body_bytes = 1 << 20;  // larger request bodies get 413
+};
+
 class HttpListener {
  public:
-  // `port` 0: any free port; `threads` connections at once; bodies over `max_body_bytes` get 413.
-  HttpListener(std::string host, int port, int threads, int64_t max_body_bytes);
+  explicit HttpListener(const ListenOptions& options);
   ~HttpListener();  // Stop
 
   // Where routes are added (before Serve).

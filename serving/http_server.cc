@@ -200,7 +200,7 @@ bool StreamJob(Job* job, httplib::DataSink& sink) {
 
 HttpServer::HttpServer(const HttpOptions& options)
     : options_(options),
-      listener_(options.host, options.port, options.threads, options.max_body_bytes),
+      listener_(options.listen),
       outbox_(options.kv_timeout),
       transfer_prefix_(std::random_device()() * 2654435761ull + std::random_device()()) {
   Routes();

@@ -38,10 +38,7 @@ struct Response;
 namespace serving {
 
 struct HttpOptions {
-  std::string host = "127.0.0.1";
-  int port = 8000;    // 0: any free port
-  int threads = 128;  // connections served at once
-  int64_t max_body_bytes = 1 << 20;
+  ListenOptions listen;
   std::string role = "both";  // "both", "prefill" or "decode" (shown in /health)
   // A KV transfer's deadline (decode side), and how long exported pages wait (prefill side).
   absl::Duration kv_timeout = absl::Seconds(30);

@@ -94,9 +94,7 @@ struct Router::Upstream {
   }
 };
 
-Router::Router(const RouterOptions& options)
-    : options_(options),
-      listener_(options.host, options.port, options.threads, options.max_body_bytes) {
+Router::Router(const RouterOptions& options) : options_(options), listener_(options.listen) {
   Routes();
   prober_ = std::thread([this] { ProbeLoop(); });
 }

@@ -39,10 +39,7 @@ struct Response;
 namespace serving {
 
 struct RouterOptions {
-  std::string host = "127.0.0.1";
-  int port = 8000;  // 0: any free port
-  int threads = 128;
-  int64_t max_body_bytes = 1 << 20;
+  ListenOptions listen;
   absl::Duration probe_interval = absl::Milliseconds(250);
   // An instance whose /health has not answered 200 for this long is down.
   absl::Duration instance_timeout = absl::Seconds(2);

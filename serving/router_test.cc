@@ -66,7 +66,7 @@ class RouterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     RouterOptions options;
-    options.port = 0;
+    options.listen.port = 0;
     options.probe_interval = probe_interval_;
     router_ = std::make_unique<Router>(options);
     port_ = *router_->Bind();

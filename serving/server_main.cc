@@ -123,12 +123,31 @@ absl::Status WritePortFile(int port) {
   return absl::OkStatus();
 }
 
+// --host, --port, --http_threads and --max_body_bytes, checked; the server's and the router's.
+absl::StatusOr<serving::ListenOptions> ListenOptionsFromFlags() {
+  serving::ListenOptions listen;
+  listen.host = absl::GetFlag(FLAGS_host);
+  listen.port = absl::GetFlag(FLAGS_port);
+  listen.threads = absl::GetFlag(FLAGS_http_threads);
+  listen.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
+  if (listen.port < 0 || listen.port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--port=", listen.port, ": must be in [0, 65535]"));
+  }
+  if (listen.threads < 1 || listen.threads > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http_threads=", listen.threads, ": must be in [1, 4096]"));
+  }
+  if (listen.max_body_bytes < 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_body_bytes=", listen.max_body_bytes, ": must be >= 1024"));
+  }
+  return listen;
+}
+
 absl::StatusOr<serving::RouterOptions> RouterOptionsFromFlags() {
   serving::RouterOptions options;
-  options.host = absl::GetFlag(FLAGS_host);
-  options.port = absl::GetFlag(FLAGS_port);
-  options.threads = absl::GetFlag(FLAGS_http_threads);
-  options.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
+  ASSIGN_OR_RETURN(options.listen, ListenOptionsFromFlags());
   options.instance_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_instance_timeout_ms));
   options.upstream_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_upstream_timeout_ms));
   if (options.instance_timeout < absl::Milliseconds(100) ||
@@ -144,7 +163,7 @@ absl::Status RunRouter() {
   serving::Router router(options);
   ASSIGN_OR_RETURN(const int bound, router.Bind());
   RETURN_IF_ERROR(WritePortFile(bound));
-  std::fprintf(stderr, "router: listening on http://%s:%d\n", options.host.c_str(), bound);
+  std::fprintf(stderr, "router: listening on http://%s:%d\n", options.listen.host.c_str(), bound);
   std::thread signals(WaitForSignal,
                       std::vector<std::function<void()>>{[&router] { router.Stop(); }});
   router.Serve();
@@ -204,10 +223,7 @@ absl::Status Run() {
     return absl::InvalidArgumentError(
         absl::StrCat("--role=", role, ": must be both, prefill, decode or router"));
   }
-  const int port = absl::GetFlag(FLAGS_port);
-  if (port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("--port=", port, ": must be in [0, 65535]"));
-  }
+  ASSIGN_OR_RETURN(serving::ListenOptions listen, ListenOptionsFromFlags());
   const int64_t kv_timeout_ms = absl::GetFlag(FLAGS_kv_timeout_ms);
   if (kv_timeout_ms < 1) {
     return absl::InvalidArgumentError(
@@ -225,20 +241,9 @@ absl::Status Run() {
   const std::string model_path = absl::GetFlag(FLAGS_model);
   if (model_path.empty()) return absl::InvalidArgumentError("--model is required (see --help)");
   serving::HttpOptions http;
-  http.host = absl::GetFlag(FLAGS_host);
-  http.port = port;
-  http.threads = absl::GetFlag(FLAGS_http_threads);
-  http.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
+  http.listen = std::move(listen);
   http.role = role;
   http.kv_timeout = absl::Milliseconds(kv_timeout_ms);
-  if (http.threads < 1 || http.threads > 4096) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--http_threads=", http.threads, ": must be in [1, 4096]"));
-  }
-  if (http.max_body_bytes < 1024) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--max_body_bytes=", http.max_body_bytes, ": must be >= 1024"));
-  }
   serving::EngineOptions options;
   options.kv_cache_mb = absl::GetFlag(FLAGS_kv_cache_mb);
   options.block_size = absl::GetFlag(FLAGS_block_size);
@@ -316,14 +321,14 @@ absl::Status Run() {
       ASSIGN_OR_RETURN(const int router_port, router->Bind());
       RETURN_IF_ERROR(WritePortFile(router_port));
       std::string host = absl::GetFlag(FLAGS_advertise_host);
-      if (host.empty()) host = http.host == "0.0.0.0" ? "127.0.0.1" : http.host;
+      if (host.empty()) host = http.listen.host == "0.0.0.0" ? "127.0.0.1" : http.listen.host;
       const std::string u = absl::StrCat("http://", host, ":", router_port);
       std::copy_n(u.begin(), std::min<size_t>(u.size(), url.size() - 1), url.begin());
       std::fprintf(stderr, "router: listening on %s\n", u.c_str());
     }
     RETURN_IF_ERROR(world->Broadcast(comm::HostBuffer(absl::Span<uint8_t>(url)), 0));
     router_url = reinterpret_cast<const char*>(url.data());
-    http.port = 0;
+    http.listen.port = 0;
     if (!leader) {
       return ServeExperts(model_path, options.ep,
                           absl::StrCat("rank ", world->rank(), " of ", world->size(),
@@ -350,12 +355,12 @@ absl::Status Run() {
   serving::HttpServer server(http);
   ASSIGN_OR_RETURN(const int bound, server.Bind());
   if (layout_flag.empty()) RETURN_IF_ERROR(WritePortFile(bound));
-  std::fprintf(stderr, "server: %s listening on http://%s:%d\n", role.c_str(), http.host.c_str(),
-               bound);
+  std::fprintf(stderr, "server: %s listening on http://%s:%d\n", role.c_str(),
+               http.listen.host.c_str(), bound);
   std::unique_ptr<serving::RouterRegistration> registration;
   if (!router_url.empty()) {
     std::string host = absl::GetFlag(FLAGS_advertise_host);
-    if (host.empty()) host = http.host == "0.0.0.0" ? "127.0.0.1" : http.host;
+    if (host.empty()) host = http.listen.host == "0.0.0.0" ? "127.0.0.1" : http.listen.host;
     registration = std::make_unique<serving::RouterRegistration>(
         router_url, role, absl::StrCat("http://", host, ":", bound),
         channel != nullptr ? channel->rank() : -1);
