@@ -260,19 +260,13 @@ Mat IncrementalModel::MlaAttention(const Layer& w, int64_t layer, const Mat& x,
         Rope(q_rope.data(), pos);
         for (int64_t c = 0; c < kv_lora_; ++c)
           q_lat[c] = Dot(w.k_absorb[h].row(c).data(), q_nope, nope_);
-        float max = -INFINITY;
         for (int64_t s = 0; s <= pos; ++s) {
           const float* slot = slots[s];
           scores[s] =
               (Dot(q_lat.data(), slot, kv_lora_) + Dot(q_rope.data(), slot + kv_lora_, rope_dim_)) *
               scale_;
-          max = std::max(max, scores[s]);
         }
-        float sum = 0;
-        for (int64_t s = 0; s <= pos; ++s) {
-          scores[s] = Exp(scores[s] - max);
-          sum += scores[s];
-        }
+        const float sum = SoftmaxNumerators(absl::MakeSpan(scores));
         std::fill(o_lat.begin(), o_lat.end(), 0.0f);
         for (int64_t s = 0; s <= pos; ++s) {
           const float p = scores[s] / sum;
@@ -322,16 +316,10 @@ Mat IncrementalModel::StandardAttention(const Layer& w, int64_t layer, const Mat
       for (int64_t s = 0; s <= pos; ++s) slots[s] = cache->Slot(layer, table, s);
       for (int64_t h = 0; h < heads_; ++h) {
         const float* qh = q.row(t).data() + h * head_dim_;
-        float max = -INFINITY;
         for (int64_t s = 0; s <= pos; ++s) {
           scores[s] = Dot(qh, slots[s] + h * head_dim_, head_dim_) * scale_;
-          max = std::max(max, scores[s]);
         }
-        float sum = 0;
-        for (int64_t s = 0; s <= pos; ++s) {
-          scores[s] = Exp(scores[s] - max);
-          sum += scores[s];
-        }
+        const float sum = SoftmaxNumerators(absl::MakeSpan(scores));
         float* oh = o.row(t).data() + h * head_dim_;
         for (int64_t s = 0; s <= pos; ++s) {
           const float p = scores[s] / sum;

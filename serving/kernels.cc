@@ -1,5 +1,6 @@
 #include "serving/kernels.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -118,6 +119,17 @@ Mat SwiGlu(const Mat& gate, const Mat& up) {
   float* out = y.data();
   for (int64_t i = 0; i < gate.size(); ++i) out[i] = g[i] / (1.0f + Exp(-g[i])) * u[i];
   return y;
+}
+
+float SoftmaxNumerators(absl::Span<float> scores) {
+  float max = -INFINITY;
+  for (float score : scores) max = std::max(max, score);
+  float sum = 0;
+  for (float& score : scores) {
+    score = Exp(score - max);
+    sum += score;
+  }
+  return sum;
 }
 
 }  // namespace serving

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "absl/types/span.h"
 #include "core/thread_pool.h"
 #include "model/matrix.h"
 
@@ -48,6 +49,10 @@ inline float Exp(float x) {
   __builtin_memcpy(&scale, &bits, sizeof(scale));
   return y * scale;
 }
+
+// The softmax's numerators, in place: scores[i] = Exp(scores[i] - max(scores)). Returns their
+// sum, added in index order (the softmax is scores[i] / sum).
+float SoftmaxNumerators(absl::Span<float> scores);
 
 // silu(gate) * up, elementwise (the SwiGLU activation), with Exp on every element.
 Mat SwiGlu(const Mat& gate, const Mat& up);
