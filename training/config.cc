@@ -60,9 +60,12 @@ absl::Status SetValue(Message& message, const FieldDescriptor* field, absl::stri
     }
     return absl::OkStatus();
   }
-  // On a repeated field this appends one element.
-  if (!google::protobuf::TextFormat::ParseFieldValueFromString(std::string(value), field,
-                                                               &message)) {
+  // On a repeated field this appends one element. Errors go to a collector, not to the log: the
+  // message below says it in one line.
+  google::protobuf::TextFormat::Parser parser;
+  FirstError errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFieldValueFromString(std::string(value), field, &message)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--set ", path, ": '", value, "' is not a ", field->type_name()));
   }
